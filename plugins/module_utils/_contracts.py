@@ -1,0 +1,329 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The handoff contracts between the pipeline's steps, as JSON Schema 2020-12 in Python.
+
+This is a private module_utils file of eminfra.pipeline; its API may change at any time.
+
+These schemas are the one source of truth: modules import them (AnsiballZ ships Python
+module_utils only) and ``schema.json`` at the repository root is generated from
+``INTENT_SCHEMA`` (``python -m tests.tools.gen_schema``; a test fails when it is stale).
+The seed contract's minimum is never weakened; extra keys are allowed where it allows them.
+"""
+
+from __future__ import annotations
+
+import copy
+import traceback
+
+try:
+    import jsonschema
+    HAS_JSONSCHEMA = True
+    JSONSCHEMA_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - exercised only on hosts without jsonschema
+    HAS_JSONSCHEMA = False
+    JSONSCHEMA_IMPORT_ERROR = traceback.format_exc()
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS
+
+SCHEMA_DIALECT = 'https://json-schema.org/draft/2020-12/schema'
+MANIFEST_SCHEMA_VERSION = 1
+OUTPUTS_SCHEMA_VERSION = 1
+
+TOKEN_ID_PATTERN = r'^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+![A-Za-z][A-Za-z0-9._-]*$'
+# A UTC offset is mandatory: Z or +HH:MM.
+TIMESTAMP_PATTERN = r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$'
+RUN_ID_PATTERN = r'^\d{8}T\d{6}Z-[0-9a-f]{6}$'
+NAME_PATTERN = r'^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
+IPV4_PATTERN = (r'^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}'
+                r'(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$')
+CIDR_PATTERN = IPV4_PATTERN[:-1] + r'/(3[0-2]|[12]?\d)$'
+SHA256_PATTERN = r'^[0-9a-f]{64}$'
+
+# ---------------------------------------------------------------- state/proxmox.env
+PROXMOX_ENV_REQUIRED = ('PROXMOX_API_URL', 'PROXMOX_NODE', 'PROXMOX_TOKEN_ID', 'PROXMOX_TOKEN_SECRET')
+PROXMOX_ENV_SECRET_KEYS = ('PROXMOX_TOKEN_SECRET',)
+
+PROXMOX_ENV_SCHEMA = {
+    '$schema': SCHEMA_DIALECT,
+    '$id': 'eminfra.pipeline/proxmox.env',
+    'title': 'state/proxmox.env keys',
+    'type': 'object',
+    'required': list(PROXMOX_ENV_REQUIRED),
+    'properties': {
+        'PROXMOX_API_URL': {'type': 'string', 'pattern': r'^https?://[^\s/?#]+(:\d+)?(/[^\s]*)?$'},
+        'PROXMOX_NODE': {'type': 'string', 'pattern': r'^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$'},
+        'PROXMOX_TOKEN_ID': {'type': 'string', 'pattern': TOKEN_ID_PATTERN},
+        'PROXMOX_TOKEN_SECRET': {'type': 'string', 'minLength': 1},
+        'PROXMOX_TLS_VERIFY': {'type': 'string', 'enum': ['true', 'false']},
+        'PROXMOX_CA_BUNDLE': {'type': 'string', 'minLength': 1},
+    },
+    'additionalProperties': {'type': 'string'},
+}
+
+# ---------------------------------------------------------------- manifest.json
+_ARTEFACT = {
+    'type': 'object',
+    'required': ['type', 'source', 'filename', 'path'],
+    'properties': {
+        'type': {'type': 'string', 'enum': ['lxc', 'vm', 'iso', 'img', 'qcow2', 'raw']},
+        'source': {'type': 'string', 'minLength': 1},
+        'filename': {'type': 'string', 'minLength': 1, 'pattern': r'^[A-Za-z0-9_.-]+$'},
+        'path': {'type': 'string', 'minLength': 1},
+        'proxmox_template_id': {'type': ['string', 'integer', 'null']},
+        'sha256': {'type': 'string', 'pattern': SHA256_PATTERN},
+        'size': {'type': 'integer', 'minimum': 0},
+        'fetched_at': {'type': 'string', 'pattern': TIMESTAMP_PATTERN},
+        'checksum_source': {'type': 'string', 'enum': ['published', 'pinned', 'first_fetch']},
+        'proxmox_volid': {'type': 'string', 'pattern': r'^[A-Za-z0-9_.-]+:.+$'},
+    },
+    'additionalProperties': True,
+}
+
+MANIFEST_SCHEMA = {
+    '$schema': SCHEMA_DIALECT,
+    '$id': 'eminfra.pipeline/manifest.json',
+    'title': 'state/cache/templates/manifest.json',
+    'type': 'object',
+    'required': ['generated_at', 'ubuntu', 'talos'],
+    'properties': {
+        'schema_version': {'type': 'integer', 'const': MANIFEST_SCHEMA_VERSION},
+        'generated_at': {'type': 'string', 'pattern': TIMESTAMP_PATTERN},
+        'ubuntu': _ARTEFACT,
+        'talos': _ARTEFACT,
+    },
+    'additionalProperties': _ARTEFACT,
+}
+
+# ---------------------------------------------------------------- outputs.json
+OUTPUTS_SCHEMA = {
+    '$schema': SCHEMA_DIALECT,
+    '$id': 'eminfra.pipeline/outputs.json',
+    'title': 'state/cache/terraform/outputs.json',
+    'type': 'object',
+    'required': ['nodes'],
+    'properties': {
+        'schema_version': {'type': 'integer', 'const': OUTPUTS_SCHEMA_VERSION},
+        'nodes': {
+            'type': 'array',
+            'items': {
+                'type': 'object',
+                'required': ['name', 'ipv4', 'ssh_user', 'groups'],
+                'properties': {
+                    'name': {'type': 'string', 'minLength': 1},
+                    'ipv4': {'type': 'string', 'pattern': IPV4_PATTERN},
+                    'ssh_user': {'type': 'string', 'minLength': 1},
+                    'ssh_port': {'type': 'integer', 'minimum': 1, 'maximum': 65535},
+                    'groups': {'type': 'array', 'items': {'type': 'string', 'minLength': 1}},
+                },
+                'additionalProperties': True,
+            },
+        },
+        'talos_nodes': {
+            'type': 'array',
+            'items': {
+                'type': 'object',
+                'required': ['name', 'ipv4', 'role', 'vmid'],
+                'properties': {
+                    'name': {'type': 'string', 'minLength': 1},
+                    'ipv4': {'type': 'string', 'pattern': IPV4_PATTERN},
+                    'role': {'type': 'string', 'enum': ['controlplane', 'worker', 'gpu-worker']},
+                    'vmid': {'type': 'integer', 'minimum': 100, 'maximum': 999999999},
+                },
+                'additionalProperties': True,
+            },
+        },
+    },
+    'additionalProperties': True,
+}
+
+# ---------------------------------------------------------------- latest.env
+LATEST_ENV_REQUIRED = (
+    'RUN_ID', 'RUN_TIMESTAMP', 'DRY_RUN', 'PROXMOX_API_URL', 'PROXMOX_NODE', 'PROXMOX_TOKEN_ID',
+    'TEMPLATE_UBUNTU_IMAGE', 'TEMPLATE_TALOS_IMAGE', 'TERRAFORM_WORKDIR', 'TERRAFORM_OUTPUT_JSON',
+    'ANSIBLE_INVENTORY_PATH', 'LAST_STEP_COMPLETED',
+)
+#: Substrings that mark a key as secret; such keys never enter latest.env.
+SECRET_KEY_MARKERS = ('SECRET', 'PASSWORD', 'PASSWD', 'PRIVATE_KEY', 'TOKEN_VALUE', 'API_KEY',
+                      'CREDENTIAL')
+
+LATEST_ENV_SCHEMA = {
+    '$schema': SCHEMA_DIALECT,
+    '$id': 'eminfra.pipeline/latest.env',
+    'title': 'state/runs/latest.env keys',
+    'type': 'object',
+    'required': list(LATEST_ENV_REQUIRED),
+    'properties': {
+        'RUN_ID': {'type': 'string', 'pattern': RUN_ID_PATTERN},
+        'RUN_TIMESTAMP': {'type': 'string', 'pattern': TIMESTAMP_PATTERN},
+        'DRY_RUN': {'type': 'string', 'enum': ['true', 'false']},
+        'LAST_STEP_COMPLETED': {'type': 'string', 'enum': [''] + list(STEPS)},
+        'LAST_STEP_FAILED': {'type': 'string', 'enum': [''] + list(STEPS)},
+        'RUN_STATUS': {'type': 'string', 'enum': ['running', 'succeeded', 'failed']},
+    },
+    'propertyNames': {'pattern': r'^[A-Za-z_][A-Za-z0-9_]*$',
+                      'not': {'enum': list(PROXMOX_ENV_SECRET_KEYS)}},
+    'additionalProperties': {'type': 'string'},
+}
+
+# ---------------------------------------------------------------- inventory intent
+NODE_ROLES = ('controlplane', 'worker', 'gpu-worker', 'utility')
+NODE_OS = ('talos', 'ubuntu')
+
+INTENT_SCHEMA = {
+    '$schema': SCHEMA_DIALECT,
+    '$id': 'https://eminfra.invalid/schema/inventory-intent.json',
+    'title': 'EM-Infra inventory intent (inventory/dev/cluster.yaml and nodes.yaml)',
+    'description': 'Each intent file is validated on its own, loaded as data: cluster.yaml '
+                   'carries the top-level "cluster" key, nodes.yaml the top-level "nodes" key.',
+    'type': 'object',
+    'minProperties': 1,
+    'properties': {
+        'cluster': {
+            'type': 'object',
+            'required': ['name', 'talos_version', 'kubernetes_version', 'controlplane_endpoint',
+                         'network', 'proxmox'],
+            'properties': {
+                'name': {'type': 'string', 'pattern': NAME_PATTERN},
+                'talos_version': {'type': 'string', 'pattern': r'^v\d+\.\d+\.\d+$'},
+                'kubernetes_version': {'type': 'string', 'pattern': r'^v\d+\.\d+\.\d+$'},
+                'controlplane_endpoint': {'type': 'string', 'pattern': r'^https://[^\s/]+:\d+$'},
+                'network': {
+                    'type': 'object',
+                    'required': ['cidr', 'gateway', 'dns'],
+                    'properties': {
+                        'cidr': {'type': 'string', 'pattern': CIDR_PATTERN},
+                        'gateway': {'type': 'string', 'pattern': IPV4_PATTERN},
+                        'dns': {'type': 'array', 'minItems': 1,
+                                'items': {'type': 'string', 'pattern': IPV4_PATTERN}},
+                    },
+                    'additionalProperties': False,
+                },
+                'proxmox': {
+                    'type': 'object',
+                    'required': ['vm_storage', 'template_storage', 'bridge'],
+                    'properties': {
+                        'vm_storage': {'type': 'string', 'pattern': r'^[A-Za-z][A-Za-z0-9_.-]*$'},
+                        'template_storage': {'type': 'string', 'pattern': r'^[A-Za-z][A-Za-z0-9_.-]*$'},
+                        'bridge': {'type': 'string', 'pattern': r'^[A-Za-z][A-Za-z0-9_.-]*$'},
+                    },
+                    'additionalProperties': False,
+                },
+            },
+            'additionalProperties': False,
+        },
+        'nodes': {
+            'type': 'array',
+            'minItems': 1,
+            'items': {
+                'type': 'object',
+                'required': ['name', 'role', 'os', 'vmid', 'cores', 'memory', 'disk', 'ipv4'],
+                'properties': {
+                    'name': {'type': 'string', 'pattern': NAME_PATTERN},
+                    'role': {'type': 'string', 'enum': list(NODE_ROLES)},
+                    'os': {'type': 'string', 'enum': list(NODE_OS)},
+                    'enabled': {'type': 'boolean'},
+                    'vmid': {'type': 'integer', 'minimum': 100, 'maximum': 999999999},
+                    'cores': {'type': 'integer', 'minimum': 1, 'maximum': 512},
+                    'memory': {'type': 'integer', 'minimum': 512, 'description': 'MiB'},
+                    'disk': {'type': 'integer', 'minimum': 1, 'description': 'GiB'},
+                    'ipv4': {'type': 'string', 'pattern': IPV4_PATTERN},
+                    'pci_mapping': {'type': 'string', 'pattern': r'^[A-Za-z][A-Za-z0-9_.-]*$'},
+                    'groups': {'type': 'array', 'uniqueItems': True,
+                               'items': {'type': 'string', 'pattern': r'^[A-Za-z_][A-Za-z0-9_]*$'}},
+                    'ssh_user': {'type': 'string', 'pattern': r'^[a-z_][a-z0-9_-]*$'},
+                    'ssh_port': {'type': 'integer', 'minimum': 1, 'maximum': 65535},
+                },
+                'additionalProperties': False,
+            },
+        },
+    },
+    'additionalProperties': False,
+}
+
+
+class ContractError(CheckError):
+    """A contract file or value that does not meet its schema."""
+
+    def __init__(self, check: str, errors: list[tuple[str, str]], source: str | None = None,
+                 remediation: str | None = None) -> None:
+        self.errors = errors
+        self.source = source
+        detail = '; '.join(f'{field}: {msg}' if field else msg for field, msg in errors)
+        if source:
+            detail = f'{detail} (in {source})'
+        super().__init__(check, detail, remediation=remediation)
+
+
+def field_path(path) -> str:
+    """``['nodes', 2, 'ssh_port']`` as ``nodes[2].ssh_port``."""
+    out = ''
+    for part in path:
+        if isinstance(part, int):
+            out += f'[{part}]'
+        else:
+            out += ('.' if out else '') + str(part)
+    return out
+
+
+def _describe(error) -> str:
+    validator = error.validator
+    value = error.validator_value
+    instance = error.instance
+    if validator == 'maximum':
+        return f'{instance!r} is greater than {value}'
+    if validator == 'minimum':
+        return f'{instance!r} is less than {value}'
+    if validator == 'type':
+        return f'{instance!r} is not of type {value!r}'
+    if validator == 'enum':
+        return f'{instance!r} is not one of {", ".join(repr(v) for v in value)}'
+    if validator == 'pattern':
+        return f'{instance!r} does not match {value!r}'
+    if validator == 'additionalProperties' and value is False:
+        return f'unknown key(s): {error.message.split("(")[-1].rstrip(")")}'
+    if validator in ('propertyNames', 'not'):
+        return f'{instance!r} is not allowed here'
+    if validator == 'minItems' and value == 1:
+        return 'must not be empty'
+    return error.message
+
+
+def schema_errors(instance, schema: dict) -> list[tuple[str, str]]:
+    """All schema violations as (field path, message), in a stable order."""
+    if not HAS_JSONSCHEMA:
+        raise RuntimeError('the jsonschema Python library is required: pip install jsonschema')
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(instance),
+                    key=lambda err: ([str(p) for p in err.absolute_path], err.validator))
+    result: list[tuple[str, str]] = []
+    for error in errors:
+        path = list(error.absolute_path)
+        if error.validator == 'required' and isinstance(error.instance, dict):
+            for key in error.validator_value:
+                entry = (field_path(path + [key]), 'missing required key')
+                if key not in error.instance and entry not in result:
+                    result.append(entry)
+            continue
+        result.append((field_path(path), _describe(error)))
+    return result
+
+
+def validate(instance, schema: dict, check: str, source: str | None = None,
+             remediation: str | None = None) -> None:
+    """Raise ContractError (check id first, then field paths) when ``instance`` fails ``schema``."""
+    errors = schema_errors(instance, schema)
+    if errors:
+        raise ContractError(check, errors, source=source, remediation=remediation)
+
+
+def is_secret_key(key: str) -> bool:
+    upper = key.upper()
+    return any(marker in upper for marker in SECRET_KEY_MARKERS)
+
+
+def intent_schema_document() -> dict:
+    """The content of the repository's ``schema.json``."""
+    return copy.deepcopy(INTENT_SCHEMA)

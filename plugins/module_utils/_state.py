@@ -1,0 +1,122 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The state layout: every contract path derived from one state root.
+
+This is a private module_utils file of eminfra.pipeline; its API may change at any time.
+
+The root is, in order: an explicit ``state_dir`` (the ``eminfra_state_dir`` variable), the
+``EMINFRA_STATE_DIR`` environment variable, or ``state/`` under the project root (the nearest
+directory upwards from the working directory that holds this collection's ``galaxy.yml``).
+"""
+
+from __future__ import annotations
+
+import os
+
+STATE_DIR_ENV = 'EMINFRA_STATE_DIR'
+PROJECT_ROOT_ENV = 'EMINFRA_PROJECT_ROOT'
+
+#: The pipeline's steps, in order (the values of LAST_STEP_COMPLETED).
+STEPS = (
+    'proxmox_access',
+    'templates',
+    'terraform_apply',
+    'ansible_inventory',
+    'ansible_base',
+    'ansible_docker',
+)
+
+
+def find_project_root(start: str | None = None) -> str:
+    """The nearest directory upwards from ``start`` that holds this collection's galaxy.yml."""
+    if os.environ.get(PROJECT_ROOT_ENV):
+        return os.path.abspath(os.environ[PROJECT_ROOT_ENV])
+    current = os.path.abspath(start or os.getcwd())
+    while True:
+        galaxy = os.path.join(current, 'galaxy.yml')
+        if os.path.isfile(galaxy):
+            try:
+                with open(galaxy, encoding='utf-8') as handle:
+                    text = handle.read()
+            except OSError:
+                text = ''
+            if 'namespace: eminfra' in text and 'name: pipeline' in text:
+                return current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return os.path.abspath(start or os.getcwd())
+        current = parent
+
+
+def resolve_state_dir(state_dir: str | None = None, project_root: str | None = None) -> str:
+    """The absolute state root (see the module docstring for the order)."""
+    root = project_root or find_project_root()
+    if state_dir:
+        return os.path.abspath(os.path.join(root, os.path.expanduser(state_dir)))
+    if os.environ.get(STATE_DIR_ENV):
+        return os.path.abspath(os.path.join(root, os.path.expanduser(os.environ[STATE_DIR_ENV])))
+    return os.path.join(root, 'state')
+
+
+class StateLayout:
+    """The contract's paths under one state root."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    @classmethod
+    def resolve(cls, state_dir: str | None = None, project_root: str | None = None) -> 'StateLayout':
+        return cls(resolve_state_dir(state_dir, project_root))
+
+    def _join(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    @property
+    def proxmox_env(self) -> str:
+        return self._join('proxmox.env')
+
+    @property
+    def templates_dir(self) -> str:
+        return self._join('cache', 'templates')
+
+    @property
+    def manifest(self) -> str:
+        return self._join('cache', 'templates', 'manifest.json')
+
+    @property
+    def terraform_workdir(self) -> str:
+        return self._join('cache', 'terraform')
+
+    @property
+    def outputs_json(self) -> str:
+        return self._join('cache', 'terraform', 'outputs.json')
+
+    @property
+    def runs_dir(self) -> str:
+        return self._join('runs')
+
+    @property
+    def latest_env(self) -> str:
+        return self._join('runs', 'latest.env')
+
+    @property
+    def lock(self) -> str:
+        return self._join('runs', 'run.lock')
+
+    def run_dir(self, run_id: str) -> str:
+        return self._join('runs', run_id)
+
+    def as_dict(self) -> dict[str, str]:
+        """Every contract path, for task results and latest.env defaults."""
+        return {
+            'state_dir': self.root,
+            'proxmox_env': self.proxmox_env,
+            'templates_dir': self.templates_dir,
+            'manifest': self.manifest,
+            'terraform_workdir': self.terraform_workdir,
+            'outputs_json': self.outputs_json,
+            'runs_dir': self.runs_dir,
+            'latest_env': self.latest_env,
+        }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests need (root only; elsewhere it says what is missing).
+# Idempotent: apt runs only when a package is missing.
+set -euo pipefail
+packages=(git curl openssh-client openssh-server iproute2 debootstrap rsync)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: not root, so these Debian packages are not installed: ${missing[*]}" >&2
+  echo "setup: tests that need them are skipped with that reason" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
