@@ -47,6 +47,5 @@ demo:
 	@echo "make demo: not built yet (the end-to-end demo comes with the pipeline steps)." >&2
 	@exit 2
 
-bench:
-	@echo "make bench: no benchmarks yet (they come with the download, inventory and Terraform work)." >&2
-	@exit 2
+bench: setup
+	PYTHON=$(abspath $(PY)) tests/bench/run_all.sh

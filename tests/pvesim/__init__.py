@@ -1,0 +1,1 @@
+"""pvesim: an offline Proxmox VE API simulator and artefact mirror for the pipeline's tests."""
