@@ -169,8 +169,18 @@ LATEST_ENV_SCHEMA = {
 }
 
 # ---------------------------------------------------------------- inventory intent
+# inventory/dev/cluster.yaml and inventory/dev/nodes.yaml. Field meanings are documented in
+# docs/EM-Infra-Talos-Proxmox-Architecture.md ("Inventory intent"); rules that involve more
+# than one field (unique names, IPs inside the network, ...) live in _intent.py.
 NODE_ROLES = ('controlplane', 'worker', 'gpu-worker', 'utility')
 NODE_OS = ('talos', 'ubuntu')
+#: Roles that are Kubernetes nodes; their OS is Talos and Talos owns it.
+TALOS_ROLES = ('controlplane', 'worker', 'gpu-worker')
+#: Roles of SSH-managed nodes that Ansible configures.
+UBUNTU_ROLES = ('utility',)
+INTENT_DEFAULTS = {'enabled': True, 'ssh_user': 'ubuntu', 'ssh_port': 22}
+_PROXMOX_ID_PATTERN = r'^[A-Za-z][A-Za-z0-9_.-]*$'
+_VERSION_PATTERN = r'^v\d+\.\d+\.\d+$'
 
 INTENT_SCHEMA = {
     '$schema': SCHEMA_DIALECT,
@@ -183,31 +193,44 @@ INTENT_SCHEMA = {
     'properties': {
         'cluster': {
             'type': 'object',
+            'description': 'The cluster as a whole: versions, API endpoint, network, Proxmox placement.',
             'required': ['name', 'talos_version', 'kubernetes_version', 'controlplane_endpoint',
                          'network', 'proxmox'],
             'properties': {
-                'name': {'type': 'string', 'pattern': NAME_PATTERN},
-                'talos_version': {'type': 'string', 'pattern': r'^v\d+\.\d+\.\d+$'},
-                'kubernetes_version': {'type': 'string', 'pattern': r'^v\d+\.\d+\.\d+$'},
-                'controlplane_endpoint': {'type': 'string', 'pattern': r'^https://[^\s/]+:\d+$'},
+                'name': {'type': 'string', 'pattern': NAME_PATTERN,
+                         'description': 'Cluster name (DNS label).'},
+                'talos_version': {'type': 'string', 'pattern': _VERSION_PATTERN,
+                                  'description': 'Talos release of the Talos nodes, e.g. v1.11.5.'},
+                'kubernetes_version': {'type': 'string', 'pattern': _VERSION_PATTERN,
+                                       'description': 'Kubernetes release Talos installs, e.g. v1.34.1.'},
+                'controlplane_endpoint': {'type': 'string', 'pattern': r'^https://[^\s/]+:\d+$',
+                                          'description': 'Kubernetes API URL, https://HOST:PORT.'},
                 'network': {
                     'type': 'object',
+                    'description': 'The IPv4 network every node has a static address in.',
                     'required': ['cidr', 'gateway', 'dns'],
                     'properties': {
-                        'cidr': {'type': 'string', 'pattern': CIDR_PATTERN},
-                        'gateway': {'type': 'string', 'pattern': IPV4_PATTERN},
-                        'dns': {'type': 'array', 'minItems': 1,
-                                'items': {'type': 'string', 'pattern': IPV4_PATTERN}},
+                        'cidr': {'type': 'string', 'pattern': CIDR_PATTERN,
+                                 'description': 'Network in CIDR notation, e.g. 10.77.0.0/24.'},
+                        'gateway': {'type': 'string', 'pattern': IPV4_PATTERN,
+                                    'description': 'Default gateway, inside cidr.'},
+                        'dns': {'type': 'array', 'minItems': 1, 'uniqueItems': True,
+                                'items': {'type': 'string', 'pattern': IPV4_PATTERN},
+                                'description': 'DNS resolvers.'},
                     },
                     'additionalProperties': False,
                 },
                 'proxmox': {
                     'type': 'object',
+                    'description': 'Where the VMs go on the Proxmox VE host.',
                     'required': ['vm_storage', 'template_storage', 'bridge'],
                     'properties': {
-                        'vm_storage': {'type': 'string', 'pattern': r'^[A-Za-z][A-Za-z0-9_.-]*$'},
-                        'template_storage': {'type': 'string', 'pattern': r'^[A-Za-z][A-Za-z0-9_.-]*$'},
-                        'bridge': {'type': 'string', 'pattern': r'^[A-Za-z][A-Za-z0-9_.-]*$'},
+                        'vm_storage': {'type': 'string', 'pattern': _PROXMOX_ID_PATTERN,
+                                       'description': 'Storage for VM disks (content images).'},
+                        'template_storage': {'type': 'string', 'pattern': _PROXMOX_ID_PATTERN,
+                                             'description': 'Storage for template artefacts (content iso/import).'},
+                        'bridge': {'type': 'string', 'pattern': _PROXMOX_ID_PATTERN,
+                                   'description': 'Linux bridge the VM NICs attach to.'},
                     },
                     'additionalProperties': False,
                 },
@@ -216,25 +239,39 @@ INTENT_SCHEMA = {
         },
         'nodes': {
             'type': 'array',
+            'description': 'Every VM of the cluster, enabled or not.',
             'minItems': 1,
             'items': {
                 'type': 'object',
                 'required': ['name', 'role', 'os', 'vmid', 'cores', 'memory', 'disk', 'ipv4'],
                 'properties': {
-                    'name': {'type': 'string', 'pattern': NAME_PATTERN},
-                    'role': {'type': 'string', 'enum': list(NODE_ROLES)},
+                    'name': {'type': 'string', 'pattern': NAME_PATTERN,
+                             'description': 'VM and host name (DNS label), unique.'},
+                    'role': {'type': 'string', 'enum': list(NODE_ROLES),
+                             'description': 'controlplane, worker and gpu-worker are Talos nodes; '
+                                            'utility is an SSH-managed Ubuntu node.'},
                     'os': {'type': 'string', 'enum': list(NODE_OS)},
-                    'enabled': {'type': 'boolean'},
-                    'vmid': {'type': 'integer', 'minimum': 100, 'maximum': 999999999},
+                    'enabled': {'type': 'boolean', 'default': INTENT_DEFAULTS['enabled'],
+                                'description': 'false keeps the node in the intent without creating it.'},
+                    'vmid': {'type': 'integer', 'minimum': 100, 'maximum': 999999999,
+                             'description': 'Proxmox VM id, unique.'},
                     'cores': {'type': 'integer', 'minimum': 1, 'maximum': 512},
                     'memory': {'type': 'integer', 'minimum': 512, 'description': 'MiB'},
                     'disk': {'type': 'integer', 'minimum': 1, 'description': 'GiB'},
-                    'ipv4': {'type': 'string', 'pattern': IPV4_PATTERN},
-                    'pci_mapping': {'type': 'string', 'pattern': r'^[A-Za-z][A-Za-z0-9_.-]*$'},
+                    'ipv4': {'type': 'string', 'pattern': IPV4_PATTERN,
+                             'description': 'Static address inside cluster.network.cidr, unique.'},
+                    'pci_mapping': {'type': 'string', 'pattern': _PROXMOX_ID_PATTERN,
+                                    'description': 'Proxmox PCI resource mapping passed through '
+                                                   '(required for gpu-worker).'},
                     'groups': {'type': 'array', 'uniqueItems': True,
-                               'items': {'type': 'string', 'pattern': r'^[A-Za-z_][A-Za-z0-9_]*$'}},
-                    'ssh_user': {'type': 'string', 'pattern': r'^[a-z_][a-z0-9_-]*$'},
-                    'ssh_port': {'type': 'integer', 'minimum': 1, 'maximum': 65535},
+                               'items': {'type': 'string', 'pattern': r'^[A-Za-z_][A-Za-z0-9_]*$'},
+                               'description': 'Ansible groups (ubuntu nodes only, at least one).'},
+                    'ssh_user': {'type': 'string', 'pattern': r'^[a-z_][a-z0-9_-]*$',
+                                 'default': INTENT_DEFAULTS['ssh_user'],
+                                 'description': 'SSH login user (ubuntu nodes only).'},
+                    'ssh_port': {'type': 'integer', 'minimum': 1, 'maximum': 65535,
+                                 'default': INTENT_DEFAULTS['ssh_port'],
+                                 'description': 'SSH port (ubuntu nodes only).'},
                 },
                 'additionalProperties': False,
             },
