@@ -13,6 +13,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup test test-unit lint sanity build-check demo bench
+.PHONY: gate validate-intent
 
 help:
 	@echo "make setup   create .venv with pinned tools (as root also the Debian packages)"
@@ -20,6 +21,7 @@ help:
 	@echo "make lint    ansible-lint (production profile)"
 	@echo "make demo    run the whole pipeline against the embedded Proxmox simulator"
 	@echo "make bench   benchmarks, reported as ratios against a baseline"
+	@echo "make gate    Phase 1 validation gate (records evidence in the Phase 1 tracker)"
 
 setup: $(VENV)/.installed $(COLLECTION_LINK)
 	@tests/setup/install-debs.sh
@@ -49,3 +51,11 @@ demo:
 
 bench: setup
 	PYTHON=$(abspath $(PY)) tests/bench/run_all.sh
+
+# Phase 1 validation gate: terraform init/validate, intent, Markdown links, provider pins, doc
+# wording; appends one evidence row per command to docs/EM-Infra-Phase1-Implementation-Tracker.md.
+gate: setup
+	$(PY) -m tests.tools.gate
+
+validate-intent: setup
+	$(PY) -m tests.tools.validate_intent

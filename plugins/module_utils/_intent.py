@@ -1,0 +1,347 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The inventory intent (inventory/dev/cluster.yaml and nodes.yaml): load, validate, merge.
+
+This is a private module_utils file of eminfra.pipeline; its API may change at any time.
+
+Each file is validated on its own against ``INTENT_SCHEMA`` (the schema behind ``schema.json``),
+then the rules a schema cannot state are checked across both: unique names, vmids and
+addresses, addresses inside the cluster network, a PCI mapping for a GPU worker, an enabled
+control plane, Ansible groups on Ubuntu nodes only. Every problem is reported at once, as
+``intent_valid: <file>: <field>: <what is wrong>``, with the node's name next to its index.
+
+The YAML is read the way Terraform's ``yamldecode`` reads it, and where the two readers could
+disagree (a key given twice, an integer with a leading zero) the file is refused rather than
+read two ways.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import os
+import re
+import traceback
+from urllib.parse import urlsplit
+
+try:
+    import yaml
+    HAS_YAML = True
+    YAML_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - exercised only on hosts without PyYAML
+    HAS_YAML = False
+    YAML_IMPORT_ERROR = traceback.format_exc()
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import (
+    INTENT_DEFAULTS,
+    INTENT_SCHEMA,
+    TALOS_ROLES,
+    UBUNTU_ROLES,
+    field_path,
+    schema_errors,
+)
+from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+
+CHECK = 'intent_valid'
+DEFAULT_CLUSTER_PATH = os.path.join('inventory', 'dev', 'cluster.yaml')
+DEFAULT_NODES_PATH = os.path.join('inventory', 'dev', 'nodes.yaml')
+REMEDIATION = ('correct the named field in the intent file (field meanings: schema.json and '
+               'docs/EM-Infra-Talos-Proxmox-Architecture.md, section "Inventory intent"), '
+               'then validate again with: make validate-intent')
+
+
+class IntentError(CheckError):
+    """The intent does not validate; ``errors`` holds every problem as (file, field, message)."""
+
+    def __init__(self, errors: list[tuple[str, str, str]]) -> None:
+        self.errors = errors
+        detail = '; '.join(render_problem(entry) for entry in errors)
+        super().__init__(CHECK, detail, remediation=REMEDIATION)
+
+
+def render_problem(entry: tuple[str, str, str]) -> str:
+    source, field, message = entry
+    return ': '.join(part for part in (source, field, message) if part)
+
+
+# ---------------------------------------------------------------- reading YAML
+if HAS_YAML:
+    class _IntentLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+        """SafeLoader that refuses what PyYAML and Terraform's yamldecode would read differently."""
+
+    def _construct_mapping(loader, node, deep=False):
+        seen: dict = {}
+        for key_node, dummy in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f'key {key!r} is given twice (first on line {seen[key]})',
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    def _construct_int(loader, node):
+        text = loader.construct_scalar(node)
+        if re.match(r'^[-+]?0[0-9_]+$', text):
+            # YAML 1.1 (PyYAML) reads 010 as octal 8, Terraform's yamldecode as 10.
+            raise yaml.constructor.ConstructorError(
+                None, None, f'integer {text!r} has a leading zero (ambiguous: octal or decimal); '
+                'write it without the zero', node.start_mark)
+        return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+    _IntentLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    _IntentLoader.add_constructor('tag:yaml.org,2002:int', _construct_int)
+
+
+def display_path(path: str, root: str | None = None) -> str:
+    """``path`` as an operator reads it: relative to ``root`` (default: cwd) when inside it."""
+    absolute = os.path.abspath(path)
+    base = os.path.abspath(root or os.getcwd())
+    relative = os.path.relpath(absolute, base)
+    if relative == '..' or relative.startswith('..' + os.sep):
+        return absolute
+    return relative
+
+
+def parse_intent_text(text: str, source: str):
+    """YAML text to data, or IntentError naming ``source`` and the line."""
+    if not HAS_YAML:
+        raise RuntimeError('the PyYAML Python library is required: pip install PyYAML')
+    try:
+        return yaml.load(text, Loader=_IntentLoader)  # nosec B506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, 'problem_mark', None)
+        where = f'line {mark.line + 1}, column {mark.column + 1}' if mark else ''
+        problem = getattr(exc, 'problem', None) or str(exc).splitlines()[0]
+        raise IntentError([(source, where, f'not valid YAML: {problem}')]) from None
+
+
+def read_intent_file(path: str, source: str | None = None):
+    """Read and parse one intent file."""
+    source = source or display_path(path)
+    try:
+        with open(path, encoding='utf-8') as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise IntentError([(source, '', 'file not found')]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IntentError([(source, '', f'cannot be read: {exc}')]) from None
+    return parse_intent_text(text, source)
+
+
+# ---------------------------------------------------------------- checks
+def _node_label(nodes, index: int) -> str:
+    node = nodes[index] if isinstance(nodes, list) and index < len(nodes) else None
+    name = node.get('name') if isinstance(node, dict) else None
+    label = f'nodes[{index}]'
+    return f'{label} ({name})' if isinstance(name, str) and name else label
+
+
+def _labelled_path(data, path: list) -> str:
+    """A field path with the node's name after its index: ``nodes[1] (worker-01).ipv4``."""
+    if len(path) >= 2 and path[0] == 'nodes' and isinstance(path[1], int) and isinstance(data, dict):
+        head = _node_label(data.get('nodes'), path[1])
+        rest = field_path(path[2:])
+        if not rest:
+            return head
+        return f'{head}{rest}' if rest.startswith('[') else f'{head}.{rest}'
+    return field_path(path)
+
+
+def _schema_problems(data, source: str, required_key: str) -> list[tuple[str, str, str]]:
+    if not isinstance(data, dict):
+        kind = 'empty' if data is None else f'a {type(data).__name__}'
+        return [(source, '', f'is {kind}; it must be a mapping with the top-level key {required_key!r}')]
+    problems = []
+    if required_key not in data:
+        problems.append((source, required_key, 'missing required key'))
+    for other in data:
+        if other != required_key and other in INTENT_SCHEMA['properties']:
+            problems.append((source, str(other),
+                             f'belongs in the other intent file; this file carries only {required_key!r}'))
+    for field, message in schema_errors(data, INTENT_SCHEMA):
+        path = _parse_field_path(field)
+        problems.append((source, _labelled_path(data, path), message))
+    return problems
+
+
+def _parse_field_path(text: str) -> list:
+    """Inverse of ``field_path`` for the plain keys and indexes the intent schema uses."""
+    path: list = []
+    for match in re.finditer(r'([^.\[\]]+)|\[(\d+)\]', text):
+        if match.group(2) is not None:
+            path.append(int(match.group(2)))
+        else:
+            path.append(match.group(1))
+    return path
+
+
+def _network(cluster: dict, source: str, problems: list):
+    net = cluster['network']
+    try:
+        return ipaddress.ip_network(net['cidr'], strict=True)
+    except ValueError:
+        loose = ipaddress.ip_network(net['cidr'], strict=False)
+        problems.append((source, 'cluster.network.cidr',
+                         f'{net["cidr"]} has host bits set; the network is {loose}'))
+        return loose
+
+
+def _usable(address, network) -> str | None:
+    """Why ``address`` cannot be a host address in ``network``, or None."""
+    if address not in network:
+        return f'is outside cluster network {network}'
+    if network.prefixlen < 31 and address in (network.network_address, network.broadcast_address):
+        kind = 'network' if address == network.network_address else 'broadcast'
+        return f'is the {kind} address of cluster network {network}'
+    return None
+
+
+def cross_field_problems(cluster: dict, nodes: list, cluster_source: str,
+                         nodes_source: str) -> list[tuple[str, str, str]]:
+    """The rules a schema cannot state; both inputs have passed the schema already."""
+    problems: list[tuple[str, str, str]] = []
+    network = _network(cluster, cluster_source, problems)
+    gateway = ipaddress.ip_address(cluster['network']['gateway'])
+    why = _usable(gateway, network)
+    if why:
+        problems.append((cluster_source, 'cluster.network.gateway', f'{gateway} {why}'))
+
+    seen: dict[str, dict] = {'name': {}, 'vmid': {}, 'ipv4': {}}
+    for index, node in enumerate(nodes):
+        label = _node_label(nodes, index)
+        for key in ('name', 'vmid', 'ipv4'):
+            value = node[key]
+            if value in seen[key]:
+                problems.append((nodes_source, f'{label}.{key}',
+                                 f'{value} is already used by {seen[key][value]}'))
+            else:
+                seen[key][value] = label
+
+        address = ipaddress.ip_address(node['ipv4'])
+        why = _usable(address, network)
+        if why:
+            problems.append((nodes_source, f'{label}.ipv4', f'{address} {why}'))
+        elif address == gateway:
+            problems.append((nodes_source, f'{label}.ipv4', f'{address} is the cluster gateway'))
+
+        role, os_name = node['role'], node['os']
+        if role in TALOS_ROLES and os_name != 'talos':
+            problems.append((nodes_source, f'{label}.os',
+                             f'{os_name!r} cannot run role {role!r}: Kubernetes nodes are Talos nodes (os: talos)'))
+        if role in UBUNTU_ROLES and os_name != 'ubuntu':
+            problems.append((nodes_source, f'{label}.os',
+                             f'{os_name!r} cannot run role {role!r}: utility nodes are SSH-managed Ubuntu nodes (os: ubuntu)'))
+
+        if role == 'gpu-worker' and 'pci_mapping' not in node:
+            problems.append((nodes_source, f'{label}.pci_mapping',
+                             'missing: a gpu-worker needs the name of a Proxmox PCI resource mapping'))
+        if role != 'gpu-worker' and 'pci_mapping' in node:
+            problems.append((nodes_source, f'{label}.pci_mapping',
+                             f'only a gpu-worker takes a PCI mapping (role is {role!r})'))
+
+        if os_name == 'ubuntu' and not node.get('groups'):
+            problems.append((nodes_source, f'{label}.groups',
+                             'missing or empty: an ubuntu node needs at least one Ansible group (e.g. base)'))
+        if os_name == 'talos':
+            for key in ('groups', 'ssh_user', 'ssh_port'):
+                if key in node:
+                    problems.append((nodes_source, f'{label}.{key}',
+                                     'not allowed on a talos node: Talos owns its OS state, Ansible never connects to it'))
+
+    if not any(node['role'] == 'controlplane' and node.get('enabled', INTENT_DEFAULTS['enabled'])
+               for node in nodes):
+        problems.append((nodes_source, 'nodes', 'no enabled controlplane node: at least one is required'))
+
+    endpoint = urlsplit(cluster['controlplane_endpoint'])
+    try:
+        host = ipaddress.ip_address(endpoint.hostname or '')
+    except ValueError:
+        host = None  # a DNS name: nothing to check against the network
+    if host is not None:
+        why = _usable(host, network)
+        if why:
+            problems.append((cluster_source, 'cluster.controlplane_endpoint', f'{host} {why}'))
+        for index, node in enumerate(nodes):
+            if node['ipv4'] == str(host) and node['role'] != 'controlplane':
+                problems.append((cluster_source, 'cluster.controlplane_endpoint',
+                                 f'{host} is the address of {_node_label(nodes, index)}, '
+                                 f'which is a {node["role"]}, not a controlplane'))
+    return problems
+
+
+# ---------------------------------------------------------------- the merged intent
+def _with_defaults(node: dict) -> dict:
+    full = copy.deepcopy(node)
+    full.setdefault('enabled', INTENT_DEFAULTS['enabled'])
+    full.setdefault('pci_mapping', None)
+    if full['os'] == 'ubuntu':
+        full.setdefault('ssh_user', INTENT_DEFAULTS['ssh_user'])
+        full.setdefault('ssh_port', INTENT_DEFAULTS['ssh_port'])
+    else:
+        full['groups'] = []
+        full['ssh_user'] = None
+        full['ssh_port'] = None
+    return full
+
+
+def merge_intent(cluster_data: dict, nodes_data: dict, cluster_source: str, nodes_source: str) -> dict:
+    """Validate both parsed files and return the merged intent (raises IntentError)."""
+    problems = _schema_problems(cluster_data, cluster_source, 'cluster')
+    problems += _schema_problems(nodes_data, nodes_source, 'nodes')
+    if problems:
+        raise IntentError(problems)
+    cluster = cluster_data['cluster']
+    nodes = nodes_data['nodes']
+    problems = cross_field_problems(cluster, nodes, cluster_source, nodes_source)
+    if problems:
+        raise IntentError(problems)
+
+    network = ipaddress.ip_network(cluster['network']['cidr'])
+    merged_cluster = copy.deepcopy(cluster)
+    merged_cluster['network']['prefix_length'] = network.prefixlen
+    all_nodes = [_with_defaults(node) for node in nodes]
+    enabled = [node for node in all_nodes if node['enabled']]
+    proxmox = copy.deepcopy(cluster['proxmox'])
+    proxmox['pci_mappings'] = sorted({node['pci_mapping'] for node in enabled if node['pci_mapping']})
+    return {
+        'cluster': merged_cluster,
+        'nodes': enabled,
+        'talos_nodes': [node for node in enabled if node['os'] == 'talos'],
+        'ssh_nodes': [node for node in enabled if node['os'] == 'ubuntu'],
+        'disabled_nodes': [node['name'] for node in all_nodes if not node['enabled']],
+        'proxmox': proxmox,
+        'sources': {'cluster': cluster_source, 'nodes': nodes_source},
+    }
+
+
+def load_intent(cluster_path: str = DEFAULT_CLUSTER_PATH, nodes_path: str = DEFAULT_NODES_PATH,
+                root: str | None = None) -> dict:
+    """Load both intent files, validate them, and return the merged intent.
+
+    The result: ``cluster`` (as written, plus ``network.prefix_length``), ``nodes`` (the
+    enabled nodes, every optional key filled: ``enabled``, ``pci_mapping``, ``groups``,
+    ``ssh_user``, ``ssh_port``; the last three are empty/None on Talos nodes),
+    ``talos_nodes`` and ``ssh_nodes`` (the enabled nodes split by OS), ``disabled_nodes``
+    (names), ``proxmox`` (``vm_storage``, ``template_storage``, ``bridge`` and the
+    ``pci_mappings`` the enabled nodes use) and ``sources`` (the files, as displayed).
+    Relative paths are taken from ``root`` (default: the working directory).
+    Raises IntentError listing every problem in both files.
+    """
+    base = os.path.abspath(root or os.getcwd())
+    cluster_abs = os.path.join(base, cluster_path)
+    nodes_abs = os.path.join(base, nodes_path)
+    cluster_source = display_path(cluster_abs, base)
+    nodes_source = display_path(nodes_abs, base)
+    problems: list[tuple[str, str, str]] = []
+    parsed = {}
+    for key, path, source in (('cluster', cluster_abs, cluster_source), ('nodes', nodes_abs, nodes_source)):
+        try:
+            parsed[key] = read_intent_file(path, source)
+        except IntentError as exc:
+            problems += exc.errors
+    if problems:
+        raise IntentError(problems)
+    return merge_intent(parsed['cluster'], parsed['nodes'], cluster_source, nodes_source)
