@@ -1,0 +1,271 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The inventory intent: the committed files validate, and every rule refuses a broken copy."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+import yaml
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _intent
+from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import intent_schema_document
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+CLUSTER = os.path.join(ROOT, 'inventory', 'dev', 'cluster.yaml')
+NODES = os.path.join(ROOT, 'inventory', 'dev', 'nodes.yaml')
+
+
+def _load(path):
+    with open(path, encoding='utf-8') as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.fixture(name='intent_copy')
+def fixture_intent_copy(tmp_path):
+    """Writes (possibly broken) copies of the dev intent and loads them through load_intent."""
+    def run(mutate_cluster=None, mutate_nodes=None, cluster_text=None, nodes_text=None):
+        cluster, nodes = _load(CLUSTER), _load(NODES)
+        if mutate_cluster:
+            mutate_cluster(cluster['cluster'])
+        if mutate_nodes:
+            mutate_nodes(nodes['nodes'])
+        inv = tmp_path / 'inventory' / 'dev'
+        inv.mkdir(parents=True, exist_ok=True)
+        (inv / 'cluster.yaml').write_text(cluster_text if cluster_text is not None else yaml.safe_dump(cluster))
+        (inv / 'nodes.yaml').write_text(nodes_text if nodes_text is not None else yaml.safe_dump(nodes))
+        return _intent.load_intent('inventory/dev/cluster.yaml', 'inventory/dev/nodes.yaml', root=str(tmp_path))
+    return run
+
+
+def _node(nodes, name):
+    return next(node for node in nodes if node['name'] == name)
+
+
+def test_dev_intent_validates():
+    intent = _intent.load_intent('inventory/dev/cluster.yaml', 'inventory/dev/nodes.yaml', root=ROOT)
+    assert intent['cluster']['name'] == 'em-dev'
+    assert intent['cluster']['network']['prefix_length'] == 24
+    assert [n['name'] for n in intent['nodes']] == ['cp-01', 'worker-01', 'util-01']
+    assert intent['disabled_nodes'] == ['gpu-worker-01']
+    assert [n['role'] for n in intent['talos_nodes']] == ['controlplane', 'worker']
+    util = intent['ssh_nodes'][0]
+    assert (util['name'], util['ssh_user'], util['ssh_port'], util['groups']) == ('util-01', 'ubuntu', 22, ['base', 'docker'])
+    assert intent['proxmox'] == {'vm_storage': 'local-lvm', 'template_storage': 'local', 'bridge': 'vmbr0',
+                                 'pci_mappings': []}
+    assert intent['sources'] == {'cluster': 'inventory/dev/cluster.yaml', 'nodes': 'inventory/dev/nodes.yaml'}
+
+
+def test_dev_topology_has_the_optional_gpu_worker_disabled():
+    nodes = _load(NODES)['nodes']
+    gpu = _node(nodes, 'gpu-worker-01')
+    assert (gpu['role'], gpu['os'], gpu['enabled'], gpu['pci_mapping']) == ('gpu-worker', 'talos', False, 'gpu0')
+    assert sorted(n['role'] for n in nodes) == ['controlplane', 'gpu-worker', 'utility', 'worker']
+
+
+def test_enabling_the_gpu_worker_exposes_its_mapping(intent_copy):
+    intent = intent_copy(mutate_nodes=lambda nodes: _node(nodes, 'gpu-worker-01').update(enabled=True))
+    assert intent['proxmox']['pci_mappings'] == ['gpu0']
+    assert _node(intent['talos_nodes'], 'gpu-worker-01')['pci_mapping'] == 'gpu0'
+
+
+def test_defaults_are_filled(intent_copy):
+    def strip(nodes):
+        for node in nodes:
+            node.pop('enabled', None)
+        util = _node(nodes, 'util-01')
+        del util['ssh_user'], util['ssh_port']
+    intent = intent_copy(mutate_nodes=strip)
+    util = _node(intent['nodes'], 'util-01')
+    assert (util['enabled'], util['ssh_user'], util['ssh_port']) == (True, 'ubuntu', 22)
+    # gpu-worker-01 lost `enabled: false`, so it defaults to enabled
+    assert intent['disabled_nodes'] == []
+
+
+def test_schema_json_validates_the_intent_files_as_data():
+    with open(os.path.join(ROOT, 'schema.json'), encoding='utf-8') as handle:
+        schema = json.load(handle)
+    assert schema == intent_schema_document()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in (CLUSTER, NODES):
+        assert list(validator.iter_errors(_load(path))) == []
+    broken = _load(NODES)
+    broken['nodes'][0]['memory'] = 'lots'
+    assert list(validator.iter_errors(broken))
+
+
+def _set(node_name, **values):
+    return lambda nodes: _node(nodes, node_name).update(values)
+
+
+def _drop(name, key):
+    return lambda nodes: _node(nodes, name).pop(key)
+
+
+NODES_FILE = 'inventory/dev/nodes.yaml'
+CLUSTER_FILE = 'inventory/dev/cluster.yaml'
+
+CROSS_FIELD_CASES = {
+    'ip outside the network': (
+        None, _set('worker-01', ipv4='10.9.0.5'),
+        f'intent_valid: {NODES_FILE}: nodes[1] (worker-01).ipv4: 10.9.0.5 is outside cluster network 10.77.0.0/24'),
+    'ip is the broadcast address': (
+        None, _set('worker-01', ipv4='10.77.0.255'),
+        f'{NODES_FILE}: nodes[1] (worker-01).ipv4: 10.77.0.255 is the broadcast address of cluster network 10.77.0.0/24'),
+    'ip is the gateway': (
+        None, _set('worker-01', ipv4='10.77.0.1'),
+        f'{NODES_FILE}: nodes[1] (worker-01).ipv4: 10.77.0.1 is the cluster gateway'),
+    'duplicate name': (
+        None, _set('worker-01', name='cp-01'),
+        f'{NODES_FILE}: nodes[1] (cp-01).name: cp-01 is already used by nodes[0] (cp-01)'),
+    'duplicate vmid': (
+        None, _set('util-01', vmid=7702),
+        f'{NODES_FILE}: nodes[3] (util-01).vmid: 7702 is already used by nodes[1] (worker-01)'),
+    'duplicate ip': (
+        None, _set('util-01', ipv4='10.77.0.20'),
+        f'{NODES_FILE}: nodes[3] (util-01).ipv4: 10.77.0.20 is already used by nodes[1] (worker-01)'),
+    'duplicate ip on a disabled node': (
+        None, _set('gpu-worker-01', ipv4='10.77.0.10'),
+        f'{NODES_FILE}: nodes[2] (gpu-worker-01).ipv4: 10.77.0.10 is already used by nodes[0] (cp-01)'),
+    'gateway outside the network': (
+        lambda c: c['network'].update(gateway='192.168.1.1'), None,
+        f'{CLUSTER_FILE}: cluster.network.gateway: 192.168.1.1 is outside cluster network 10.77.0.0/24'),
+    'cidr with host bits': (
+        lambda c: c['network'].update(cidr='10.77.0.9/24'), None,
+        f'{CLUSTER_FILE}: cluster.network.cidr: 10.77.0.9/24 has host bits set; the network is 10.77.0.0/24'),
+    'gpu worker without mapping': (
+        None, _drop('gpu-worker-01', 'pci_mapping'),
+        f'{NODES_FILE}: nodes[2] (gpu-worker-01).pci_mapping: missing: a gpu-worker needs the name of a Proxmox PCI resource mapping'),
+    'mapping on a plain worker': (
+        None, _set('worker-01', pci_mapping='gpu0'),
+        f"{NODES_FILE}: nodes[1] (worker-01).pci_mapping: only a gpu-worker takes a PCI mapping (role is 'worker')"),
+    'no enabled control plane': (
+        None, _set('cp-01', enabled=False),
+        f'{NODES_FILE}: nodes: no enabled controlplane node: at least one is required'),
+    'ubuntu node without groups': (
+        None, _drop('util-01', 'groups'),
+        f'{NODES_FILE}: nodes[3] (util-01).groups: missing or empty: an ubuntu node needs at least one Ansible group'),
+    'ubuntu node with empty groups': (
+        None, _set('util-01', groups=[]),
+        f'{NODES_FILE}: nodes[3] (util-01).groups: missing or empty'),
+    'talos node with groups': (
+        None, _set('worker-01', groups=['base']),
+        f'{NODES_FILE}: nodes[1] (worker-01).groups: not allowed on a talos node: Talos owns its OS state'),
+    'talos node with ssh user': (
+        None, _set('cp-01', ssh_user='root'),
+        f'{NODES_FILE}: nodes[0] (cp-01).ssh_user: not allowed on a talos node'),
+    'kubernetes role on ubuntu': (
+        None, _set('worker-01', os='ubuntu', groups=['base']),
+        f"{NODES_FILE}: nodes[1] (worker-01).os: 'ubuntu' cannot run role 'worker': Kubernetes nodes are Talos nodes"),
+    'utility role on talos': (
+        None, lambda nodes: _node(nodes, 'util-01').update(os='talos') or [_node(nodes, 'util-01').pop(k) for k in ('groups', 'ssh_user', 'ssh_port')],
+        f"{NODES_FILE}: nodes[3] (util-01).os: 'talos' cannot run role 'utility'"),
+    'endpoint outside the network': (
+        lambda c: c.update(controlplane_endpoint='https://10.1.0.10:6443'), None,
+        f'{CLUSTER_FILE}: cluster.controlplane_endpoint: 10.1.0.10 is outside cluster network 10.77.0.0/24'),
+    'endpoint on a worker': (
+        lambda c: c.update(controlplane_endpoint='https://10.77.0.20:6443'), None,
+        f'{CLUSTER_FILE}: cluster.controlplane_endpoint: 10.77.0.20 is the address of nodes[1] (worker-01), which is a worker'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(CROSS_FIELD_CASES))
+def test_cross_field_rule_rejects_a_broken_copy(intent_copy, case):
+    mutate_cluster, mutate_nodes, expected = CROSS_FIELD_CASES[case]
+    with pytest.raises(_intent.IntentError) as info:
+        intent_copy(mutate_cluster=mutate_cluster, mutate_nodes=mutate_nodes)
+    message = str(info.value)
+    assert message.startswith('intent_valid: ')
+    assert expected.removeprefix('intent_valid: ') in message
+    assert message.endswith('then validate again with: make validate-intent')
+    assert info.value.check == 'intent_valid'
+
+
+def test_every_problem_is_reported_at_once(intent_copy):
+    def breakage(nodes):
+        _node(nodes, 'worker-01')['ipv4'] = '10.9.0.5'
+        _node(nodes, 'util-01')['vmid'] = 7701
+    with pytest.raises(_intent.IntentError) as info:
+        intent_copy(mutate_nodes=breakage)
+    fields = [field for dummy, field, dummy2 in info.value.errors]
+    assert fields == ['nodes[1] (worker-01).ipv4', 'nodes[3] (util-01).vmid']
+
+
+SCHEMA_CASES = {
+    'memory not an integer': (None, _set('cp-01', memory='4G'),
+                              f"{NODES_FILE}: nodes[0] (cp-01).memory: '4G' is not of type 'integer'"),
+    'unknown role': (None, _set('worker-01', role='master'),
+                     f"{NODES_FILE}: nodes[1] (worker-01).role: 'master' is not one of 'controlplane', 'worker', 'gpu-worker', 'utility'"),
+    'missing vmid': (None, _drop('util-01', 'vmid'), f'{NODES_FILE}: nodes[3] (util-01).vmid: missing required key'),
+    'unknown node key': (None, _set('cp-01', ram=4096), f"{NODES_FILE}: nodes[0] (cp-01): unknown key(s): 'ram'"),
+    'bad address': (None, _set('cp-01', ipv4='10.77.0.300'),
+                    f"{NODES_FILE}: nodes[0] (cp-01).ipv4: '10.77.0.300' does not match"),
+    'missing bridge': (lambda c: c['proxmox'].pop('bridge'), None,
+                       f'{CLUSTER_FILE}: cluster.proxmox.bridge: missing required key'),
+    'bad talos version': (lambda c: c.update(talos_version='1.11'), None,
+                          f"{CLUSTER_FILE}: cluster.talos_version: '1.11' does not match"),
+}
+
+
+@pytest.mark.parametrize('case', sorted(SCHEMA_CASES))
+def test_schema_rule_names_file_node_and_field(intent_copy, case):
+    mutate_cluster, mutate_nodes, expected = SCHEMA_CASES[case]
+    with pytest.raises(_intent.IntentError) as info:
+        intent_copy(mutate_cluster=mutate_cluster, mutate_nodes=mutate_nodes)
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize('cluster_text, nodes_text, expected', [
+    ('', None, f"{CLUSTER_FILE}: is empty; it must be a mapping with the top-level key 'cluster'"),
+    ('- a\n', None, f"{CLUSTER_FILE}: is a list; it must be a mapping with the top-level key 'cluster'"),
+    (None, 'nodes: []\ncluster: {}\n', f"{NODES_FILE}: cluster: belongs in the other intent file"),
+    (None, 'nodes:\n  - name: a\n  name: b\n', f'{NODES_FILE}: line 3, column 3: not valid YAML'),
+    (None, 'nodes:\n  - {name: a, name: b}\n', f"not valid YAML: key 'name' is given twice (first on line 2)"),
+    ('cluster:\n  name: x\n  name: y\n', None, f"{CLUSTER_FILE}: line 3, column 3: not valid YAML: key 'name' is given twice"),
+    (None, 'nodes:\n  - vmid: 07701\n', "integer '07701' has a leading zero"),
+])
+def test_file_level_problems(intent_copy, cluster_text, nodes_text, expected):
+    with pytest.raises(_intent.IntentError) as info:
+        intent_copy(cluster_text=cluster_text, nodes_text=nodes_text)
+    assert expected in str(info.value)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(_intent.IntentError) as info:
+        _intent.load_intent('inventory/dev/cluster.yaml', 'inventory/dev/nodes.yaml', root=str(tmp_path))
+    assert str(info.value).startswith(
+        'intent_valid: inventory/dev/cluster.yaml: file not found; inventory/dev/nodes.yaml: file not found. Remediation: ')
+
+
+def test_the_intent_is_not_modified_by_loading():
+    before = (_load(CLUSTER), _load(NODES))
+    snapshot = copy.deepcopy(before)
+    _intent.merge_intent(before[0], before[1], CLUSTER_FILE, NODES_FILE)
+    assert before == snapshot
+
+
+def test_cli_validates_and_reports(tmp_path):
+    ok = subprocess.run([sys.executable, '-m', 'tests.tools.validate_intent'], cwd=ROOT,
+                        capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith('intent_valid: ok: cluster em-dev on 10.77.0.0/24')
+    nodes = _load(NODES)
+    nodes['nodes'][1]['ipv4'] = '10.9.0.5'
+    broken = tmp_path / 'nodes.yaml'
+    broken.write_text(yaml.safe_dump(nodes))
+    bad = subprocess.run([sys.executable, '-m', 'tests.tools.validate_intent', '--nodes', str(broken)], cwd=ROOT,
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 1
+    assert f'intent_valid: {broken}: nodes[1] (worker-01).ipv4: 10.9.0.5 is outside cluster network 10.77.0.0/24' in bad.stderr
+    as_json = subprocess.run([sys.executable, '-m', 'tests.tools.validate_intent', '--json'], cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+    assert json.loads(as_json.stdout)['proxmox']['bridge'] == 'vmbr0'
