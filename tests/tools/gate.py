@@ -162,12 +162,12 @@ def _has_tests(config: str) -> bool:
 
 
 def _other_configurations() -> list[str]:
-    """Terraform configurations under terraform/ other than k3s-dev (directories with .tf files)."""
+    """Every other directory of terraform/ with .tf files: the cluster module, its submodules, sim."""
     found = []
     for name in phase1.repo_files(ROOT):
         if name.startswith('terraform/') and name.endswith('.tf'):
             directory = os.path.dirname(name)
-            if directory != K3S_DEV and directory not in found and '/modules/' not in f'/{directory}/':
+            if directory != K3S_DEV and directory not in found:
                 found.append(directory)
     return sorted(found)
 
