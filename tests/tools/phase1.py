@@ -225,7 +225,7 @@ def _top_level_assignments(body: str) -> dict[str, str]:
     """``key = "string"`` and ``key = { ... }`` at the top level of a block body."""
     result: dict[str, str] = {}
     i = 0
-    pattern = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*')
+    pattern = re.compile(r'[\s,]*([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*')
     while i < len(body):
         match = pattern.match(body, i)
         if not match:
@@ -344,8 +344,9 @@ def _sentences(text: str):
             pos += len(line) + 1
         for match in re.finditer(r'[^.!?]+(?:[.!?]+|$)', joined):
             line_no = start
+            begin = match.start() + len(match.group(0)) - len(match.group(0).lstrip())
             for offset, number in offsets:
-                if offset <= match.start():
+                if offset <= begin:
                     line_no = number
             yield line_no, match.group(0).strip()
         paragraph.clear()
