@@ -136,9 +136,7 @@ def _init_validate(terraform: str, config: str, label: str, results: list[Result
             report = _json_in(out)
             valid = bool(report.get('valid')) and code == 0
             notes = (f'valid; {report.get("warning_count", 0)} warning(s)' if valid else
-                     '; '.join(d.get('summary', '') + (f' ({d["range"]["filename"]}:{d["range"]["start"]["line"]})'
-                                                        if d.get('range') else '')
-                               for d in report.get('diagnostics', []) if d.get('severity') == 'error'))
+                     '; '.join(_diagnostic(d) for d in report.get('diagnostics', []) if d.get('severity') == 'error'))
         except (ValueError, KeyError):
             valid, notes = code == 0, _first_error(out)
         results.append(Result(f'terraform -chdir={config} validate', f'{label}: validate',
@@ -151,6 +149,12 @@ def _init_validate(terraform: str, config: str, label: str, results: list[Result
         return valid
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _diagnostic(diag: dict) -> str:
+    where = diag.get('range')
+    location = f' ({where["filename"]}:{where["start"]["line"]})' if where else ''
+    return f'{diag.get("summary", "")}{location}'
 
 
 def _has_tests(config: str) -> bool:

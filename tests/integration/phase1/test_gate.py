@@ -114,3 +114,32 @@ def test_the_tracker_holds_rows_written_by_make_gate():
             'python -m tests.tools.gate links',
             'python -m tests.tools.gate pins',
             'python -m tests.tools.gate wording'} <= commands
+
+
+def test_init_validate_and_test_of_an_offline_configuration(tmp_path):
+    terraform = gate.terraform_binary()
+    if not terraform:
+        pytest.fail('no terraform on PATH: make setup installs one into the virtualenv')
+    good = tmp_path / 'good'
+    (good / 'tests').mkdir(parents=True)
+    (good / 'main.tf').write_text('variable "n" {\n  type = number\n}\n\noutput "double" {\n  value = var.n * 2\n}\n')
+    (good / 'tests' / 'double.tftest.hcl').write_text(
+        'variables {\n  n = 21\n}\n\nrun "doubles" {\n  command = plan\n\n  assert {\n'
+        '    condition     = output.double == 42\n    error_message = "not doubled"\n  }\n}\n')
+    results: list[gate.Result] = []
+    assert gate._init_validate(terraform, str(good), 'good', results)  # pylint: disable=protected-access
+    assert [(r.summary, r.status) for r in results] == [
+        ('good: init (TF_DATA_DIR in a temporary directory)', 'PASS'),
+        ('good: validate', 'PASS'),
+        ('good: terraform test', 'PASS'),
+    ]
+    assert '1 passed, 0 failed' in results[2].notes
+
+    bad = tmp_path / 'bad'
+    bad.mkdir()
+    (bad / 'main.tf').write_text('output "x" {\n  value = var.missing\n}\n')
+    results = []
+    assert not gate._init_validate(terraform, str(bad), 'bad', results)  # pylint: disable=protected-access
+    assert (results[1].summary, results[1].status) == ('bad: validate', 'FAIL')
+    assert results[1].notes == 'Reference to undeclared input variable (main.tf:2)'
+    assert not (bad / '.terraform').exists() and not (good / '.terraform').exists()

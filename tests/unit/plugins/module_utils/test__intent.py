@@ -229,7 +229,7 @@ def test_schema_rule_names_file_node_and_field(intent_copy, case):
     ('- a\n', None, f"{CLUSTER_FILE}: is a list; it must be a mapping with the top-level key 'cluster'"),
     (None, 'nodes: []\ncluster: {}\n', f"{NODES_FILE}: cluster: belongs in the other intent file"),
     (None, 'nodes:\n  - name: a\n  name: b\n', f'{NODES_FILE}: line 3, column 3: not valid YAML'),
-    (None, 'nodes:\n  - {name: a, name: b}\n', f"not valid YAML: key 'name' is given twice (first on line 2)"),
+    (None, 'nodes:\n  - {name: a, name: b}\n', "not valid YAML: key 'name' is given twice (first on line 2)"),
     ('cluster:\n  name: x\n  name: y\n', None, f"{CLUSTER_FILE}: line 3, column 3: not valid YAML: key 'name' is given twice"),
     (None, 'nodes:\n  - vmid: 07701\n', "integer '07701' has a leading zero"),
 ])
