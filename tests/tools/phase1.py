@@ -29,15 +29,20 @@ PROVIDER_BASELINE = {
 # ---------------------------------------------------------------- repository files
 def repo_files(root: str = ROOT) -> list[str]:
     """Tracked files plus new files not ignored (git), relative to ``root``, sorted."""
+    skip = {'.git', '.venv', '.collections', 'collections', '.ansible', 'state', '.terraform', '__pycache__'}
     try:
-        out = subprocess.run(['git', '-C', root, 'ls-files', '-z', '--cached', '--others', '--exclude-standard'],
-                             capture_output=True, check=True).stdout
+        tracked = subprocess.run(['git', '-C', root, 'ls-files', '-z', '--cached'],
+                                 capture_output=True, check=True).stdout
+        others = subprocess.run(['git', '-C', root, 'ls-files', '-z', '--others', '--exclude-standard'],
+                                capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
-        out = b''
-    if out:
-        names = {name for name in out.decode('utf-8').split('\0') if name}
+        tracked = others = b''
+    if tracked:
+        names = {name for name in tracked.decode('utf-8').split('\0') if name}
+        # New files count too, except what tools create in a checkout (collection links, caches).
+        names |= {name for name in others.decode('utf-8').split('\0')
+                  if name and name.split('/', 1)[0] not in skip}
         return sorted(name for name in names if os.path.lexists(os.path.join(root, name)))
-    skip = {'.git', '.venv', '.collections', 'collections', 'state', '.terraform', '__pycache__'}
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in skip]
