@@ -107,9 +107,10 @@ def _first_error(output: str) -> str:
 def _offline_reason(config: str, output: str) -> str:
     named = sorted(set(re.findall(r'versions for provider ([\w.-]+/[\w.-]+)', output)))
     providers = ', '.join(named) or 'a registry provider'
-    return (f'{config} needs {providers}, which this machine cannot download '
-            '(no network route to the Terraform provider registry; init failed with '
-            '"Failed to query available provider packages"). Run `make gate` on a machine with '
+    causes = ('no such host', 'i/o timeout', 'connection refused', 'network is unreachable', 'dial tcp')
+    cause = next((c for c in causes if c in output.lower()), 'could not connect')
+    return (f'{config} needs {providers}, which this machine cannot download: init could not reach '
+            f'the Terraform provider registry ({cause}). Run `make gate` on a machine with '
             'registry access, or configure a provider mirror in the Terraform CLI config')
 
 
@@ -251,7 +252,8 @@ def check_wording(results: list[Result]) -> None:
                           'FAIL' if problems else 'PASS',
                           '; '.join(problems) if problems else
                           f'{len(files)} Markdown file(s), {len(phase1.OWNERSHIP_PATTERNS)} patterns: no claim; '
-                          f'{len(excused)} negated mention(s) such as "Terraform never configures a node OS"'))
+                          f'{len(excused)} negated or quoted mention(s) not counted'
+                          + (f' ({", ".join(e.split(": [")[0] for e in excused)})' if excused else '')))
 
 
 CHECKS = {'terraform': check_terraform, 'intent': check_intent, 'links': check_links, 'pins': check_pins,
