@@ -43,6 +43,7 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import
     schema_errors,
 )
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import find_project_root
 
 CHECK = 'intent_valid'
 DEFAULT_CLUSTER_PATH = os.path.join('inventory', 'dev', 'cluster.yaml')
@@ -98,7 +99,7 @@ if HAS_YAML:
 def display_path(path: str, root: str | None = None) -> str:
     """``path`` as an operator reads it: relative to ``root`` (default: cwd) when inside it."""
     absolute = os.path.abspath(path)
-    base = os.path.abspath(root or os.getcwd())
+    base = os.path.abspath(root or find_project_root())
     relative = os.path.relpath(absolute, base)
     if relative == '..' or relative.startswith('..' + os.sep):
         return absolute
@@ -257,6 +258,13 @@ def cross_field_problems(cluster: dict, nodes: list, cluster_source: str,
 
     endpoint = urlsplit(cluster['controlplane_endpoint'])
     try:
+        port = endpoint.port
+    except ValueError:
+        port = 0
+    if not port:
+        problems.append((cluster_source, 'cluster.controlplane_endpoint',
+                         f'{cluster["controlplane_endpoint"]} has no valid port (1-65535)'))
+    try:
         host = ipaddress.ip_address(endpoint.hostname or '')
     except ValueError:
         host = None  # a DNS name: nothing to check against the network
@@ -327,10 +335,11 @@ def load_intent(cluster_path: str = DEFAULT_CLUSTER_PATH, nodes_path: str = DEFA
     ``talos_nodes`` and ``ssh_nodes`` (the enabled nodes split by OS), ``disabled_nodes``
     (names), ``proxmox`` (``vm_storage``, ``template_storage``, ``bridge`` and the
     ``pci_mappings`` the enabled nodes use) and ``sources`` (the files, as displayed).
-    Relative paths are taken from ``root`` (default: the working directory).
+    Relative paths are taken from ``root`` (default: the project root, the nearest directory
+    upwards from the working directory that holds this collection's galaxy.yml).
     Raises IntentError listing every problem in both files.
     """
-    base = os.path.abspath(root or os.getcwd())
+    base = os.path.abspath(root or find_project_root())
     cluster_abs = os.path.join(base, cluster_path)
     nodes_abs = os.path.join(base, nodes_path)
     cluster_source = display_path(cluster_abs, base)

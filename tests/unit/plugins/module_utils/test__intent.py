@@ -172,6 +172,9 @@ CROSS_FIELD_CASES = {
     'endpoint outside the network': (
         lambda c: c.update(controlplane_endpoint='https://10.1.0.10:6443'), None,
         f'{CLUSTER_FILE}: cluster.controlplane_endpoint: 10.1.0.10 is outside cluster network 10.77.0.0/24'),
+    'endpoint port out of range': (
+        lambda c: c.update(controlplane_endpoint='https://10.77.0.10:70000'), None,
+        f'{CLUSTER_FILE}: cluster.controlplane_endpoint: https://10.77.0.10:70000 has no valid port (1-65535)'),
     'endpoint on a worker': (
         lambda c: c.update(controlplane_endpoint='https://10.77.0.20:6443'), None,
         f'{CLUSTER_FILE}: cluster.controlplane_endpoint: 10.77.0.20 is the address of nodes[1] (worker-01), which is a worker'),
@@ -237,6 +240,12 @@ def test_file_level_problems(intent_copy, cluster_text, nodes_text, expected):
     with pytest.raises(_intent.IntentError) as info:
         intent_copy(cluster_text=cluster_text, nodes_text=nodes_text)
     assert expected in str(info.value)
+
+
+def test_default_root_is_the_project_root(monkeypatch):
+    monkeypatch.chdir(os.path.join(ROOT, 'docs'))
+    intent = _intent.load_intent()
+    assert intent['sources'] == {'cluster': 'inventory/dev/cluster.yaml', 'nodes': 'inventory/dev/nodes.yaml'}
 
 
 def test_missing_file_is_named(tmp_path):
