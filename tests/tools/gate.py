@@ -129,7 +129,7 @@ def _init_validate(terraform: str, config: str, label: str, results: list[Result
             return False
         results.append(Result(init_cmd, f'{label}: init (TF_DATA_DIR in a temporary directory)',
                               'PASS' if code == 0 else 'FAIL',
-                              'providers installed' if code == 0 else _first_error(out)))
+                              'initialized' if code == 0 else _first_error(out)))
         if code != 0:
             return False
         code, out = _run([terraform, f'-chdir={config}', 'validate', '-no-color', '-json'], env)
