@@ -5,10 +5,7 @@ terraform {
   required_version = ">= 1.6, < 2.0"
 
   required_providers {
-    proxmox = {
-      source  = "bpg/proxmox"
-      version = "~> 0.111"
-    }
+    proxmox = { source = "bpg/proxmox", version = "~> 0.111" }
   }
 }
 
