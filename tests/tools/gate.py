@@ -198,7 +198,7 @@ def check_terraform(results: list[Result]) -> None:
                           f'Terraform {version}: all files formatted' if code == 0 else
                           f'not formatted: {", ".join(unformatted) or _first_error(out)}; run terraform fmt -recursive terraform'))
     for config in _other_configurations():
-        label = os.path.relpath(config, 'terraform')
+        label = 'cluster module' if config == 'terraform' else os.path.relpath(config, 'terraform')
         _init_validate(terraform, config, label, results)
 
 
