@@ -185,6 +185,7 @@ def test_a_secret_key_in_the_existing_file_is_refused(record):
     ({'step': 'deploy'}, 'latest_env_options'),
     ({'step': 'templates', 'failed_check': 'x'}, 'latest_env_options'),
     ({'values': {'PROXMOX_API_URL': 'x'}, 'run_status': 'done'}, 'latest_env_valid'),
+    ({'step': 'templates', 'step_status': 'failed', 'failed_check': 'Not A Check'}, 'latest_env_valid'),
 ])
 def test_refusals(record, options, check):
     record.run(start_run=True)
