@@ -59,11 +59,16 @@ options:
     description:
       - Where outputs.json is written; defaults to C(outputs.json) in O(workdir).
     type: path
+  intent_cluster_file:
+    description:
+      - The cluster intent (C(inventory/dev/cluster.yaml)), passed to Terraform as the variable
+        C(intent_cluster_file) (an absolute path) unless O(variables) sets it.
+    type: path
   intent_nodes_file:
     description:
       - The nodes intent, read to know which artefacts the enabled nodes need. Without it both the Ubuntu
         and the Talos artefact are required.
-      - Also passed to Terraform as the variable C(intent_nodes_file) unless O(variables) sets it.
+      - Also passed to Terraform as the variable C(intent_nodes_file) (an absolute path) unless O(variables) sets it.
     type: path
   variables:
     description:
@@ -124,21 +129,24 @@ EXAMPLES = r'''
 - name: Create the VMs of the dev cluster
   eminfra.pipeline.terraform_apply_wrapper:
     project_path: terraform/environments/k3s-dev
+    intent_cluster_file: inventory/dev/cluster.yaml
     intent_nodes_file: inventory/dev/nodes.yaml
     variables:
-      intent_cluster_file: "{{ playbook_dir }}/../inventory/dev/cluster.yaml"
-      intent_nodes_file: "{{ playbook_dir }}/../inventory/dev/nodes.yaml"
+      ssh_public_key: "{{ lookup('ansible.builtin.file', 'state/ssh/id_ed25519.pub') }}"
   register: terraform_result
 
 - name: Plan only (drift and counts)
   eminfra.pipeline.terraform_apply_wrapper:
     project_path: terraform/environments/sim
+    intent_cluster_file: inventory/dev/cluster.yaml
     intent_nodes_file: inventory/dev/nodes.yaml
   check_mode: true
 
 - name: Remove the VMs
   eminfra.pipeline.terraform_apply_wrapper:
     project_path: terraform/environments/sim
+    intent_cluster_file: inventory/dev/cluster.yaml
+    intent_nodes_file: inventory/dev/nodes.yaml
     state: absent
 '''
 
@@ -239,6 +247,7 @@ ARGUMENT_SPEC = dict(
     state_dir=dict(type='path'),
     manifest=dict(type='path'),
     outputs_path=dict(type='path'),
+    intent_cluster_file=dict(type='path'),
     intent_nodes_file=dict(type='path'),
     variables=dict(type='dict', default={}),
     proxmox_env_file=dict(type='path'),
@@ -266,8 +275,10 @@ def run_module(module: AnsibleModule) -> dict:
     proxmox = _terraform.load_proxmox_env(env_file) if env_file else None
     intent_nodes_file = _from_root(root, params['intent_nodes_file'])
     variables = dict(params['variables'])
-    if intent_nodes_file and 'intent_nodes_file' not in variables:
-        variables['intent_nodes_file'] = intent_nodes_file
+    for name, value in (('intent_cluster_file', _from_root(root, params['intent_cluster_file'])),
+                        ('intent_nodes_file', intent_nodes_file)):
+        if value and name not in variables:
+            variables[name] = value
     runner = _terraform.TerraformRunner(
         run_command=_terraform.default_run_command,
         binary=_terraform.find_binary(params['binary_path']),
