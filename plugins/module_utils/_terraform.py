@@ -31,6 +31,7 @@ can pass a fake and assert the exact argv and environment.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -39,6 +40,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -362,6 +364,7 @@ class TerraformRunner:
         self.log_path = os.path.join(self.env_dir, 'logs', f'{time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))}'
                                      f'-{os.getpid()}.log')
         self.commands: list[list[str]] = []
+        self._log_lock = threading.Lock()
 
     # -------------------------------------------------------------- helpers
     @property
@@ -373,6 +376,10 @@ class TerraformRunner:
         return text.replace(secret, SECRET_MASK) if secret and text else text
 
     def _log(self, text: str) -> None:
+        with self._log_lock:
+            self._write_log(text)
+
+    def _write_log(self, text: str) -> None:
         os.makedirs(os.path.dirname(self.log_path), mode=0o700, exist_ok=True)
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, 'a', encoding='utf-8') as handle:
@@ -508,7 +515,8 @@ class TerraformRunner:
         _atomic.write_if_changed(self.observed_path, json.dumps({'vmids': vmids}, sort_keys=True) + '\n', mode=0o600)
         return vmids
 
-    def plan(self, destroy: bool) -> tuple[bool, dict]:
+    def plan(self, destroy: bool) -> bool:
+        """terraform plan -detailed-exitcode -out; True when it plans changes (exit code 2)."""
         args = ['plan', '-input=false', '-no-color', '-detailed-exitcode', f'-lock-timeout={self.lock_timeout}',
                 f'-parallelism={self.parallelism}', f'-out={self.plan_path}']
         if destroy:
@@ -516,15 +524,18 @@ class TerraformRunner:
         rc, dummy = self.run(args, with_provider=True)
         if rc not in (0, 2):
             raise self.fail('plan', rc)
+        return rc == 2
+
+    def show_plan(self) -> dict:
+        """Counts and drift of the saved plan, from terraform show -json."""
         rc_show, out = self.run(['show', '-json', '-no-color', self.plan_path], capture=True)
         if rc_show != 0:
             raise self.fail('show -json (of the saved plan)', rc_show)
         try:
-            summary = summarise_plan(json.loads(out))
+            return summarise_plan(json.loads(out))
         except ValueError:
             raise TerraformError('terraform_apply', 'terraform show -json did not print JSON', log_path=self.log_path,
                                  remediation='check the Terraform version (>= 1.6, < 2.0)') from None
-        return rc == 2, summary
 
     def apply(self) -> None:
         rc, dummy = self.run(['apply', '-input=false', '-no-color', f'-lock-timeout={self.lock_timeout}',
@@ -564,13 +575,9 @@ class TerraformRunner:
                   f'check_mode {check_mode}\n')
         initialised = self.init()
         observed = self.write_observation()
-        planned, summary = self.plan(destroy=state == 'absent')
+        planned = self.plan(destroy=state == 'absent')
         result = {
             'changed': planned,
-            'counts': summary['counts'],
-            'drift': summary['drift'],
-            'replaced': summary['replaced'],
-            'output_changes': summary['output_changes'],
             'observed_vmids': observed,
             'initialised': initialised,
             'applied': False,
@@ -581,12 +588,25 @@ class TerraformRunner:
             'outputs_path': self.outputs_path,
             'binary': self.binary,
         }
+        if check_mode or not planned:
+            summary = self.show_plan()
+        else:
+            # Whether to apply follows from the plan's exit code alone; reading the saved plan
+            # for the counts (no state lock needed) overlaps with applying it.
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                shown = pool.submit(self.show_plan)
+                try:
+                    self.apply()
+                except CheckError:
+                    shown.exception()  # wait for it; the apply failure is the one to report
+                    raise
+                summary = shown.result()
+            result['applied'] = True
+        result.update({'counts': summary['counts'], 'drift': summary['drift'], 'replaced': summary['replaced'],
+                       'output_changes': summary['output_changes']})
         if check_mode:
             self.prune_logs()
             return result
-        if planned:
-            self.apply()
-            result['applied'] = True
         outputs = self.outputs()
         outputs_changed = self.write_outputs(outputs)
         result['outputs'] = outputs

@@ -101,7 +101,7 @@ class Client:
             if time.monotonic() > deadline:
                 raise SystemExit(f'pve_vm: {what}: task {upid} still running after {TASK_TIMEOUT:.0f}s')
             time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, 0.25)
 
 
 def vm_exists(client: Client, node: str, vmid: int) -> bool:
