@@ -172,7 +172,8 @@ def list_vmids(settings: ProxmoxSettings, timeout: float = 30.0) -> list[int]:
 
 # ------------------------------------------------------------------ manifest and intent
 def _load_yaml(path: str):
-    import yaml  # pylint: disable=import-outside-toplevel  (only needed when an intent file is given)
+    # Imported here: only needed when an intent file is given.
+    import yaml  # pylint: disable=import-outside-toplevel
     with open(path, encoding='utf-8') as handle:
         return yaml.safe_load(handle)
 
@@ -431,8 +432,8 @@ class TerraformRunner:
     def fail(self, what: str, rc: int) -> TerraformError:
         return TerraformError('terraform_apply', f'terraform {what} failed with exit code {rc}',
                               where=self.chdir, log_path=self.log_path,
-                              remediation=f'read the log, fix the cause, then rerun: ansible-playbook playbooks/site.yml '
-                                          f'-e eminfra_start_at=terraform_apply')
+                              remediation='read the log, fix the cause, then rerun: ansible-playbook playbooks/site.yml '
+                                          '-e eminfra_start_at=terraform_apply')
 
     # -------------------------------------------------------------- steps
     def check_inputs(self) -> None:

@@ -23,15 +23,18 @@ description:
   - Writes O(outputs_path) from C(terraform output -json), normalised to the outputs contract, validated
     (C(terraform_outputs_valid)), without sensitive outputs, atomically.
 author:
-  - EM-Infra maintainers
+  - EM-Infra maintainers (@eminfra)
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Check mode runs the plan only and returns its counts and drift; nothing is applied and
       O(outputs_path) is not written. The plan itself is kept in the workdir.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details: A second run with the same intent, manifest and infrastructure plans no change and reports
       C(changed=false).
@@ -161,13 +164,16 @@ drift:
   returned: always
   type: list
   elements: dict
-  sample: [{address: proxmox_virtual_environment_vm.vm["cp-1"], actions: [delete]}]
+  sample:
+    - address: proxmox_virtual_environment_vm.vm["cp-1"]
+      actions: [delete]
 replaced:
   description: Addresses the plan replaces (for C(sim), a VM missing from the observation).
   returned: always
   type: list
   elements: str
-  sample: ['terraform_data.vm["cp-1"]']
+  sample:
+    - terraform_data.vm["cp-1"]
 output_changes:
   description: Names of the Terraform outputs the plan changes.
   returned: always
@@ -215,8 +221,12 @@ outputs:
   description: The content written to outputs.json.
   returned: when not in check mode
   type: dict
-  sample: {schema_version: 1, nodes: [{name: util-1, ipv4: 10.20.0.41, ssh_user: ubuntu, ssh_port: 22, groups: [base]}],
-           talos_nodes: [{name: cp-1, ipv4: 10.20.0.11, role: controlplane, vmid: 201}]}
+  sample:
+    schema_version: 1
+    nodes:
+      - {name: util-1, ipv4: 10.20.0.41, ssh_user: ubuntu, ssh_port: 22, groups: [base]}
+    talos_nodes:
+      - {name: cp-1, ipv4: 10.20.0.11, role: controlplane, vmid: 201}
 outputs_changed:
   description: Whether outputs.json was (re)written.
   returned: when not in check mode
