@@ -71,7 +71,7 @@ def run_module(tmp_path: pathlib.Path, state_dir: pathlib.Path, args: dict, role
                 {'name': 'Fail again', 'ansible.builtin.fail': {'msg': '{{ ansible_failed_result.msg }}'}},
             ]},
             {'name': 'Keep the result', 'ansible.builtin.copy': {
-                'content': '{{ eminfra_proxmox_access_result | to_json }}', 'dest': str(result_file), 'mode': '0600'}},
+                'content': '{{ proxmox_access_result | to_json }}', 'dest': str(result_file), 'mode': '0600'}},
         ]
     else:
         tasks = [
