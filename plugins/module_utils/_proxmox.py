@@ -267,7 +267,7 @@ class ProxmoxClient:
             return True
         if method != 'GET':
             return False
-        if isinstance(error, (ProxmoxTimeout,)) or type(error) is ProxmoxUnreachable:
+        if isinstance(error, ProxmoxUnreachable) and not isinstance(error, ProxmoxDNSError):
             return True
         return isinstance(error, ProxmoxAPIError) and error.status is not None \
             and error.status >= 500 and error.status != 501

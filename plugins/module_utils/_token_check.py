@@ -182,7 +182,7 @@ class TokenCheck:
         perms = self._permissions()
         if perms is not None:
             self._privileges(perms)
-        self._storages()
+        self._storages(perms)
         return self
 
     def _version(self) -> bool:
@@ -330,7 +330,7 @@ class TokenCheck:
             for key in failed_errors[1:]:
                 del self.errors[key]
 
-    def _storages(self) -> None:
+    def _storages(self, perms: privileges.Permissions | None) -> None:
         where = f'{self.client.base_url}/api2/json/nodes/{self.node}/storage'
         try:
             entries = self.client.get(f'nodes/{self.node}/storage') or []
@@ -359,10 +359,18 @@ class TokenCheck:
                 if parsed is not None and parsed < IMPORT_MIN_VERSION:
                     self._add('proxmox_version', 'warn', f'import content needs Proxmox VE 8.4; this host runs '
                               f'{self.version.get("version")}, so images go through iso content')
+        audited = [name for name in invisible if perms is not None and (
+            perms.has(f'/storage/{name}', 'Datastore.Audit') or perms.has(f'/storage/{name}', 'Datastore.AllocateSpace'))]
+        if audited:
+            # The token may see these storages, so they are not there.
+            problems.append('storage ' + ', '.join(audited) + f' does not exist on node {self.node} '
+                            f'(storages there: {", ".join(sorted(str(name) for name in found)) or "none"})')
+            invisible = [name for name in invisible if name not in audited]
         if problems:
             err = CheckError('storage_content', '; '.join(problems), where=where,
-                             remediation='enable the content types: `pvesm set <storage> --content <types>` '
-                             '(keep the existing ones in the list)')
+                             remediation='enable the content types with `pvesm set <storage> --content <types>` '
+                             '(keep the existing ones in the list), or set cluster.proxmox.vm_storage and '
+                             'template_storage in the intent to storages of this node')
             self._add('storage_content', 'fail', err.detail, err)
         elif invisible:
             self._add('storage_content', 'skip', 'not visible to the token (no Datastore.Audit there, see '

@@ -10,9 +10,9 @@ module: proxmox_token_check
 short_description: Check a Proxmox VE API token for every privilege the pipeline's later steps need
 version_added: 0.1.0
 description:
-  - Validates C(state/proxmox.env) (or the same values given as options) without any network call
-    first: presence, file mode (refused when the group or others can read it), syntax, the
-    contract's keys, the token id form C(user@realm!tokenid), the URL form.
+  - Validates C(state/proxmox.env) (or the same values given as options) before any network call,
+    namely its presence, file mode (refused when the group or others can read it), syntax, the
+    contract's keys, the token id form C(user@realm!tokenid) and the URL form.
   - Then asks the Proxmox VE API, read-only, through proxmoxer with token authentication
     C(GET /version) (token valid, Proxmox VE 8.0 or newer), C(GET /nodes) and
     C(GET /nodes/{node}/status) (node present and online), C(GET /access/permissions) (the token's
