@@ -23,18 +23,15 @@ description:
   - Fails when a check fails; the message starts with the check id and ends with the remediation.
     The token secret never appears in any result or message.
 author:
-  - EM-Infra maintainers
+  - EM-Infra maintainers (@eminfra)
+extends_documentation_fragment:
+  - eminfra.pipeline.state
 options:
   env_file:
     description:
       - Path of the C(proxmox.env) file.
-      - Defaults to C(proxmox.env) under the state directory (O(state_dir)) when O(api_url) is not set.
+      - Defaults to C(proxmox.env) under the state root (O(state_dir)) when O(api_url) is not set.
       - Mutually exclusive with O(api_url).
-    type: path
-  state_dir:
-    description:
-      - State root used to find C(proxmox.env) when neither O(env_file) nor O(api_url) is set.
-      - Defaults to E(EMINFRA_STATE_DIR), else C(state/) under the project root.
     type: path
   api_url:
     description:
@@ -196,7 +193,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _proxmox
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
-from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout, find_project_root
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout, find_project_root, state_dir_argument_spec
 from ansible_collections.eminfra.pipeline.plugins.module_utils._token_check import (
     PUBLIC_ENV_KEYS, TokenCheck, check_pci_mappings, load_intent_context, load_proxmox_env, validate_env_values,
 )
@@ -207,7 +204,7 @@ STEPS = ['templates', 'terraform_apply', 'ansible_inventory']
 def argument_spec() -> dict:
     return {
         'env_file': {'type': 'path'},
-        'state_dir': {'type': 'path'},
+        **state_dir_argument_spec(),
         'api_url': {'type': 'str'},
         'node': {'type': 'str'},
         'token_id': {'type': 'str'},
