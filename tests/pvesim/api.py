@@ -867,7 +867,7 @@ def _allocate(sim: Simulator, vmid: int, key: str, drive: dict, task: Task | Non
     if source:
         if task:
             task.write(f"importing disk '{source}' to VM {vmid} ...")
-        shutil.copyfile(src_path, path)
+        sparse_copy(src_path, path)
         with open(path, 'r+b') as handle:
             if os.path.getsize(path) < size and not _is_qcow2(path):
                 handle.truncate(size)
@@ -878,6 +878,34 @@ def _allocate(sim: Simulator, vmid: int, key: str, drive: dict, task: Task | Non
             handle.truncate(size)
     rest = [f'{k}={v}' for k, v in drive.items() if k not in ('file', 'import-from', 'size')]
     return ','.join([sim.volid_for(storeid, 'images', name, vmid), *rest, f'size={format_size(size)}'])
+
+
+def sparse_copy(src: str, dest: str, data: bool = True) -> None:
+    """Copy ``src`` keeping holes (only data extents are written); ``data=False`` makes an
+    empty file of the same size, like a linked clone that shares its base's blocks."""
+    size = os.path.getsize(src)
+    with open(src, 'rb') as fin, open(dest, 'wb') as fout:
+        fout.truncate(size)
+        if not data:
+            return
+        fd = fin.fileno()
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError:  # no more data after offset
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            fin.seek(start)
+            fout.seek(start)
+            remaining = end - start
+            while remaining > 0:
+                chunk = fin.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                fout.write(chunk)
+                remaining -= len(chunk)
+            offset = end
 
 
 def _is_qcow2(path: str) -> bool:
@@ -1229,7 +1257,7 @@ def vm_clone(ctx: Ctx) -> object:
                     new_name = _disk_name(sim, target, newid, taken, cloudinit=cloudinit)
                     new_path = sim.volume_path(target, 'images', new_name, newid)
                     os.makedirs(os.path.dirname(new_path), exist_ok=True)
-                    shutil.copyfile(path, new_path)
+                    sparse_copy(path, new_path, data=bool(full) or cloudinit)
                     volid = sim.volid_for(target, 'images', new_name, newid)
                     if not full and not cloudinit:
                         volid = f'{storeid}:{name}/{new_name}'
@@ -1438,7 +1466,11 @@ ROUTES: list[Route] = [
 
 
 def _compile(path: str) -> re.Pattern:
-    pattern = re.sub(r'\\\{([a-z_-]+)\\\}', lambda m: f'(?P<{m.group(1)}>[^/]+)', re.escape(path))
+    # a trailing {volume} takes the rest of the path: clients send volume IDs such as
+    # local:iso/x.iso with the slash unencoded
+    pattern = re.sub(r'\\\{([a-z_-]+)\\\}',
+                     lambda m: f'(?P<{m.group(1)}>.+)' if m.group(1) == 'volume' else f'(?P<{m.group(1)}>[^/]+)',
+                     re.escape(path))
     return re.compile(pattern + r'\Z')
 
 
