@@ -37,22 +37,18 @@ import json
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _atomic
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
-from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import EnvFileError, file_mode, read_env_file
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _token_check as token_check
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import HAS_PROXMOXER, ProxmoxClient
 
 TEMPLATES_REMEDIATION = 'ansible-playbook playbooks/site.yml -e eminfra_start_at=templates'
-PROXMOX_ACCESS_REMEDIATION = 'ansible-playbook playbooks/site.yml -e eminfra_start_at=proxmox_access'
 SECRET_MASK = '********'
 LOGS_KEPT = 20
 
@@ -112,62 +108,25 @@ class ProxmoxSettings:
 
 
 def load_proxmox_env(path: str) -> ProxmoxSettings:
-    """Read and check state/proxmox.env (mode 0600, the contract's keys)."""
-    if not os.path.isfile(path):
-        raise CheckError('proxmox_env_present', 'the file does not exist', where=path,
-                         remediation=f'write {path} with PROXMOX_API_URL, PROXMOX_NODE, PROXMOX_TOKEN_ID and '
-                                     'PROXMOX_TOKEN_SECRET (mode 0600)')
-    mode = file_mode(path)
-    if mode & 0o077:
-        raise CheckError('proxmox_env_valid', f'mode {mode:04o} lets others read the token', where=path,
-                         remediation=f'chmod 600 {path}')
-    try:
-        values = read_env_file(path, check='proxmox_env_valid')
-    except EnvFileError as exc:
-        raise CheckError('proxmox_env_valid', exc.detail, where=exc.where or path,
-                         remediation=exc.remediation) from None
-    errors = _contracts.schema_errors(values, _contracts.PROXMOX_ENV_SCHEMA)
-    if errors:
-        # Never echo a value: a malformed secret is still a secret.
-        fields = ', '.join(sorted({field or '(file)' for field, dummy in errors}))
-        raise CheckError('proxmox_env_valid', f'invalid or missing keys: {fields}', where=path,
-                         remediation='fix those keys (see the handoff contract for state/proxmox.env)')
+    """Read and check state/proxmox.env with the pipeline's shared loader (mode 0600, contract keys)."""
+    values = token_check.load_proxmox_env(path)
     ca_bundle = values.get('PROXMOX_CA_BUNDLE') or None
-    if ca_bundle and not os.path.isabs(ca_bundle):
-        ca_bundle = os.path.join(os.path.dirname(os.path.abspath(path)), ca_bundle)
     return ProxmoxSettings(
         api_url=values['PROXMOX_API_URL'],
         node=values['PROXMOX_NODE'],
         token_id=values['PROXMOX_TOKEN_ID'],
         token_secret=values['PROXMOX_TOKEN_SECRET'],
-        tls_verify=values.get('PROXMOX_TLS_VERIFY', 'true') == 'true',
+        tls_verify=values.get('PROXMOX_TLS_VERIFY', 'true').strip().lower() != 'false',
         ca_bundle=ca_bundle,
     )
 
 
-def list_vmids(settings: ProxmoxSettings, timeout: float = 30.0) -> list[int]:
+def list_vmids(settings: ProxmoxSettings, client_factory=None) -> list[int]:
     """The VM ids on the node (GET /nodes/{node}/qemu): the observation behind drift."""
-    path = f'/nodes/{urllib.parse.quote(settings.node, safe="")}/qemu'
-    request = urllib.request.Request(f'{settings.api_url}/api2/json{path}', method='GET')
-    request.add_header('Authorization', f'PVEAPIToken={settings.token_id}={settings.token_secret}')
-    if settings.tls_verify:
-        context = ssl.create_default_context(cafile=settings.ca_bundle or None)
-    else:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=timeout) as response:
-            payload = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        check = 'token_valid' if exc.code == 401 else 'token_privileges' if exc.code == 403 else 'proxmox_api'
-        raise CheckError(check, f'HTTP {exc.code} {exc.reason}', where=f'GET {path}',
-                         remediation=PROXMOX_ACCESS_REMEDIATION) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, 'reason', exc)
-        raise CheckError('proxmox_api', f'cannot list the VMs: {reason}', where=f'GET {path}',
-                         remediation=PROXMOX_ACCESS_REMEDIATION) from None
-    return sorted(int(vm['vmid']) for vm in payload.get('data') or [] if 'vmid' in vm)
+    factory = client_factory or ProxmoxClient
+    client = factory(settings.api_url, settings.token_id, settings.token_secret, verify=settings.tls_verify,
+                     ca_bundle=settings.ca_bundle)
+    return sorted(int(vm['vmid']) for vm in client.get(f'/nodes/{settings.node}/qemu') or [] if 'vmid' in vm)
 
 
 # ------------------------------------------------------------------ manifest and intent
@@ -512,6 +471,9 @@ class TerraformRunner:
     def write_observation(self) -> list[int] | None:
         if not (self.observe and self.proxmox):
             return None
+        if not HAS_PROXMOXER:
+            raise CheckError('terraform_apply', 'listing the VMs for drift needs the proxmoxer and requests Python '
+                             'libraries', where='observe_vms', remediation='run make setup, or set observe_vms: false')
         vmids = list_vmids(self.proxmox)
         _atomic.write_if_changed(self.observed_path, json.dumps({'vmids': vmids}, sort_keys=True) + '\n', mode=0o600)
         return vmids

@@ -24,6 +24,8 @@ description:
     (C(terraform_outputs_valid)), without sensitive outputs, atomically.
 author:
   - EM-Infra maintainers (@eminfra)
+extends_documentation_fragment:
+  - eminfra.pipeline.state
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -49,10 +51,6 @@ options:
     description:
       - Where the configuration copy, data dir, state, plans and logs live.
       - Defaults to the contract's C(state/cache/terraform/) under O(state_dir).
-    type: path
-  state_dir:
-    description:
-      - The pipeline's state root; defaults to E(EMINFRA_STATE_DIR) or C(state/) under the project root.
     type: path
   manifest:
     description:
@@ -249,12 +247,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import HAS_JSONSCHEMA, JSONSCHEMA_IMPORT_ERROR
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
-from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout, find_project_root
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout, find_project_root, state_dir_argument_spec
 
 ARGUMENT_SPEC = dict(
+    **state_dir_argument_spec(),
     project_path=dict(type='path', required=True),
     workdir=dict(type='path'),
-    state_dir=dict(type='path'),
     manifest=dict(type='path'),
     outputs_path=dict(type='path'),
     intent_cluster_file=dict(type='path'),

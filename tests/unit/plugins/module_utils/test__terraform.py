@@ -81,11 +81,13 @@ def project(tmp_path):
     (state / 'cache' / 'templates').mkdir(parents=True)
     shutil.copy(os.path.join(FIXTURES, 'manifest.json'), state / 'cache' / 'templates' / 'manifest.json')
     env_file = state / 'proxmox.env'
+    ca_file = tmp_path / 'ca.pem'
+    ca_file.write_text('-----BEGIN CERTIFICATE-----\n')
     env_file.write_text('PROXMOX_API_URL=https://127.0.0.1:8006/api2/json\nPROXMOX_NODE=pve\n'
                         'PROXMOX_TOKEN_ID=pipeline@pve!full\n'
-                        f'PROXMOX_TOKEN_SECRET={SECRET}\nPROXMOX_TLS_VERIFY=true\nPROXMOX_CA_BUNDLE=/tmp/ca.pem\n')
+                        f'PROXMOX_TOKEN_SECRET={SECRET}\nPROXMOX_TLS_VERIFY=true\nPROXMOX_CA_BUNDLE={ca_file}\n')
     env_file.chmod(0o600)
-    return {'env_dir': str(tf_root / 'environments' / 'sim'), 'state': state, 'env_file': str(env_file)}
+    return {'env_dir': str(tf_root / 'environments' / 'sim'), 'state': state, 'env_file': str(env_file), 'ca': str(ca_file)}
 
 
 def make_runner(project, fake, **kw):
@@ -150,7 +152,7 @@ def test_environment_is_exact_and_secret_only_in_plan_and_apply_env(project):
         'PROXMOX_VE_ENDPOINT': 'https://127.0.0.1:8006/',
         'PROXMOX_VE_API_TOKEN': f'pipeline@pve!full={SECRET}',
         'PROXMOX_VE_INSECURE': 'false',
-        'SSL_CERT_FILE': '/tmp/ca.pem',
+        'SSL_CERT_FILE': project['ca'],
     }
     for call in fake.calls:
         expected = dict(base, **provider) if call['argv'][2] in ('plan', 'apply') else base
@@ -296,3 +298,20 @@ def test_proxmox_env_group_readable_refused(project):
 def test_timeout_stops_the_command(tmp_path):
     rc, dummy, err = _terraform.default_run_command(['sleep', '5'], {'PATH': os.environ['PATH']}, str(tmp_path), 0.2)
     assert rc == 124 and 'timeout' in err
+
+
+def test_list_vmids_through_the_shared_client(project):
+    calls = []
+
+    class FakeClient:
+        def __init__(self, *args, **kwargs):
+            calls.append((args, kwargs))
+
+        def get(self, path):
+            calls.append(path)
+            return [{'vmid': 232, 'name': 'b'}, {'vmid': 201, 'name': 'a'}, {'name': 'no id'}]
+
+    settings = _terraform.load_proxmox_env(project['env_file'])
+    assert _terraform.list_vmids(settings, client_factory=FakeClient) == [201, 232]
+    assert calls == [(('https://127.0.0.1:8006', 'pipeline@pve!full', SECRET),
+                      {'verify': True, 'ca_bundle': project['ca']}), '/nodes/pve/qemu']
