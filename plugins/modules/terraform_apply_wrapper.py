@@ -31,7 +31,8 @@ attributes:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Check mode runs the plan only and returns its counts and drift; nothing is applied and
-      O(outputs_path) is not written. The plan itself is kept in the workdir.
+      O(outputs_path) is not written. The workdir still gets the configuration copy, C(terraform init)
+      when needed, the VM observation, the saved plan and the log.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none

@@ -315,3 +315,11 @@ def test_list_vmids_through_the_shared_client(project):
     assert _terraform.list_vmids(settings, client_factory=FakeClient) == [201, 232]
     assert calls == [(('https://127.0.0.1:8006', 'pipeline@pve!full', SECRET),
                       {'verify': True, 'ca_bundle': project['ca']}), '/nodes/pve/qemu']
+
+
+def test_apply_failure_is_reported_not_masked_and_no_outputs_written(project):
+    runner = make_runner(project, FakeTerraform(plan_rc=2, apply_rc=1))
+    with pytest.raises(_terraform.TerraformError) as err:
+        runner.execute()
+    assert 'terraform apply failed with exit code 1' in str(err.value)
+    assert not os.path.exists(project['state'] / 'cache' / 'terraform' / 'outputs.json')
