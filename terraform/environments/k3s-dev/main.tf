@@ -15,14 +15,16 @@ module "cluster" {
 resource "proxmox_virtual_environment_vm" "vm" {
   for_each = module.cluster.vms
 
-  node_name   = var.proxmox_node
-  vm_id       = each.value.vmid
-  name        = each.value.name
-  tags        = each.value.tags
-  on_boot     = true
-  started     = true
-  machine     = each.value.pci_mapping == null ? null : "q35"
-  description = "Managed by eminfra.pipeline (Terraform); ${each.value.os} ${each.value.role}."
+  node_name = var.proxmox_node
+  vm_id     = each.value.vmid
+  name      = each.value.name
+  tags      = each.value.tags
+  on_boot   = true
+  started   = true
+  # Destroy stops the VM hard instead of waiting for a guest shutdown: the VM is going away.
+  stop_on_destroy = true
+  machine         = each.value.pci_mapping == null ? null : "q35"
+  description     = "Managed by eminfra.pipeline (Terraform); ${each.value.os} ${each.value.role}."
 
   agent {
     enabled = true
