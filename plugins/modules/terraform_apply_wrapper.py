@@ -100,8 +100,8 @@ options:
     default: present
   validate_only:
     description:
-      - Only re-validate, as a resume does before it skips the step: O(outputs_path) exists, meets the
-        outputs contract and equals what C(terraform output -json) gives from the current state. Nothing is
+      - Only re-validate, as a resume does before it skips the step. O(outputs_path) must exist, meet the
+        outputs contract and equal what C(terraform output -json) gives from the current state. Nothing is
         planned or applied; a mismatch fails with C(terraform_outputs_valid).
     type: bool
     default: false
