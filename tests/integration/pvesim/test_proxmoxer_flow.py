@@ -1,0 +1,189 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The real proxmoxer client over verified HTTPS: the flows the pipeline runs."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from proxmoxer.core import ResourceException
+
+from tests.integration.pvesim.conftest import proxmox, qcow2_image, wait_task
+
+
+def test_version_nodes_and_storage(pvesim_fresh):
+    api = proxmox(pvesim_fresh)
+    version = api.version.get()
+    assert version['version'].startswith('9.') and version['release'] == '9.1'
+    nodes = api.nodes.get()
+    assert [n['node'] for n in nodes] == ['pve'] and nodes[0]['status'] == 'online'
+    status = api.nodes('pve').status.get()
+    assert status['memory']['total'] > status['memory']['used'] > 0
+    storages = {s['storage']: s for s in api.nodes('pve').storage.get()}
+    assert set(storages) == {'local', 'local-lvm'}
+    assert storages['local']['content'] == 'import,iso,vztmpl'
+    assert storages['local-lvm']['type'] == 'lvmthin'
+    assert api.nodes('pve').storage('local').content.get() == []
+    assert [s['storage'] for s in api.storage.get()] == ['local', 'local-lvm']
+    assert api.cluster.nextid.get() == '100'
+
+
+def test_download_url_through_task_to_listed_volume(pvesim_fresh, file_server):
+    api = proxmox(pvesim_fresh)
+    data = os.urandom(300_000)
+    url, digest = file_server.add('talos.iso', data)
+    meta = api.nodes('pve')('query-url-metadata').get(url=url)
+    assert meta == {'filename': 'talos.iso', 'size': len(data), 'mimetype': meta['mimetype']}
+    upid = api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='iso', filename='talos.iso', checksum=digest, **{'checksum-algorithm': 'sha256'})
+    assert upid.startswith('UPID:pve:') and ':download:talos.iso:pipeline@pve!full:' in upid
+    status = wait_task(api, upid)
+    assert status['exitstatus'] == 'OK', status
+    volumes = api.nodes('pve').storage('local').content.get(content='iso')
+    assert [(v['volid'], v['size'], v['format']) for v in volumes] == [('local:iso/talos.iso', len(data), 'iso')]
+    path = os.path.join(pvesim_fresh.data_dir, 'local', 'template', 'iso', 'talos.iso')
+    with open(path, 'rb') as handle:
+        assert handle.read() == data
+    log = [line['t'] for line in api.nodes('pve').tasks(upid).log.get()]
+    assert log[-1] == 'TASK OK' and any('checksum verified' in line for line in log)
+
+    # the same file again with the right checksum: success without a download
+    again = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='iso', filename='talos.iso', checksum=digest, **{'checksum-algorithm': 'sha256'}))
+    assert again['exitstatus'] == 'OK'
+    log = [line['t'] for line in api.nodes('pve').tasks(again['upid']).log.get()]
+    assert f'file already exists {digest}, no need to download' in log
+    # without a checksum the existing file is never overwritten
+    refused = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='iso', filename='talos.iso'))
+    assert refused['exitstatus'] == f"refusing to override existing file '{path}'"
+
+
+def test_download_checksum_mismatch_and_content_rules(pvesim_fresh, file_server):
+    api = proxmox(pvesim_fresh)
+    url, digest = file_server.add('disk.qcow2', qcow2_image(1 << 30))
+    bad = 'a' * 64
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='disk.qcow2', checksum=bad, **{'checksum-algorithm': 'sha256'}))
+    assert status['exitstatus'] == f"checksum mismatch: got '{digest}' != expect '{bad}'"
+    assert api.nodes('pve').storage('local').content.get() == []
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').storage('local')('download-url').post(url=url, content='import', filename='disk.img')
+    assert err.value.status_code == 400 and err.value.errors == {'filename': 'invalid filename or wrong extension'}
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').storage('local-lvm')('download-url').post(url=url, content='import', filename='d.qcow2')
+    assert err.value.status_code == 500
+    assert err.value.content == "can't upload to storage type 'lvmthin', not a file based storage!"
+    # file names are normalised
+    upid = api.nodes('pve').storage('local')('download-url').post(url=url, content='import', filename='my disk.qcow2')
+    assert wait_task(api, upid)['exitstatus'] == 'OK'
+    assert [v['volid'] for v in api.nodes('pve').storage('local').content.get()] == ['local:import/my_disk.qcow2']
+    # a 404 fails the task like wget does
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url + '.missing', content='iso', filename='missing.iso'))
+    assert status['exitstatus'].startswith('download failed: command ') and status['exitstatus'].endswith('exit code 8')
+
+
+def test_upload_multipart(pvesim_fresh, tmp_path):
+    api = proxmox(pvesim_fresh)
+    source = tmp_path / 'tools.iso'
+    source.write_bytes(b'ISO' * 1000)
+    with open(source, 'rb') as handle:
+        upid = api.nodes('pve').storage('local').upload.post(content='iso', filename=handle)
+    assert ':imgcopy::' in upid
+    assert wait_task(api, upid)['exitstatus'] == 'OK'
+    volume = api.nodes('pve').storage('local').content('local:iso/tools.iso').get()
+    assert volume['size'] == 3000 and volume['format'] == 'iso'
+    with open(source, 'rb') as handle:
+        upid = api.nodes('pve').storage('local').upload.post(
+            content='iso', filename=handle, checksum='0' * 64, **{'checksum-algorithm': 'sha256'})
+    assert wait_task(api, upid)['exitstatus'].startswith("checksum mismatch: got '")
+
+
+def test_vm_from_imported_disk_reports_agent_ip(pvesim_fresh, file_server):
+    api = proxmox(pvesim_fresh)
+    image = qcow2_image(2 << 30, b'boot' * 100)
+    url, digest = file_server.add('ubuntu.qcow2', image)
+    wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='ubuntu.qcow2', checksum=digest, **{'checksum-algorithm': 'sha256'}))
+    vmid = int(api.cluster.nextid.get())
+    upid = api.nodes('pve').qemu.post(
+        vmid=vmid, name='lab-01', memory=2048, cores=2, agent='enabled=1', scsihw='virtio-scsi-single',
+        scsi0='local-lvm:0,import-from=local:import/ubuntu.qcow2,discard=on', ide2='local-lvm:cloudinit',
+        net0='virtio,bridge=vmbr0', ipconfig0='ip=192.0.2.10/24,gw=192.0.2.1', ciuser='ubuntu')
+    assert f':qmcreate:{vmid}:' in upid
+    assert wait_task(api, upid)['exitstatus'] == 'OK'
+    config = api.nodes('pve').qemu(vmid).config.get()
+    assert config['scsi0'] == f'local-lvm:vm-{vmid}-disk-0,discard=on,size=2G'
+    assert config['ide2'] == f'local-lvm:vm-{vmid}-cloudinit,media=cdrom'
+    assert config['net0'].startswith('virtio=BC:24:11:') and config['net0'].endswith(',bridge=vmbr0')
+    assert len(config['digest']) == 40
+    disks = api.nodes('pve').storage('local-lvm').content.get(vmid=vmid)
+    assert sorted(d['volid'] for d in disks) == [f'local-lvm:vm-{vmid}-cloudinit', f'local-lvm:vm-{vmid}-disk-0']
+
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(vmid).agent('network-get-interfaces').get()
+    assert err.value.status_code == 500 and err.value.content == f'VM {vmid} is not running'
+    assert wait_task(api, api.nodes('pve').qemu(vmid).status.start.post())['exitstatus'] == 'OK'
+    assert api.nodes('pve').qemu(vmid).status.current.get()['status'] == 'running'
+    seen_states = set()
+    deadline = time.time() + 20
+    address = None
+    while time.time() < deadline and address is None:
+        try:
+            result = api.nodes('pve').qemu(vmid).agent('network-get-interfaces').get()['result']
+        except ResourceException as exc:
+            seen_states.add(exc.content)
+            time.sleep(0.05)
+            continue
+        ipv4 = [a['ip-address'] for i in result if i['name'] != 'lo' for a in i['ip-addresses']
+                if a['ip-address-type'] == 'ipv4']
+        seen_states.add('link-local only' if not ipv4 else 'ipv4')
+        address = ipv4[0] if ipv4 else None
+        time.sleep(0.05)
+    assert address == '192.0.2.10'
+    assert 'QEMU guest agent is not running' in seen_states and 'link-local only' in seen_states
+
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(vmid).delete()
+    assert err.value.content == f'VM {vmid} is running - destroy failed'
+    assert wait_task(api, api.nodes('pve').qemu(vmid).status.stop.post())['exitstatus'] == 'OK'
+    assert wait_task(api, api.nodes('pve').qemu(vmid).delete())['exitstatus'] == 'OK'
+    assert api.nodes('pve').qemu.get() == []
+    assert api.nodes('pve').storage('local-lvm').content.get() == []
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(vmid).config.get()
+    assert err.value.content == f"Configuration file 'nodes/pve/qemu-server/{vmid}.conf' does not exist"
+
+
+def test_vm_config_resize_template_clone(pvesim_fresh):
+    api = proxmox(pvesim_fresh)
+    assert wait_task(api, api.nodes('pve').qemu.post(vmid=9000, name='tmpl', scsi0='local-lvm:4',
+                                                       net0='virtio,bridge=vmbr0'))['exitstatus'] == 'OK'
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu.post(vmid=9000, name='again')
+    assert err.value.status_code == 400 and err.value.errors == {'vmid': 'VM 9000 already exists'}
+    assert api.nodes('pve').qemu(9000).config.put(cores=4, description='base') is None
+    upid = api.nodes('pve').qemu(9000).config.post(memory='4096', delete='description')
+    assert wait_task(api, upid)['exitstatus'] == 'OK'
+    config = api.nodes('pve').qemu(9000).config.get()
+    assert config['cores'] == 4 and config['memory'] == '4096' and 'description' not in config
+    assert wait_task(api, api.nodes('pve').qemu(9000).resize.put(disk='scsi0', size='+2G'))['exitstatus'] == 'OK'
+    assert api.nodes('pve').qemu(9000).config.get()['scsi0'].endswith('size=6G')
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(9000).resize.put(disk='scsi0', size='1G')
+    assert err.value.content == 'shrinking disks is not supported'
+    assert wait_task(api, api.nodes('pve').qemu(9000).template.post())['exitstatus'] == 'OK'
+    assert api.nodes('pve').qemu(9000).config.get()['scsi0'].startswith('local-lvm:base-9000-disk-0,')
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(9000).status.start.post()
+    assert err.value.content == "you can't start a vm if it's a template"
+    upid = api.nodes('pve').qemu(9000).clone.post(newid=101, name='lab-02')
+    assert ':qmclone:9000:' in upid and wait_task(api, upid)['exitstatus'] == 'OK'
+    clone = api.nodes('pve').qemu(101).config.get()
+    assert clone['name'] == 'lab-02' and clone['scsi0'].startswith('local-lvm:base-9000-disk-0/vm-101-disk-0,')
+    resources = api.cluster.resources.get(type='vm')
+    assert [(r['vmid'], r['template']) for r in resources] == [(101, 0), (9000, 1)]
