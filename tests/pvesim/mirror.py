@@ -216,11 +216,10 @@ class MirrorState:
 
     def sums(self, directory: str, form: str) -> bytes | None:
         with self.lock:
-            members = sorted((a for p, a in self.artefacts.items()
-                              if posixpath.dirname(p) == directory
-                              and not self.faults.get(p, {}).get('omit_from_sums')),
+            in_dir = [a for p, a in self.artefacts.items() if posixpath.dirname(p) == directory]
+            members = sorted((a for a in in_dir if not self.faults.get(a.path, {}).get('omit_from_sums')),
                              key=lambda a: a.path)
-        if not members:
+        if not in_dir:
             return None
         lines = []
         for artefact in members:
@@ -232,7 +231,7 @@ class MirrorState:
                 lines.append(f'{hexdigest}  {name}')
             else:
                 lines.append(f'SHA256 ({name}) = {hexdigest}')
-        return ('\n'.join(lines) + '\n').encode()
+        return ''.join(f'{line}\n' for line in lines).encode()
 
     # ---------------------------------------------------------------- faults
     def set_fault(self, path: str, spec: dict) -> dict:

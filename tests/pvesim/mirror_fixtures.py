@@ -24,7 +24,9 @@ import json
 import os
 import subprocess
 import sys
+import ssl
 import tempfile
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -44,7 +46,8 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__f
 class MirrorProcess:
     """A running mirror (``python -m tests.pvesim.mirror``) and its control API."""
 
-    def __init__(self, proc: subprocess.Popen, info: dict, tmp: tempfile.TemporaryDirectory | None) -> None:
+    def __init__(self, proc: subprocess.Popen, info: dict, tmp: tempfile.TemporaryDirectory | None,
+                 ca_path: str | None = None) -> None:
         self.proc = proc
         self.info = info
         self.url = info['url']
@@ -52,11 +55,15 @@ class MirrorProcess:
         self.artefacts = {p: v['size'] for p, v in info['artefacts'].items()}
         self._tmp = tmp
         # The control API is plain loopback HTTP: never send it through an operator's proxy.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        handlers = [urllib.request.ProxyHandler({})]
+        if ca_path:
+            handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca_path)))
+        self._opener = urllib.request.build_opener(*handlers)
 
     @classmethod
     def start(cls, root: str | None = None, artefacts: dict[str, int] | None = None,
-              extra_args: list[str] | None = None, python: str | None = None) -> 'MirrorProcess':
+              extra_args: list[str] | None = None, python: str | None = None,
+              ca_path: str | None = None) -> 'MirrorProcess':
         tmp = None
         if root is None:
             tmp = tempfile.TemporaryDirectory(prefix='mirror-')
@@ -73,7 +80,7 @@ class MirrorProcess:
         if not line:
             proc.wait(timeout=10)
             raise RuntimeError(f'mirror did not start (exit {proc.returncode}): {" ".join(argv)}')
-        return cls(proc, json.loads(line), tmp)
+        return cls(proc, json.loads(line), tmp, ca_path)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
