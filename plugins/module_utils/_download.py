@@ -746,11 +746,8 @@ class _UploadFile(io.FileIO):
 
     def __init__(self, path: str, upload_name: str) -> None:
         super().__init__(path, 'rb')
-        self.upload_name = upload_name
-
-    @property
-    def name(self):  # noqa: D401 - requests reads the part's file name from here
-        return self.upload_name
+        # requests takes the multipart file name from ``name`` (FileIO sets it to the path).
+        self.name = upload_name
 
 
 def _default_client_factory(env_file: str, timeout: float):
