@@ -297,7 +297,8 @@ def schema_errors(instance, schema: dict) -> list[tuple[str, str]]:
         raise RuntimeError('the jsonschema Python library is required: pip install jsonschema')
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(instance),
-                    key=lambda err: ([str(p) for p in err.absolute_path], err.validator))
+                    key=lambda err: ([(0, p, '') if isinstance(p, int) else (1, 0, str(p)) for p in err.absolute_path],
+                                     str(err.validator)))
     result: list[tuple[str, str]] = []
     for error in errors:
         path = list(error.absolute_path)

@@ -1,0 +1,138 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""eminfra.pipeline.latest_env through real ansible-playbook and ansible-doc runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from tests.ansible_run import run_doc, run_playbook
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SECRET = '0d3f8b7e-51a2-4c69-8e0f-2b9c7a4d6e15'
+
+
+def playbook(name: str) -> str:
+    return os.path.join(HERE, name)
+
+
+def extra(**variables) -> list[str]:
+    return ['-e', json.dumps(variables)]
+
+
+def test_ansible_doc_prints_the_full_documentation():
+    text = run_doc('eminfra.pipeline.latest_env')
+    assert text.rc == 0, text.output
+    for needed in ('start_run', 'dry_run', 'step_status', 'failed_check', 'run_status', 'secrets', 'state_dir',
+                   'EMINFRA_STATE_DIR', 'ATTRIBUTES', 'check_mode', 'diff_mode', 'idempotent', 'EXAMPLES',
+                   'RETURN VALUES', 'run_dir', 'DRY_RUN_LAST_STEP'):
+        assert needed in text.stdout, needed
+    doc = run_doc('eminfra.pipeline.latest_env', '--json')
+    assert doc.rc == 0, doc.output
+    module = json.loads(doc.stdout)['eminfra.pipeline.latest_env']
+    assert set(module['doc']['options']) == {
+        'path', 'state_dir', 'start_run', 'dry_run', 'values', 'step', 'step_status', 'failed_check', 'run_status',
+        'secrets'}
+    assert {'values', 'path', 'run_id', 'run_dir', 'diff'} <= set(module['return'])
+    assert module['doc']['attributes']['check_mode']['support'] == 'full'
+
+
+def test_playbook_writes_a_sourceable_record_and_is_idempotent(tmp_path):
+    state = tmp_path / 'state'
+    start = run_playbook(playbook('start_run.yml'), state_dir=str(state))
+    assert start.rc == 0, start.output
+    started = start.result('Start a run')
+    assert started['changed'] is True
+    assert started['path'] == str(state / 'runs' / 'latest.env')
+
+    variables = extra(latest_step='proxmox_access',
+                      latest_values={'PROXMOX_API_URL': 'https://127.0.0.1:8006', 'PROXMOX_NODE': 'pve',
+                                     'PROXMOX_TOKEN_ID': 'pipeline@pve!full'})
+    first = run_playbook(playbook('record_step.yml'), *variables, state_dir=str(state))
+    assert first.rc == 0, first.output
+    assert first.result('Record the step')['changed'] is True
+    again = run_playbook(playbook('record_step.yml'), *variables, state_dir=str(state))
+    assert again.rc == 0, again.output
+    assert again.result('Record the step')['changed'] is False
+    assert 'changed=0' in again.stdout
+
+    proc = subprocess.run(['bash', '-c', 'set -u; . state/runs/latest.env; echo "$RUN_ID $LAST_STEP_COMPLETED"'],
+                          cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert proc.stdout == f"{started['run_id']} proxmox_access\n"
+    copy = state / 'runs' / started['run_id'] / 'latest.env'
+    assert copy.read_bytes() == (state / 'runs' / 'latest.env').read_bytes()
+
+    read = run_playbook(playbook('read_back.yml'), state_dir=str(state))
+    assert read.rc == 0, read.output
+    assert read.result('Read latest.env')['values']['PROXMOX_NODE'] == 'pve'
+
+
+def test_check_and_diff_mode(tmp_path):
+    state = tmp_path / 'state'
+    assert run_playbook(playbook('start_run.yml'), state_dir=str(state)).rc == 0
+    before = (state / 'runs' / 'latest.env').read_bytes()
+    checked = run_playbook(playbook('record_step.yml'), '--check', '--diff', *extra(latest_step='templates'),
+                           state_dir=str(state))
+    assert checked.rc == 0, checked.output
+    result = checked.result('Record the step')
+    assert result['changed'] is True
+    assert result['values']['LAST_STEP_COMPLETED'] == 'templates'
+    assert "+LAST_STEP_COMPLETED='templates'" in checked.stdout
+    assert "-LAST_STEP_COMPLETED=''" in checked.stdout
+    assert (state / 'runs' / 'latest.env').read_bytes() == before
+
+
+def test_token_secret_is_refused_and_the_file_is_unchanged(tmp_path):
+    state = tmp_path / 'state'
+    assert run_playbook(playbook('start_run.yml'), state_dir=str(state)).rc == 0
+    latest = state / 'runs' / 'latest.env'
+    before = latest.read_bytes()
+    refused = run_playbook(playbook('record_step.yml'), '-vvv',
+                           *extra(latest_step='proxmox_access', latest_values={'PROXMOX_TOKEN_SECRET': SECRET}),
+                           state_dir=str(state))
+    assert refused.rc == 2, refused.output
+    result = refused.result('Record the step')
+    assert refused.task('Record the step')[0]['status'] == 'failed'
+    assert result['msg'].startswith('latest_env_secret: values.PROXMOX_TOKEN_SECRET: PROXMOX_TOKEN_SECRET names '
+                                    'a secret')
+    assert result['failed_check'] == 'latest_env_secret'
+    assert latest.read_bytes() == before
+    assert SECRET not in latest.read_text()
+
+
+def test_value_holding_a_handed_secret_is_refused_without_showing_it(tmp_path):
+    state = tmp_path / 'state'
+    assert run_playbook(playbook('start_run.yml'), state_dir=str(state)).rc == 0
+    latest = state / 'runs' / 'latest.env'
+    before = latest.read_bytes()
+    refused = run_playbook(playbook('record_step.yml'), '-vvv',
+                           *extra(latest_step='proxmox_access', latest_secrets=[SECRET],
+                                  latest_values={'PROXMOX_VE_API_TOKEN': f'pipeline@pve!full={SECRET}'}),
+                           state_dir=str(state))
+    assert refused.rc == 2, refused.output
+    result = refused.result('Record the step')
+    assert result['msg'].startswith('latest_env_secret: ')
+    assert latest.read_bytes() == before
+    # The module masks no_log values in its result; the playbook's own -e text is Ansible's to show.
+    assert SECRET not in json.dumps(result)
+    for path in state.rglob('*'):
+        if path.is_file():
+            assert SECRET not in path.read_text(errors='replace'), path
+
+
+def test_dry_run_keeps_last_step_completed(tmp_path):
+    state = tmp_path / 'state'
+    assert run_playbook(playbook('start_run.yml'), state_dir=str(state)).rc == 0
+    assert run_playbook(playbook('record_step.yml'), *extra(latest_step='proxmox_access'),
+                        state_dir=str(state)).rc == 0
+    dry = run_playbook(playbook('start_run.yml'), *extra(latest_dry_run=True), state_dir=str(state))
+    assert dry.rc == 0, dry.output
+    step = run_playbook(playbook('record_step.yml'), *extra(latest_step='templates'), state_dir=str(state))
+    values = step.result('Record the step')['values']
+    assert values['DRY_RUN'] == 'true'
+    assert values['LAST_STEP_COMPLETED'] == 'proxmox_access'
+    assert values['DRY_RUN_LAST_STEP'] == 'templates'
