@@ -648,7 +648,9 @@ def run(params: dict, check_mode: bool = False, client_factory=None, sleep=time.
         result.update(fetch_info)
 
     if params.get('proxmox'):
-        placed, place_changed, place_info = place(entry, params['proxmox'], check_mode, client_factory, sleep)
+        spec = dict(params['proxmox'])
+        spec['env_file'] = spec.get('env_file') or StateLayout.resolve(params.get('state_dir')).proxmox_env
+        placed, place_changed, place_info = place(entry, spec, check_mode, client_factory, sleep)
         result['proxmox'] = place_info
         if place_changed:
             result['changed'] = True

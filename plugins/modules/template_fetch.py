@@ -32,6 +32,8 @@ description:
     a role running it with C(async) can show progress.
 author:
   - EM-Infra maintainers
+extends_documentation_fragment:
+  - eminfra.pipeline.state
 options:
   name:
     description:
@@ -70,10 +72,6 @@ options:
   manifest:
     description:
       - Path of the manifest; defaults to C(manifest.json) in O(dest_dir).
-    type: path
-  state_dir:
-    description:
-      - The state root (defaults to E(EMINFRA_STATE_DIR), else C(state/) under the project root).
     type: path
   force:
     description:
@@ -117,9 +115,8 @@ options:
     suboptions:
       env_file:
         description:
-          - The C(proxmox.env) file (API URL, node, token) to use.
+          - The C(proxmox.env) file (API URL, node, token) to use; defaults to C(proxmox.env) under the state root.
         type: path
-        required: true
       storage:
         description:
           - The storage id, for example V(local).
@@ -270,6 +267,7 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import
     HAS_JSONSCHEMA, JSONSCHEMA_IMPORT_ERROR)
 from ansible_collections.eminfra.pipeline.plugins.module_utils._download import run
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import state_dir_argument_spec
 
 
 def argument_spec() -> dict:
@@ -281,7 +279,7 @@ def argument_spec() -> dict:
         'filename': {'type': 'str'},
         'dest_dir': {'type': 'path'},
         'manifest': {'type': 'path'},
-        'state_dir': {'type': 'path'},
+        **state_dir_argument_spec(),
         'force': {'type': 'bool', 'default': False},
         'verify': {'type': 'bool', 'default': False},
         'timeout': {'type': 'float', 'default': 30},
@@ -290,7 +288,7 @@ def argument_spec() -> dict:
         'ca_path': {'type': 'path'},
         'progress_file': {'type': 'path'},
         'proxmox': {'type': 'dict', 'options': {
-            'env_file': {'type': 'path', 'required': True},
+            'env_file': {'type': 'path'},
             'storage': {'type': 'str', 'required': True},
             'content': {'type': 'str', 'choices': ['iso', 'vztmpl', 'import']},
             'method': {'type': 'str', 'choices': ['download_url', 'upload', 'auto'], 'default': 'auto'},
