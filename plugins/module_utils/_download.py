@@ -709,12 +709,13 @@ def _fetch_verified(params: dict, url: str, dest: str, checksum, old: dict | Non
         progress.remove()
         what = {'pinned': 'the pinned checksum', 'published': f'{checksum_url}',
                 'first_fetch': 'the digest recorded by the first fetch'}[source]
+        remediation = ('retry (a mirror may be serving a broken copy); if upstream replaced the file on purpose, '
+                       'update the checksum')
+        if source == 'first_fetch':
+            remediation += ' or delete the manifest entry to record a new first fetch'
         raise DownloadError('template_checksum', f'sha256 mismatch: expected {expected} ({what}), got '
                             f'{fetched.sha256} for {fetched.size} bytes; the download was discarded',
-                            where=f'GET {url}',
-                            remediation='retry (a mirror may be serving a broken copy); if upstream replaced the '
-                            'file on purpose, update the checksum' + (' or delete the manifest entry to record '
-                                                                       'a new first fetch' if source == 'first_fetch' else ''))
+                            where=f'GET {url}', remediation=remediation)
     finish(dest)
     progress.remove()
     entry = _local_entry(params, dest, fetched.sha256, fetched.size, source, _now_iso(), checksum_url)

@@ -89,7 +89,7 @@ def best(values):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--size', default='1G')
     parser.add_argument('--rounds', type=int, default=3, help='rounds per measurement; the best is kept')
     args = parser.parse_args()
