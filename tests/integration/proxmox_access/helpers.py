@@ -63,8 +63,8 @@ def run_module(tmp_path: pathlib.Path, state_dir: pathlib.Path, args: dict, role
     log_file = work / 'ansible.log'
     if role:
         tasks = [
-            {'name': 'Start a run', 'eminfra.pipeline.latest_env': {'start_run': True,
-                                                                     'state_dir': '{{ eminfra_state_dir }}'}},
+            {'name': 'Start a run',
+             'eminfra.pipeline.latest_env': {'start_run': True, 'state_dir': '{{ eminfra_state_dir }}'}},
             {'name': 'Run the proxmox_access role', 'block': [
                 {'name': 'Include the role', 'ansible.builtin.include_role': {'name': 'eminfra.pipeline.proxmox_access'}},
             ], 'rescue': [
