@@ -178,3 +178,34 @@ def test_missing_storage_fails_storage_content(tmp_path, pvesim):
     run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
     assert run.result['failed_check'] == 'storage_content'
     assert 'fast-ssd does not exist on node pve' in run.result['msg']
+
+
+def test_values_as_options_without_verification_warn(tmp_path, pvesim):
+    """The options form: token_secret is no_log, validate_certs=false passes with a proxmox_tls warning."""
+    values = pvesim.env('full')
+    state = tmp_path / 'state'
+    state.mkdir()
+    args = {'api_url': values['PROXMOX_API_URL'] + '/api2/json', 'node': values['PROXMOX_NODE'],
+            'token_id': values['PROXMOX_TOKEN_ID'], 'token_secret': values['PROXMOX_TOKEN_SECRET'],
+            'validate_certs': False, 'vm_storage': 'local-lvm', 'template_storage': 'local', 'bridge': 'vmbr0',
+            'steps': ['templates']}
+    run = run_module(tmp_path, state, args)
+    run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+    result = run.result
+    assert run.rc == 0, result.get('msg')
+    assert [c['status'] for c in _by_id(result, 'proxmox_tls')] == ['warn']
+    assert any(w.startswith('proxmox_tls: certificate verification is off') for w in result['warnings'])
+    assert [c['status'] for c in _by_id(result, 'token_privileges', 'terraform_apply')] == ['skip']
+    assert 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER' in run.output  # the -vvvv invocation shows the masked option
+
+
+def test_check_mode_reads_the_same_and_changes_nothing(tmp_path, pvesim):
+    state, env_file, values = _state(tmp_path, pvesim)
+    before = sorted(str(p) for p in state.rglob('*'))
+    args = dict(write_intent(tmp_path / 'intent'), env_file=str(env_file))
+    run = run_module(tmp_path, state, args, check_mode=True)
+    run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+    assert run.rc == 0, run.result.get('msg')
+    assert run.result['changed'] is False
+    assert [c['status'] for c in _by_id(run.result, 'token_privileges', 'templates')] == ['pass']
+    assert sorted(str(p) for p in state.rglob('*')) == before
