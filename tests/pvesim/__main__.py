@@ -66,11 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = cleanup.name
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, exist_ok=True)
-    sim = Simulator(scenario, data_dir)
-    for name in ('auth_delay', 'task_duration', 'agent_delay', 'agent_linklocal'):
-        value = getattr(args, name)
-        if value is not None:
-            sim.settings[name] = value
+    overrides = {name: getattr(args, name) for name in ('auth_delay', 'task_duration', 'agent_delay', 'agent_linklocal')
+                 if getattr(args, name) is not None}
+    try:
+        sim = Simulator(scenario, data_dir, overrides)
+    except (KeyError, ValueError) as exc:
+        print(f'pvesim: scenario: {exc}', file=sys.stderr)
+        return 2
     tls_dir = os.path.abspath(args.write_env) if args.write_env else os.path.join(data_dir, '.tls')
     node = next(iter(sim.nodes))
     ca_path, cert, key = tls.generate(tls_dir if not args.write_env else os.path.join(tls_dir, '.tls'), node)

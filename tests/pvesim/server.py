@@ -64,6 +64,10 @@ class SimHTTPServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
+    # one write per response (headers and body together) and no Nagle delay: otherwise every
+    # keep-alive request waits for the client's delayed ACK
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
     server_version = 'pve-api-daemon/3.0'
     sys_version = ''
     server: SimHTTPServer

@@ -183,8 +183,9 @@ def load_scenario(path: str | None) -> dict:
 class Simulator:
     """All mutable state behind one lock; handlers take ``sim.lock`` for compound changes."""
 
-    def __init__(self, scenario: dict, data_dir: str) -> None:
+    def __init__(self, scenario: dict, data_dir: str, overrides: dict | None = None) -> None:
         self.scenario = scenario
+        self.overrides = dict(overrides or {})  # command-line settings; they survive a reset
         self.data_dir = data_dir
         self.lock = threading.RLock()
         self.secrets: dict[str, str] = {}
@@ -198,6 +199,10 @@ class Simulator:
             scenario = self.scenario
             self.settings = dict(DEFAULT_SETTINGS)
             self.settings.update(scenario.get('settings') or {})
+            unknown = set(self.settings) - set(DEFAULT_SETTINGS)
+            if unknown:
+                raise ValueError(f'unknown settings: {", ".join(sorted(unknown))}')
+            self.settings.update(self.overrides)
             self.nodes = {n['name']: dict(n) for n in scenario['nodes']}
             self.storages: dict[str, dict] = {}
             for entry in scenario['storages']:
