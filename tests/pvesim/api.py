@@ -61,9 +61,12 @@ _DRIVE_SUB = {
     'file': S(optional=False), 'size': S(), 'format': S(enum=('raw', 'qcow', 'qed', 'qcow2', 'vmdk', 'cloop')),
     'import-from': S(), 'media': S(enum=('cdrom', 'disk')), 'cache': S(enum=('none', 'writethrough', 'writeback', 'unsafe', 'directsync')),
     'discard': S(enum=('ignore', 'on')), 'iothread': B(), 'ssd': B(), 'backup': B(), 'replicate': B(),
-    'serial': S(), 'aio': S(enum=('native', 'threads', 'io_uring')), 'snapshot': B(), 'readonly': B(),
+    'serial': S(), 'aio': S(enum=('native', 'threads', 'io_uring')), 'snapshot': B(), 'ro': B(),
 }
-DRIVE = S(subkeys=_DRIVE_SUB, default_key='file')
+DRIVE = S(subkeys=_DRIVE_SUB, default_key='file')  # the union, for reading stored drives
+_BUS_LACKS = {'scsi': set(), 'virtio': {'ssd'}, 'sata': {'iothread', 'ro'}, 'ide': {'iothread', 'ro'}}
+BUS_DRIVE = {bus: S(subkeys={k: v for k, v in _DRIVE_SUB.items() if k not in lacks}, default_key='file')
+             for bus, lacks in _BUS_LACKS.items()}
 _NET_MODELS = ('e1000', 'e1000-82540em', 'e1000-82544gc', 'e1000-82545em', 'e1000e', 'i82551', 'i82557b',
                'i82559er', 'ne2k_isa', 'ne2k_pci', 'pcnet', 'rtl8139', 'virtio', 'vmxnet3')
 NET = S(subkeys={'model': S(optional=False, enum=_NET_MODELS), 'macaddr': S(pattern=r'[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}'),
@@ -88,7 +91,8 @@ VM_CONFIG_PARAMS: dict[str, Param] = {
     'scsihw': S(enum=('lsi', 'lsi53c810', 'virtio-scsi-pci', 'virtio-scsi-single', 'megasas', 'pvscsi')),
     'bios': S(enum=('seabios', 'ovmf')), 'machine': S(), 'boot': S(), 'bootdisk': S(),
     'onboot': B(), 'agent': AGENT, 'vga': S(), 'serial[n]': S(pattern=r'(/dev/.+|socket)'),
-    'scsi[n]': DRIVE, 'virtio[n]': DRIVE, 'sata[n]': DRIVE, 'ide[n]': DRIVE, 'efidisk0': S(),
+    'scsi[n]': BUS_DRIVE['scsi'], 'virtio[n]': BUS_DRIVE['virtio'], 'sata[n]': BUS_DRIVE['sata'],
+    'ide[n]': BUS_DRIVE['ide'], 'efidisk0': S(),
     'net[n]': NET, 'ipconfig[n]': IPCONFIG, 'hostpci[n]': HOSTPCI, 'ciuser': S(), 'cipassword': S(),
     'citype': S(enum=('configdrive2', 'nocloud', 'opennebula')), 'ciupgrade': B(), 'cicustom': S(),
     'sshkeys': S(), 'nameserver': S(), 'searchdomain': S(), 'tablet': B(), 'protection': B(),
@@ -291,6 +295,7 @@ def get_cluster_resources(ctx: Ctx) -> object:
                           'template': 1 if vm.template else 0, 'hastate': None})
             entry.pop('hastate')
             entry.pop('pid', None)
+            entry['maxcpu'] = entry.pop('cpus')
             if vm.pool:
                 entry['pool'] = vm.pool
             out.append(entry)
@@ -416,6 +421,7 @@ def get_storage_status(ctx: Ctx) -> object:
     ctx.sim.storage(storeid)
     entry = _storage_status_entry(ctx.sim, storeid)
     entry.pop('storage')
+    entry.pop('used_fraction')
     return entry
 
 
@@ -1439,7 +1445,7 @@ ROUTES: list[Route] = [
     Route('GET', '/nodes/{node}/qemu/{vmid}/status/current', get_vm_status, dict(_VMP),
           ['perm', '/vms/{vmid}', ['VM.Audit']]),
     Route('POST', '/nodes/{node}/qemu/{vmid}/status/start', vm_start,
-          {**_VMP, 'skiplock': B(), 'timeout': I(minimum=0, maximum=86400)}, ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
+          {**_VMP, 'skiplock': B(), 'timeout': I(minimum=0)}, ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
     Route('POST', '/nodes/{node}/qemu/{vmid}/status/stop', vm_stop,
           {**_VMP, 'skiplock': B(), 'timeout': I(minimum=0), 'overrule-shutdown': B(), 'keepActive': B()},
           ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
