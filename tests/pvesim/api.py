@@ -979,16 +979,20 @@ def create_qemu(ctx: Ctx) -> object:
                 if order:
                     config['boot'] = 'order=' + ';'.join(order)
         except Exception:
-            with sim.lock:
-                sim.vms.pop(vmid, None)
-            _remove_vm_files(sim, vmid)
+            cleanup()
             raise
         with sim.lock:
             vm.config = config
             vm.lock = None
         if start:
             _do_start(sim, vm, task)
-    return sim.start_task(node, 'qmcreate', str(vmid), ctx.authid, work)
+
+    def cleanup() -> None:
+        with sim.lock:
+            if sim.vms.get(vmid) is vm and vm.lock == 'create':
+                sim.vms.pop(vmid, None)
+                _remove_vm_files(sim, vmid)
+    return sim.start_task(node, 'qmcreate', str(vmid), ctx.authid, work, cleanup)
 
 
 def _uuid() -> str:
@@ -1281,9 +1285,7 @@ def vm_clone(ctx: Ctx) -> object:
             if ctx.params.get('description'):
                 new_config['description'] = ctx.params['description']
         except Exception:
-            with sim.lock:
-                sim.vms.pop(newid, None)
-            _remove_vm_files(sim, newid)
+            cleanup()
             raise
         finally:
             with sim.lock:
@@ -1291,7 +1293,14 @@ def vm_clone(ctx: Ctx) -> object:
         with sim.lock:
             clone.config = new_config
             clone.lock = None
-    return sim.start_task(_node(ctx), 'qmclone', str(src.vmid), ctx.authid, work)
+
+    def cleanup() -> None:
+        with sim.lock:
+            src.lock = src_lock
+            if sim.vms.get(newid) is clone and clone.lock == 'clone':
+                sim.vms.pop(newid, None)
+                _remove_vm_files(sim, newid)
+    return sim.start_task(_node(ctx), 'qmclone', str(src.vmid), ctx.authid, work, cleanup)
 
 
 def vm_delete(ctx: Ctx) -> object:
@@ -1310,7 +1319,10 @@ def vm_delete(ctx: Ctx) -> object:
             sim.vms.pop(vm.vmid, None)
             sim.ip_leases.pop(vm.vmid, None)
         task.write(f'Removed VM {vm.vmid}')
-    return sim.start_task(_node(ctx), 'qmdestroy', str(vm.vmid), ctx.authid, work)
+    def cleanup() -> None:
+        with sim.lock:
+            vm.lock = None
+    return sim.start_task(_node(ctx), 'qmdestroy', str(vm.vmid), ctx.authid, work, cleanup)
 
 
 # ---------------------------------------------------------------------------------------------

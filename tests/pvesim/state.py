@@ -402,7 +402,8 @@ class Simulator:
 
     # -- tasks -------------------------------------------------------------------------------
     def start_task(self, node: str, task_type: str, task_id: str, user: str,
-                   work: Callable[[Task], None]) -> str:
+                   work: Callable[[Task], None], cleanup: Callable[[], None] | None = None) -> str:
+        """Run ``work`` as a task; ``cleanup`` undoes its effects when the task fails."""
         pid = self.next_pid()
         pstart = int((time.time() - self.started) * 100) + 1000000
         starttime = int(time.time())
@@ -411,12 +412,13 @@ class Simulator:
         with self.lock:
             self.tasks[upid] = task
         fault = self.take_fault('task_fail', type=task_type)
-        thread = threading.Thread(target=self._run_task, args=(task, work, fault), daemon=True,
+        thread = threading.Thread(target=self._run_task, args=(task, work, fault, cleanup), daemon=True,
                                   name=f'task-{task_type}-{task_id}')
         thread.start()
         return upid
 
-    def _run_task(self, task: Task, work: Callable[[Task], None], fault: dict | None) -> None:
+    def _run_task(self, task: Task, work: Callable[[Task], None], fault: dict | None,
+                  cleanup: Callable[[], None] | None) -> None:
         begin = time.time()
         error = None
         try:
@@ -427,6 +429,11 @@ class Simulator:
             error = str(exc).rstrip('\n') if isinstance(exc, TaskError) else exc.message.rstrip('\n')
         except Exception as exc:  # a bug in the simulator must still end the task
             error = f'internal simulator error: {exc!r}'
+        if error and cleanup is not None:
+            try:
+                cleanup()
+            except Exception as exc:  # noqa: BLE001 - report, the task has failed anyway
+                task.write(f'cleanup failed: {exc!r}')
         remaining = float(self.settings['task_duration']) - (time.time() - begin)
         if remaining > 0:
             time.sleep(remaining)
