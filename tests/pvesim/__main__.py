@@ -51,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--agent-linklocal', type=float, help='further seconds with only link-local addresses')
     args = parser.parse_args(argv)
 
+    # installed before the JSON line is printed, so a caller may stop us as soon as it reads it
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:  # noqa: ARG001
+        stop.set()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
     from tests.pvesim import server, tls
     from tests.pvesim.state import Simulator, load_scenario
 
@@ -97,12 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({'url': url, 'ca': ca_path, 'env_files': env_files, 'control': f'{url}/_sim/',
                       'data_dir': data_dir, 'pid': os.getpid()}), flush=True)
 
-    stop = threading.Event()
-
-    def on_signal(signum, frame) -> None:  # noqa: ARG001
-        stop.set()
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     while not stop.wait(0.5):
         pass
     httpd.shutdown()
