@@ -191,9 +191,23 @@ class Checker:
 
     def privs(self, path: str) -> dict[str, bool]:
         path = normalize_path(path)
-        if path not in self._cache:
-            self._cache[path] = self.config.permissions(self.authid, path)
-        return self._cache[path]
+        key = self._inherit_key(path)
+        if key not in self._cache:
+            self._cache[key] = self.config.permissions(self.authid, path)
+        return self._cache[key]
+
+    def _inherit_key(self, path: str) -> str:
+        """Paths without ACL entries of their own (e.g. 10,000 /vms/N) only inherit what
+        propagates from their deepest ancestor with entries, so they share one result."""
+        acl = self.config.acl
+        if path in acl:
+            return path
+        parent = path
+        while parent != '/':
+            parent = parent.rsplit('/', 1)[0] or '/'
+            if parent in acl:
+                break
+        return parent + '\0inherit'
 
     def has(self, path: str, privs: list[str] | tuple[str, ...], any_of: bool = False) -> bool:
         have = self.privs(path)

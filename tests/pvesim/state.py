@@ -344,25 +344,33 @@ class Simulator:
             base = os.path.join(root, CONTENT_DIRS.get(content, content))
             if not os.path.isdir(base):
                 continue
+            # files may come and go while we list (tasks run concurrently): skip vanished ones
             if content == 'images':
-                for vmdir in sorted(os.listdir(base)):
+                for vmdir in sorted(_listdir(base)):
                     if not vmdir.isdigit():
                         continue
-                    for name in sorted(os.listdir(os.path.join(base, vmdir))):
+                    for name in sorted(_listdir(os.path.join(base, vmdir))):
                         if '.tmp' in name:
                             continue
                         path = os.path.join(base, vmdir, name)
-                        out.append(self._volume_entry(storeid, content, name, path, int(vmdir)))
+                        entry = self._volume_entry(storeid, content, name, path, int(vmdir))
+                        if entry:
+                            out.append(entry)
                 continue
-            for name in sorted(os.listdir(base)):
+            for name in sorted(_listdir(base)):
                 path = os.path.join(base, name)
                 if not os.path.isfile(path) or '.tmp_' in name:
                     continue
-                out.append(self._volume_entry(storeid, content, name, path, None))
+                entry = self._volume_entry(storeid, content, name, path, None)
+                if entry:
+                    out.append(entry)
         return out
 
-    def _volume_entry(self, storeid: str, content: str, name: str, path: str, vmid: int | None) -> dict:
-        stat = os.stat(path)
+    def _volume_entry(self, storeid: str, content: str, name: str, path: str, vmid: int | None) -> dict | None:
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return None
         entry = {'volid': self.volid_for(storeid, content, name, vmid), 'content': content,
                  'size': stat.st_size, 'ctime': int(stat.st_mtime), 'format': volume_format(content, name)}
         if content == 'images':
@@ -474,6 +482,13 @@ class Simulator:
         with self.lock:
             return any(f.get('kind') == kind and (f.get('vmid') is None or vmid is None or int(f['vmid']) == vmid)
                        for f in self.faults)
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def volume_format(content: str, name: str) -> str:

@@ -94,3 +94,17 @@ def test_check_expressions_and_messages():
     clone = ['or', ['perm', '/vms/{newid}', ['VM.Allocate']], ['perm', '/pool/{pool}', ['VM.Allocate'], 'require_param', 'pool']]
     assert Checker(config, 'u@pve').evaluate(clone, {'newid': '5'}, noerr=True) is False
     assert Checker(config, 'root@pam').evaluate(download, params) is True
+
+
+def test_inherited_paths_share_results_but_stay_exact():
+    config = _config()
+    config.add_acl('/', 'PVEAuditor', True, user='u@pve')
+    config.add_acl('/vms', 'PVEVMAdmin', True, user='u@pve')
+    config.add_acl('/vms/5', 'NoAccess', True, user='u@pve')
+    config.add_acl('/vms/6', 'PVEVMUser', False, user='u@pve')
+    checker = Checker(config, 'u@pve')
+    for vmid in (1, 2, 5, 6, 7):
+        assert checker.privs(f'/vms/{vmid}') == config.permissions('u@pve', f'/vms/{vmid}')
+    assert checker.privs('/vms/5') == {}
+    assert 'VM.Allocate' not in checker.privs('/vms/6') and 'VM.PowerMgmt' in checker.privs('/vms/6')
+    assert 'VM.Allocate' in checker.privs('/vms/7') and checker.privs('/vms/7') == checker.privs('/vms/1')
