@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from tests.pvesim.acl import Checker, PermissionDenied
-from tests.pvesim.params import B, I, N, Param, S, parse_property_string
+from tests.pvesim.params import B, Int, N, Param, S, parse_property_string
 from tests.pvesim.state import (IMPORT_RE, ISO_RE, VZTMPL_RE, VM, ApiError, Simulator, Task,
                                 TaskError, format_size, image_virtual_size, param_error, parse_size)
 
 NODE = S(optional=False, pattern=r'[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?')
-VMID = I(optional=False, minimum=100, maximum=999999999)
+VMID = Int(optional=False, minimum=100, maximum=999999999)
 STORAGE = S(optional=False, pattern=r'[a-z][a-z0-9\-_.]*[a-z0-9]')
 CONTENT_DL = S(optional=False, enum=('iso', 'vztmpl', 'import'))
 CHECKSUM_ALGOS = ('md5', 'sha1', 'sha224', 'sha256', 'sha384', 'sha512')
@@ -70,8 +70,8 @@ BUS_DRIVE = {bus: S(subkeys={k: v for k, v in _DRIVE_SUB.items() if k not in lac
 _NET_MODELS = ('e1000', 'e1000-82540em', 'e1000-82544gc', 'e1000-82545em', 'e1000e', 'i82551', 'i82557b',
                'i82559er', 'ne2k_isa', 'ne2k_pci', 'pcnet', 'rtl8139', 'virtio', 'vmxnet3')
 NET = S(subkeys={'model': S(optional=False, enum=_NET_MODELS), 'macaddr': S(pattern=r'[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}'),
-                 'bridge': S(), 'firewall': B(), 'link_down': B(), 'mtu': I(minimum=1, maximum=65520),
-                 'queues': I(minimum=0, maximum=64), 'rate': N(minimum=0), 'tag': I(minimum=1, maximum=4094),
+                 'bridge': S(), 'firewall': B(), 'link_down': B(), 'mtu': Int(minimum=1, maximum=65520),
+                 'queues': Int(minimum=0, maximum=64), 'rate': N(minimum=0), 'tag': Int(minimum=1, maximum=4094),
                  'trunks': S()},
         default_key='model', key_alias={m: ('model', 'macaddr') for m in _NET_MODELS})
 IPCONFIG = S(subkeys={'ip': S(), 'gw': S(), 'ip6': S(), 'gw6': S()})
@@ -81,13 +81,14 @@ HOSTPCI = S(subkeys={'host': S(), 'mapping': S(), 'pcie': B(), 'rombar': B(), 'x
             default_key='host')
 AGENT = S(subkeys={'enabled': B(optional=False), 'freeze-fs': B(), 'fstrim_cloned_disks': B(),
                    'type': S(enum=('virtio', 'isa'))}, default_key='enabled')
-MEMORY = S(subkeys={'current': I(optional=False, minimum=16)}, default_key='current')
+MEMORY = S(subkeys={'current': Int(optional=False, minimum=16)}, default_key='current')
 
 VM_CONFIG_PARAMS: dict[str, Param] = {
     'name': S(), 'description': S(max_length=8192), 'tags': S(), 'memory': MEMORY,
-    'balloon': I(minimum=0), 'cores': I(minimum=1), 'sockets': I(minimum=1), 'cpu': S(),
-    'numa': B(), 'ostype': S(enum=('other', 'wxp', 'w2k', 'w2k3', 'w2k8', 'wvista', 'win7', 'win8', 'win10',
-                                     'win11', 'l24', 'l26', 'solaris')),
+    'balloon': Int(minimum=0), 'cores': Int(minimum=1), 'sockets': Int(minimum=1), 'cpu': S(),
+    'numa': B(),
+    'ostype': S(enum=('other', 'wxp', 'w2k', 'w2k3', 'w2k8', 'wvista', 'win7', 'win8', 'win10', 'win11', 'l24',
+                      'l26', 'solaris')),
     'scsihw': S(enum=('lsi', 'lsi53c810', 'virtio-scsi-pci', 'virtio-scsi-single', 'megasas', 'pvscsi')),
     'bios': S(enum=('seabios', 'ovmf')), 'machine': S(), 'boot': S(), 'bootdisk': S(),
     'onboot': B(), 'agent': AGENT, 'vga': S(), 'serial[n]': S(pattern=r'(/dev/.+|socket)'),
@@ -650,7 +651,7 @@ def _task(ctx: Ctx) -> Task:
         raise ApiError(500, f"unable to parse worker upid '{upid}'")
     task = ctx.sim.tasks.get(upid)
     if task is None:
-        raise ApiError(500, f"no such task")
+        raise ApiError(500, 'no such task')
     if task.user != ctx.authid:
         _perm(ctx, f'/nodes/{task.node}', ['Sys.Audit'])
     return task
@@ -1319,6 +1320,7 @@ def vm_delete(ctx: Ctx) -> object:
             sim.vms.pop(vm.vmid, None)
             sim.ip_leases.pop(vm.vmid, None)
         task.write(f'Removed VM {vm.vmid}')
+
     def cleanup() -> None:
         with sim.lock:
             vm.lock = None
@@ -1406,7 +1408,7 @@ ROUTES: list[Route] = [
     Route('GET', '/nodes/{node}/status', get_node_status, {'node': NODE}, ['perm', '/nodes/{node}', ['Sys.Audit']]),
     Route('GET', '/cluster/resources', get_cluster_resources,
           {'type': S(enum=('vm', 'storage', 'node', 'sdn'))}, node_proxy=False),
-    Route('GET', '/cluster/nextid', get_nextid, {'vmid': I(minimum=100, maximum=999999999)}, node_proxy=False),
+    Route('GET', '/cluster/nextid', get_nextid, {'vmid': Int(minimum=100, maximum=999999999)}, node_proxy=False),
     Route('GET', '/storage', get_storage_config_list,
           {'type': S(enum=('btrfs', 'cephfs', 'cifs', 'dir', 'esxi', 'iscsi', 'iscsidirect', 'lvm', 'lvmthin',
                            'nfs', 'pbs', 'rbd', 'zfs', 'zfspool'))}, node_proxy=False),
@@ -1416,13 +1418,13 @@ ROUTES: list[Route] = [
     Route('GET', '/nodes/{node}/storage/{storage}/status', get_storage_status, dict(_SP),
           ['perm', '/storage/{storage}', ['Datastore.Audit', 'Datastore.AllocateSpace'], 'any', 1]),
     Route('GET', '/nodes/{node}/storage/{storage}/content', get_storage_content,
-          {**_SP, 'content': S(), 'vmid': I(minimum=100, maximum=999999999)},
+          {**_SP, 'content': S(), 'vmid': Int(minimum=100, maximum=999999999)},
           ['perm', '/storage/{storage}', ['Datastore.Audit', 'Datastore.AllocateSpace'], 'any', 1]),
     Route('GET', '/nodes/{node}/storage/{storage}/content/{volume}', get_volume,
           {'node': NODE, 'storage': S(pattern=STORAGE.pattern), 'volume': S(optional=False)}),
     Route('DELETE', '/nodes/{node}/storage/{storage}/content/{volume}', delete_volume,
           {'node': NODE, 'storage': S(pattern=STORAGE.pattern), 'volume': S(optional=False),
-           'delay': I(minimum=1, maximum=30)}),
+           'delay': Int(minimum=1, maximum=30)}),
     Route('GET', '/nodes/{node}/query-url-metadata', get_url_metadata,
           {'node': NODE, 'url': S(optional=False, pattern=r'https?://.*'), 'verify-certificates': B()}, _NET_ACCESS),
     Route('POST', '/nodes/{node}/storage/{storage}/download-url', post_download_url,
@@ -1437,7 +1439,7 @@ ROUTES: list[Route] = [
     Route('GET', '/nodes/{node}/tasks/{upid}', get_task_index, dict(_TP), node_proxy=False),
     Route('GET', '/nodes/{node}/tasks/{upid}/status', get_task_status, dict(_TP)),
     Route('GET', '/nodes/{node}/tasks/{upid}/log', get_task_log,
-          {**_TP, 'start': I(minimum=0), 'limit': I(minimum=0), 'download': B()}),
+          {**_TP, 'start': Int(minimum=0), 'limit': Int(minimum=0), 'download': B()}),
     Route('DELETE', '/nodes/{node}/tasks/{upid}', delete_task, dict(_TP)),
     Route('GET', '/nodes/{node}/qemu', list_qemu, {'node': NODE, 'full': B()}),
     Route('POST', '/nodes/{node}/qemu', create_qemu,
@@ -1451,18 +1453,18 @@ ROUTES: list[Route] = [
           {**_VMP, 'current': B(), 'snapshot': S()}, ['perm', '/vms/{vmid}', ['VM.Audit']], node_proxy=False),
     Route('POST', '/nodes/{node}/qemu/{vmid}/config', post_vm_config,
           {**_VMP, **VM_CONFIG_PARAMS, 'delete': S(), 'digest': S(max_length=64), 'skiplock': B(),
-           'background_delay': I(minimum=1, maximum=30)}, _CONFIG_ANY),
+           'background_delay': Int(minimum=1, maximum=30)}, _CONFIG_ANY),
     Route('PUT', '/nodes/{node}/qemu/{vmid}/config', put_vm_config,
           {**_VMP, **VM_CONFIG_PARAMS, 'delete': S(), 'digest': S(max_length=64), 'skiplock': B()}, _CONFIG_ANY),
     Route('GET', '/nodes/{node}/qemu/{vmid}/status/current', get_vm_status, dict(_VMP),
           ['perm', '/vms/{vmid}', ['VM.Audit']]),
     Route('POST', '/nodes/{node}/qemu/{vmid}/status/start', vm_start,
-          {**_VMP, 'skiplock': B(), 'timeout': I(minimum=0)}, ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
+          {**_VMP, 'skiplock': B(), 'timeout': Int(minimum=0)}, ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
     Route('POST', '/nodes/{node}/qemu/{vmid}/status/stop', vm_stop,
-          {**_VMP, 'skiplock': B(), 'timeout': I(minimum=0), 'overrule-shutdown': B(), 'keepActive': B()},
+          {**_VMP, 'skiplock': B(), 'timeout': Int(minimum=0), 'overrule-shutdown': B(), 'keepActive': B()},
           ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
     Route('POST', '/nodes/{node}/qemu/{vmid}/status/shutdown', vm_shutdown,
-          {**_VMP, 'skiplock': B(), 'timeout': I(minimum=0), 'forceStop': B(), 'keepActive': B()},
+          {**_VMP, 'skiplock': B(), 'timeout': Int(minimum=0), 'forceStop': B(), 'keepActive': B()},
           ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
     Route('PUT', '/nodes/{node}/qemu/{vmid}/resize', vm_resize,
           {**_VMP, 'disk': S(optional=False), 'size': S(optional=False, pattern=r'\+?\d+(\.\d+)?[KMGT]?'),
@@ -1470,7 +1472,7 @@ ROUTES: list[Route] = [
     Route('POST', '/nodes/{node}/qemu/{vmid}/clone', vm_clone,
           {**_VMP, 'newid': VMID, 'name': S(), 'description': S(), 'full': B(), 'pool': S(),
            'storage': S(pattern=STORAGE.pattern), 'target': S(), 'format': S(enum=('raw', 'qcow2', 'vmdk')),
-           'snapname': S(), 'bwlimit': I(minimum=0)},
+           'snapname': S(), 'bwlimit': Int(minimum=0)},
           ['and', ['perm', '/vms/{vmid}', ['VM.Clone']],
            ['or', ['perm', '/vms/{newid}', ['VM.Allocate']],
             ['perm', '/pool/{pool}', ['VM.Allocate'], 'require_param', 'pool']]]),

@@ -127,7 +127,7 @@ class Handler(BaseHTTPRequestHandler):
         return b''.join(chunks)
 
     def parse_params(self, method: str, query: str) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
-        params = {k: v for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True)}
+        params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
         files: dict[str, tuple[str, str]] = {}
         if method in ('POST', 'PUT', 'DELETE'):
             body = self.read_body()

@@ -124,8 +124,8 @@ def test_create_checks_storage_bridge_and_import_type(pvesim_fresh, file_server)
     assert err.value.status_code == 400
     assert err.value.errors == {'scsi0': "local:iso/boot.iso has wrong type 'iso' - needs to be 'images' or 'import'"}
     # a role without SDN.Use on the bridge, but with everything else
-    pvesim_fresh.control('role', name='NoSDN', privs=['VM.Allocate', 'VM.Config.Network', 'VM.Config.Disk',
-                                                        'Datastore.AllocateSpace'])
+    pvesim_fresh.control('role', name='NoSDN',
+                         privs=['VM.Allocate', 'VM.Config.Network', 'VM.Config.Disk', 'Datastore.AllocateSpace'])
     pvesim_fresh.control('token', tokenid='pipeline@pve!nosdn', privsep=1, secret='s3cret')
     pvesim_fresh.control('acl', path='/', role='NoSDN', token='pipeline@pve!nosdn')
     header = 'PVEAPIToken=pipeline@pve!nosdn=s3cret'

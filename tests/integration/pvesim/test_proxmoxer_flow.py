@@ -161,8 +161,8 @@ def test_vm_from_imported_disk_reports_agent_ip(pvesim_fresh, file_server):
 
 def test_vm_config_resize_template_clone(pvesim_fresh):
     api = proxmox(pvesim_fresh)
-    assert wait_task(api, api.nodes('pve').qemu.post(vmid=9000, name='tmpl', scsi0='local-lvm:4',
-                                                       net0='virtio,bridge=vmbr0'))['exitstatus'] == 'OK'
+    upid = api.nodes('pve').qemu.post(vmid=9000, name='tmpl', scsi0='local-lvm:4', net0='virtio,bridge=vmbr0')
+    assert wait_task(api, upid)['exitstatus'] == 'OK'
     with pytest.raises(ResourceException) as err:
         api.nodes('pve').qemu.post(vmid=9000, name='again')
     assert err.value.status_code == 400 and err.value.errors == {'vmid': 'VM 9000 already exists'}
