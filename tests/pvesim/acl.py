@@ -253,9 +253,18 @@ class Checker:
             self.require(path, privs, any_of)
             return True
         if op == 'userid-param':
-            owner = params.get('userid', '')
-            base = self.authid.split('!', 1)[0]
-            if check[1] == 'self' and owner in (self.authid, base):
+            # a token is never its user: 'self' matches a user acting for itself only
+            if check[1] == 'self' and params.get('userid', '') == self.authid:
+                return True
+            if noerr:
+                return False
+            raise PermissionDenied('Permission check failed')
+        if op == 'userid-group':
+            # privileges on /access/groups, or on a group the target user belongs to
+            privs = check[1]
+            target = params.get('userid', '')
+            paths = ['/access/groups'] + [f'/access/groups/{g}' for g in sorted(self.config._user_groups(target))]
+            if any(self.has(path, privs) for path in paths):
                 return True
             if noerr:
                 return False

@@ -684,6 +684,63 @@ def get_task_log(ctx: Ctx) -> object:
     return [{'n': index + 1, 't': text} for index, text in enumerate(lines)][start:start + limit]
 
 
+def list_tasks(ctx: Ctx) -> object:
+    sim = ctx.sim
+    node = _node(ctx)
+    params = ctx.params
+    source = params.get('source', 'archive')
+    statusfilter = set(str(params['statusfilter']).split(',')) if params.get('statusfilter') else None
+    may_audit = ctx.checker.has(f'/nodes/{node}', ['Sys.Audit'])
+    with sim.lock:
+        tasks = sorted(sim.tasks.values(), key=lambda t: (t.starttime, t.pid), reverse=True)
+        rows = []
+        for task in tasks:
+            if task.node != node or (task.user != ctx.authid and not may_audit):
+                continue
+            running = task.status == 'running'
+            if (source == 'archive' and running) or (source == 'active' and not running):
+                continue
+            if params.get('userfilter') and str(params['userfilter']) not in task.user:
+                continue
+            if params.get('typefilter') and params['typefilter'] != task.type:
+                continue
+            if params.get('vmid') is not None and task.id != str(params['vmid']):
+                continue
+            if params.get('since') is not None and task.starttime < int(params['since']):
+                continue
+            if params.get('until') is not None and task.starttime > int(params['until']):
+                continue
+            kind = 'ok' if task.exitstatus == 'OK' else 'warning' if str(task.exitstatus).startswith('WARNINGS') else 'error'
+            if params.get('errors') and (running or kind == 'ok'):
+                continue
+            if statusfilter and (running or kind not in statusfilter):
+                continue
+            row = {'upid': task.upid, 'node': task.node, 'pid': task.pid, 'pstart': task.pstart,
+                   'starttime': task.starttime, 'type': task.type, 'id': task.id, 'user': task.user}
+            if not running:
+                row['status'] = task.exitstatus
+                row['endtime'] = int(task.endtime or task.starttime)
+            rows.append(row)
+    start = int(params.get('start') or 0)
+    limit = int(params['limit']) if params.get('limit') is not None else 50
+    return rows[start:start + limit]
+
+
+def get_token_info(ctx: Ctx) -> object:
+    userid = str(ctx.params['userid'])
+    name = str(ctx.params['tokenid'])
+    user = ctx.sim.access.users.get(userid)
+    if user is None:
+        raise ApiError(500, f"no such user ('{userid}')")
+    token = user['tokens'].get(name)
+    if token is None:
+        raise ApiError(500, f"no such token '{name}' for user '{userid}'")
+    out: dict[str, object] = {'privsep': 1 if token.get('privsep', True) else 0, 'expire': int(token.get('expire', 0))}
+    if token.get('comment'):
+        out['comment'] = token['comment']
+    return out
+
+
 def delete_task(ctx: Ctx) -> object:
     upid = str(ctx.params['upid'])
     task = ctx.sim.tasks.get(upid)
@@ -1436,6 +1493,13 @@ ROUTES: list[Route] = [
           {**_SP, 'content': CONTENT_DL, 'filename': S(optional=False), 'checksum': S(),
            'checksum-algorithm': S(enum=CHECKSUM_ALGOS), 'tmpfilename': S(pattern=r'/var/tmp/pveupload-[0-9a-f]+')},
           ['perm', '/storage/{storage}', ['Datastore.AllocateTemplate']], node_proxy=False, multipart=True),
+    Route('GET', '/access/users/{userid}/token/{tokenid}', get_token_info,
+          {'userid': S(optional=False, max_length=64), 'tokenid': S(optional=False, pattern=r'[A-Za-z][A-Za-z0-9.\-_]+')},
+          ['or', ['userid-param', 'self'], ['userid-group', ['User.Modify']]], node_proxy=False),
+    Route('GET', '/nodes/{node}/tasks', list_tasks,
+          {'node': NODE, 'errors': B(), 'limit': Int(minimum=0), 'since': Int(), 'until': Int(),
+           'source': S(enum=('archive', 'active', 'all')), 'start': Int(minimum=0), 'statusfilter': S(),
+           'typefilter': S(), 'userfilter': S(), 'vmid': Int(minimum=100, maximum=999999999)}),
     Route('GET', '/nodes/{node}/tasks/{upid}', get_task_index, dict(_TP), node_proxy=False),
     Route('GET', '/nodes/{node}/tasks/{upid}/status', get_task_status, dict(_TP)),
     Route('GET', '/nodes/{node}/tasks/{upid}/log', get_task_log,
@@ -1445,12 +1509,12 @@ ROUTES: list[Route] = [
     Route('POST', '/nodes/{node}/qemu', create_qemu,
           {**_VMP, **VM_CONFIG_PARAMS, 'pool': S(), 'start': B(), 'storage': S(pattern=STORAGE.pattern),
            'unique': B(), 'template': B()}),
-    Route('GET', '/nodes/{node}/qemu/{vmid}', get_vm_index, dict(_VMP), node_proxy=False),
+    Route('GET', '/nodes/{node}/qemu/{vmid}', get_vm_index, dict(_VMP)),
     Route('DELETE', '/nodes/{node}/qemu/{vmid}', vm_delete,
           {**_VMP, 'purge': B(), 'skiplock': B(), 'destroy-unreferenced-disks': B()},
           ['perm', '/vms/{vmid}', ['VM.Allocate']]),
     Route('GET', '/nodes/{node}/qemu/{vmid}/config', get_vm_config,
-          {**_VMP, 'current': B(), 'snapshot': S()}, ['perm', '/vms/{vmid}', ['VM.Audit']], node_proxy=False),
+          {**_VMP, 'current': B(), 'snapshot': S()}, ['perm', '/vms/{vmid}', ['VM.Audit']]),
     Route('POST', '/nodes/{node}/qemu/{vmid}/config', post_vm_config,
           {**_VMP, **VM_CONFIG_PARAMS, 'delete': S(), 'digest': S(max_length=64), 'skiplock': B(),
            'background_delay': Int(minimum=1, maximum=30)}, _CONFIG_ANY),

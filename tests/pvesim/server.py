@@ -247,8 +247,6 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(500, f"hostname lookup '{node}' failed - failed to get address info for: "
                                f'{node}: Name or service not known')
             values = verify(route.params, raw, path_params)
-            if 'node' in path_params and path_params['node'] not in sim.nodes:
-                raise ApiError(500, f"no such node '{path_params['node']}'")
             ctx = api.Ctx(sim, authid, checker, values, files)
             result = route.handler(ctx)
             files = ctx.files

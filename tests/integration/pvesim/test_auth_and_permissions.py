@@ -174,3 +174,24 @@ def test_unknown_path_and_bad_parameters(pvesim_fresh):
                                          'filename': 'property is missing and it is not optional'}
     response = raw(pvesim_fresh, 'GET', '/nodes/nosuch/status')
     assert response.status_code == 500 and response.reason.startswith("hostname lookup 'nosuch' failed")
+
+
+def test_token_info_needs_user_modify(pvesim_fresh):
+    # a token is not its user: 'userid-param self' does not match, so User.Modify is required
+    response = raw(pvesim_fresh, 'GET', '/access/users/pipeline@pve/token/full')
+    assert _status_line(response) == (403, 'Permission check failed')
+    pvesim_fresh.control('role', name='UserAdmin', privs=['User.Modify'])
+    pvesim_fresh.control('acl', path='/access/groups', role='UserAdmin', user='pipeline@pve')
+    pvesim_fresh.control('acl', path='/access/groups', role='UserAdmin', token='pipeline@pve!full')
+    assert raw(pvesim_fresh, 'GET', '/access/users/pipeline@pve/token/full').json()['data'] == {'privsep': 1, 'expire': 0}
+
+
+def test_task_list_is_filtered_by_owner(pvesim_fresh):
+    api = proxmox(pvesim_fresh)
+    upid = api.nodes('pve').qemu.post(vmid=150)
+    assert api.nodes('pve').tasks.get(source='active')[0]['upid'] == upid
+    wait_task(api, upid)
+    rows = api.nodes('pve').tasks.get()
+    assert [(r['upid'], r['status']) for r in rows] == [(upid, 'OK')]
+    assert api.nodes('pve').tasks.get(source='active') == []
+    assert proxmox(pvesim_fresh, 'noacl').nodes('pve').tasks.get() == []  # not its task, no Sys.Audit

@@ -72,6 +72,8 @@ def test_route_exists_with_method_and_check(route):
     assert definition.get('allowtoken') == 1
     schema_check = (definition.get('permissions') or {}).get('check')
     assert route.check == schema_check, f'permission check differs: {route.check} != {schema_check}'
+    # proxyto node: requests for an unknown node fail in the hostname lookup, like the real proxy
+    assert route.node_proxy == (definition.get('proxyto') == 'node')
 
 
 def _typetext_keys(typetext: str) -> set[str]:
@@ -107,7 +109,7 @@ def test_parameters_are_declared_with_same_shape(route):
                 f'{route.method} {route.path}: required parameter {name} is not required by the simulator'
 
 
-PATH_VALUES = {'node': 'pve', 'vmid': '100', 'storage': 'local', 'volume': 'local:iso/none.iso',
+PATH_VALUES = {'node': 'pve', 'userid': 'pipeline@pve', 'tokenid': 'full', 'vmid': '100', 'storage': 'local', 'volume': 'local:iso/none.iso',
                'upid': 'UPID:pve:00000001:00000001:00000001:download:x:pipeline@pve!full:'}
 
 
@@ -126,6 +128,8 @@ def _send(sim, route, params):
 
 @pytest.mark.parametrize('route', simapi.ROUTES, ids=ROUTE_IDS)
 def test_server_enforces_declared_and_required_parameters(pvesim, route):
+    if '{userid}' in route.path:  # reading token data needs User.Modify on /access/groups
+        _grant_user_admin(pvesim)
     response = _send(pvesim, route, {'not-a-parameter': '1'})
     assert (response.status_code, response.reason) == (400, 'Parameter verification failed.'), response.text
     errors = response.json()['errors']
@@ -135,6 +139,12 @@ def test_server_enforces_declared_and_required_parameters(pvesim, route):
                 if not spec.get('optional') and '{' + name + '}' not in route.path]
     for name in required:
         assert errors.get(name) == 'property is missing and it is not optional', (name, errors)
+
+
+def _grant_user_admin(sim) -> None:
+    sim.control('role', name='UserAdmin', privs=['User.Modify'])
+    sim.control('acl', path='/access/groups', role='UserAdmin', token='pipeline@pve!full')
+    sim.control('acl', path='/access/groups', role='UserAdmin', user='pipeline@pve')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,6 +245,7 @@ def session_responses(pvesim, tmp_path_factory):
                           'checksum-algorithm': 'sha256'})
         wait_task(api, upid)
         call('GET', f'/nodes/pve/tasks/{upid}')
+        call('GET', '/nodes/pve/tasks', params={'source': 'all'})
         call('GET', f'/nodes/pve/tasks/{upid}/status')
         call('GET', f'/nodes/pve/tasks/{upid}/log')
         call('DELETE', f'/nodes/pve/tasks/{upid}')
@@ -270,6 +281,8 @@ def session_responses(pvesim, tmp_path_factory):
         call('GET', '/cluster/resources')
         call('GET', '/access/permissions')
         call('GET', '/access/permissions', params={'path': '/vms/100'})
+        _grant_user_admin(pvesim)
+        call('GET', '/access/users/pipeline@pve/token/full')
         wait_task(api, call('POST', '/nodes/pve/qemu/100/status/shutdown'))
         wait_task(api, call('POST', '/nodes/pve/qemu/100/status/start'))
         wait_task(api, call('POST', '/nodes/pve/qemu/100/status/stop'))
