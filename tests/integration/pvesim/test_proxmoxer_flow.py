@@ -187,3 +187,33 @@ def test_vm_config_resize_template_clone(pvesim_fresh):
     assert clone['name'] == 'lab-02' and clone['scsi0'].startswith('local-lvm:base-9000-disk-0/vm-101-disk-0,')
     resources = api.cluster.resources.get(type='vm')
     assert [(r['vmid'], r['template']) for r in resources] == [(101, 0), (9000, 1)]
+
+
+def test_large_upload_is_streamed_and_verified(pvesim_fresh, tmp_path):
+    import hashlib
+    api = proxmox(pvesim_fresh)
+    data = os.urandom(24 * 1024 * 1024)
+    source = tmp_path / 'big.qcow2'
+    source.write_bytes(data)
+    with open(source, 'rb') as handle:
+        upid = api.nodes('pve').storage('local').upload.post(
+            content='import', filename=handle, checksum=hashlib.sha512(data).hexdigest(),
+            **{'checksum-algorithm': 'sha512'})
+    assert wait_task(api, upid)['exitstatus'] == 'OK'
+    with open(os.path.join(pvesim_fresh.data_dir, 'local', 'import', 'big.qcow2'), 'rb') as handle:
+        assert handle.read() == data
+    assert os.listdir(os.path.join(pvesim_fresh.data_dir, '.upload')) == []  # nothing left behind
+
+
+def test_chunked_form_body(pvesim_fresh):
+    from tests.integration.pvesim.conftest import raw
+
+    def body():
+        yield b'vmid=160&'
+        yield b'name=chunky'
+    response = raw(pvesim_fresh, 'POST', '/nodes/pve/qemu', data=body(),
+                   headers={'Content-Type': 'application/x-www-form-urlencoded'})
+    assert response.status_code == 200, response.reason
+    api = proxmox(pvesim_fresh)
+    wait_task(api, response.json()['data'])
+    assert api.nodes('pve').qemu(160).config.get()['name'] == 'chunky'
