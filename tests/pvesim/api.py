@@ -15,6 +15,7 @@ import random
 import re
 import shutil
 import ssl
+import struct
 import subprocess
 import time
 import urllib.error
@@ -932,9 +933,15 @@ def _allocate(sim: Simulator, vmid: int, key: str, drive: dict, task: Task | Non
         if task:
             task.write(f"importing disk '{source}' to VM {vmid} ...")
         sparse_copy(src_path, path)
-        with open(path, 'r+b') as handle:
-            if os.path.getsize(path) < size and not _is_qcow2(path):
-                handle.truncate(size)
+        # file storages keep the image format (a qcow2 stays small, its header has the size);
+        # block storages (lvmthin, zfs ...) hold raw volumes of the full virtual size
+        raw_target = store['type'] not in ('dir', 'nfs', 'cifs', 'btrfs', 'cephfs')
+        if raw_target or not _is_qcow2(path):
+            with open(path, 'r+b') as handle:
+                if raw_target and _is_qcow2(path):
+                    handle.write(b'\0' * 512)  # converted: no qcow2 header left on a raw volume
+                if os.path.getsize(path) < size:
+                    handle.truncate(size)
         if task:
             task.write(f'Successfully imported disk as \'{key}:{sim.volid_for(storeid, "images", name, vmid)}\'')
     else:
@@ -1244,9 +1251,13 @@ def vm_resize(ctx: Ctx) -> object:
 
     def work(task: Task) -> None:
         dummy_s, dummy_c, dummy_n, dummy_o, path = sim.parse_volid(str(drive['file']))
-        if os.path.exists(path) and not _is_qcow2(path):
+        if os.path.exists(path):
             with open(path, 'r+b') as handle:
-                handle.truncate(new)
+                if _is_qcow2(path):
+                    handle.seek(24)
+                    handle.write(struct.pack('>Q', new))  # the virtual size in the qcow2 header
+                else:
+                    handle.truncate(new)
         drive['size'] = format_size(new)
         with sim.lock:
             vm.config[disk] = ','.join([str(drive['file'])] + [f'{k}={v}' for k, v in drive.items() if k != 'file'])

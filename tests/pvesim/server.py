@@ -343,8 +343,9 @@ def control_action(sim: Simulator, action: str, args: dict) -> object:
         return {'reset': True}
     if action == 'fault':
         kind = args.get('kind')
-        if kind not in ('error', 'latency', 'drop', 'task_fail', 'agent_never_up'):
-            raise ValueError(f'unknown fault kind {kind!r} (error, latency, drop, task_fail, agent_never_up)')
+        kinds = ('error', 'latency', 'drop', 'task_fail', 'task_warn', 'agent_never_up')
+        if kind not in kinds:
+            raise ValueError(f"unknown fault kind {kind!r} ({', '.join(kinds)})")
         with sim.lock:
             sim.faults.append(dict(args))
             return list(sim.faults)

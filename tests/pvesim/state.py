@@ -430,14 +430,20 @@ class Simulator:
         begin = time.time()
         error = None
         try:
-            if fault is not None:
+            if fault is not None and fault.get('kind') == 'task_fail':
                 raise TaskError(fault.get('message') or 'simulated task failure')
             work(task)
+            warn = self.take_fault('task_warn', type=task.type)
+            if warn is not None:
+                warnings = int(warn.get('warnings', 1))
+                for index in range(warnings):
+                    task.write(f"WARN: {warn.get('message') or 'simulated warning'} ({index + 1})")
+                error = f'WARNINGS: {warnings}'
         except (TaskError, ApiError) as exc:
             error = str(exc).rstrip('\n') if isinstance(exc, TaskError) else exc.message.rstrip('\n')
         except Exception as exc:  # a bug in the simulator must still end the task
             error = f'internal simulator error: {exc!r}'
-        if error and cleanup is not None:
+        if error and not error.startswith('WARNINGS: ') and cleanup is not None:
             try:
                 cleanup()
             except Exception as exc:  # noqa: BLE001 - report, the task has failed anyway
@@ -446,7 +452,10 @@ class Simulator:
         if remaining > 0:
             time.sleep(remaining)
         with self.lock:
-            if error:
+            if error and error.startswith('WARNINGS: '):
+                task.write(f'TASK {error}')
+                task.exitstatus = error
+            elif error:
                 task.write(f'TASK ERROR: {error}')
                 task.exitstatus = error
             else:

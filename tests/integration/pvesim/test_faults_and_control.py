@@ -100,3 +100,14 @@ def test_control_rejects_bad_input(pvesim_fresh):
     with pytest.raises(Exception) as err:
         pvesim_fresh.control('nosuchaction')
     assert '400' in str(err.value)
+
+
+def test_task_warnings(pvesim_fresh):
+    api = proxmox(pvesim_fresh)
+    pvesim_fresh.control('fault', kind='task_warn', type='qmstart', warnings=2, message='bridge vmbr0 is slow', count=1)
+    wait_task(api, api.nodes('pve').qemu.post(vmid=100))
+    status = wait_task(api, api.nodes('pve').qemu(100).status.start.post())
+    assert status['exitstatus'] == 'WARNINGS: 2'
+    log = [line['t'] for line in api.nodes('pve').tasks(status['upid']).log.get()]
+    assert log[-1] == 'TASK WARNINGS: 2' and 'WARN: bridge vmbr0 is slow (1)' in log
+    assert api.nodes('pve').qemu(100).status.current.get()['status'] == 'running'  # the work was done

@@ -217,3 +217,33 @@ def test_chunked_form_body(pvesim_fresh):
     api = proxmox(pvesim_fresh)
     wait_task(api, response.json()['data'])
     assert api.nodes('pve').qemu(160).config.get()['name'] == 'chunky'
+
+
+def test_import_to_file_and_block_storage(tmp_path, file_server):
+    """A qcow2 stays qcow2 (small, sized by its header) on dir storage and becomes a raw volume
+    of the full virtual size on lvmthin; resize follows both."""
+    from tests.pvesim.fixtures import start, stop
+    scenario = tmp_path / 'two.json'
+    scenario.write_text('{"storages": [{"id": "local", "type": "dir", "content": ["import", "images"]},'
+                        ' {"id": "local-lvm", "type": "lvmthin", "content": ["images"]}]}')
+    sim = start(str(tmp_path / 'sim'), scenario=str(scenario))
+    try:
+        api = proxmox(sim)
+        url, dummy = file_server.add('src.qcow2', qcow2_image(1 << 30, b'data'))
+        wait_task(api, api.nodes('pve').storage('local')('download-url').post(url=url, content='import', filename='src.qcow2'))
+        upid = api.nodes('pve').qemu.post(vmid=100, scsi0='local:0,import-from=local:import/src.qcow2',
+                                          scsi1='local-lvm:0,import-from=local:import/src.qcow2')
+        assert wait_task(api, upid)['exitstatus'] == 'OK'
+        config = api.nodes('pve').qemu(100).config.get()
+        assert config['scsi0'] == 'local:100/vm-100-disk-0.qcow2,size=1G'
+        assert config['scsi1'] == 'local-lvm:vm-100-disk-0,size=1G'
+        on_dir = api.nodes('pve').storage('local').content('local:100/vm-100-disk-0.qcow2').get()
+        on_lvm = api.nodes('pve').storage('local-lvm').content('local-lvm:vm-100-disk-0').get()
+        assert on_dir['size'] == on_lvm['size'] == 1 << 30
+        assert on_dir['used'] < 4096 and on_dir['format'] == 'qcow2'
+        for disk in ('scsi0', 'scsi1'):
+            assert wait_task(api, api.nodes('pve').qemu(100).resize.put(disk=disk, size='+1G'))['exitstatus'] == 'OK'
+        assert api.nodes('pve').storage('local').content('local:100/vm-100-disk-0.qcow2').get()['size'] == 2 << 30
+        assert api.nodes('pve').storage('local-lvm').content('local-lvm:vm-100-disk-0').get()['size'] == 2 << 30
+    finally:
+        stop(sim)
