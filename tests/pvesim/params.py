@@ -47,7 +47,7 @@ def S(**kw) -> Param:  # noqa: N802 - short constructors keep the route table re
     return Param('string', **kw)
 
 
-def I(**kw) -> Param:  # noqa: N802,E743
+def Int(**kw) -> Param:  # noqa: N802
     return Param('integer', **kw)
 
 
@@ -116,7 +116,7 @@ def parse_property_string(value: str, spec: Param) -> tuple[dict[str, object], s
         elif item in spec.key_alias:
             key, val = item, None
         else:
-            return {}, f"invalid format - value without key, but schema does not define a default key\n"
+            return {}, "invalid format - value without key, but schema does not define a default key\n"
         if key in spec.key_alias:
             target_key, alias_of = spec.key_alias[key]
             result[target_key] = key

@@ -161,8 +161,8 @@ def test_vm_from_imported_disk_reports_agent_ip(pvesim_fresh, file_server):
 
 def test_vm_config_resize_template_clone(pvesim_fresh):
     api = proxmox(pvesim_fresh)
-    assert wait_task(api, api.nodes('pve').qemu.post(vmid=9000, name='tmpl', scsi0='local-lvm:4',
-                                                       net0='virtio,bridge=vmbr0'))['exitstatus'] == 'OK'
+    upid = api.nodes('pve').qemu.post(vmid=9000, name='tmpl', scsi0='local-lvm:4', net0='virtio,bridge=vmbr0')
+    assert wait_task(api, upid)['exitstatus'] == 'OK'
     with pytest.raises(ResourceException) as err:
         api.nodes('pve').qemu.post(vmid=9000, name='again')
     assert err.value.status_code == 400 and err.value.errors == {'vmid': 'VM 9000 already exists'}
@@ -187,3 +187,63 @@ def test_vm_config_resize_template_clone(pvesim_fresh):
     assert clone['name'] == 'lab-02' and clone['scsi0'].startswith('local-lvm:base-9000-disk-0/vm-101-disk-0,')
     resources = api.cluster.resources.get(type='vm')
     assert [(r['vmid'], r['template']) for r in resources] == [(101, 0), (9000, 1)]
+
+
+def test_large_upload_is_streamed_and_verified(pvesim_fresh, tmp_path):
+    import hashlib
+    api = proxmox(pvesim_fresh)
+    data = os.urandom(24 * 1024 * 1024)
+    source = tmp_path / 'big.qcow2'
+    source.write_bytes(data)
+    with open(source, 'rb') as handle:
+        upid = api.nodes('pve').storage('local').upload.post(
+            content='import', filename=handle, checksum=hashlib.sha512(data).hexdigest(),
+            **{'checksum-algorithm': 'sha512'})
+    assert wait_task(api, upid)['exitstatus'] == 'OK'
+    with open(os.path.join(pvesim_fresh.data_dir, 'local', 'import', 'big.qcow2'), 'rb') as handle:
+        assert handle.read() == data
+    assert os.listdir(os.path.join(pvesim_fresh.data_dir, '.upload')) == []  # nothing left behind
+
+
+def test_chunked_form_body(pvesim_fresh):
+    from tests.integration.pvesim.conftest import raw
+
+    def body():
+        yield b'vmid=160&'
+        yield b'name=chunky'
+    response = raw(pvesim_fresh, 'POST', '/nodes/pve/qemu', data=body(),
+                   headers={'Content-Type': 'application/x-www-form-urlencoded'})
+    assert response.status_code == 200, response.reason
+    api = proxmox(pvesim_fresh)
+    wait_task(api, response.json()['data'])
+    assert api.nodes('pve').qemu(160).config.get()['name'] == 'chunky'
+
+
+def test_import_to_file_and_block_storage(tmp_path, file_server):
+    """A qcow2 stays qcow2 (small, sized by its header) on dir storage and becomes a raw volume
+    of the full virtual size on lvmthin; resize follows both."""
+    from tests.pvesim.fixtures import start, stop
+    scenario = tmp_path / 'two.json'
+    scenario.write_text('{"storages": [{"id": "local", "type": "dir", "content": ["import", "images"]},'
+                        ' {"id": "local-lvm", "type": "lvmthin", "content": ["images"]}]}')
+    sim = start(str(tmp_path / 'sim'), scenario=str(scenario))
+    try:
+        api = proxmox(sim)
+        url, dummy = file_server.add('src.qcow2', qcow2_image(1 << 30, b'data'))
+        wait_task(api, api.nodes('pve').storage('local')('download-url').post(url=url, content='import', filename='src.qcow2'))
+        upid = api.nodes('pve').qemu.post(vmid=100, scsi0='local:0,import-from=local:import/src.qcow2',
+                                          scsi1='local-lvm:0,import-from=local:import/src.qcow2')
+        assert wait_task(api, upid)['exitstatus'] == 'OK'
+        config = api.nodes('pve').qemu(100).config.get()
+        assert config['scsi0'] == 'local:100/vm-100-disk-0.qcow2,size=1G'
+        assert config['scsi1'] == 'local-lvm:vm-100-disk-0,size=1G'
+        on_dir = api.nodes('pve').storage('local').content('local:100/vm-100-disk-0.qcow2').get()
+        on_lvm = api.nodes('pve').storage('local-lvm').content('local-lvm:vm-100-disk-0').get()
+        assert on_dir['size'] == on_lvm['size'] == 1 << 30
+        assert on_dir['used'] < 4096 and on_dir['format'] == 'qcow2'
+        for disk in ('scsi0', 'scsi1'):
+            assert wait_task(api, api.nodes('pve').qemu(100).resize.put(disk=disk, size='+1G'))['exitstatus'] == 'OK'
+        assert api.nodes('pve').storage('local').content('local:100/vm-100-disk-0.qcow2').get()['size'] == 2 << 30
+        assert api.nodes('pve').storage('local-lvm').content('local-lvm:vm-100-disk-0').get()['size'] == 2 << 30
+    finally:
+        stop(sim)
