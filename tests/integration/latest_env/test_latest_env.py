@@ -117,8 +117,10 @@ def test_value_holding_a_handed_secret_is_refused_without_showing_it(tmp_path):
     result = refused.result('Record the step')
     assert result['msg'].startswith('latest_env_secret: ')
     assert latest.read_bytes() == before
-    # The module masks no_log values in its result; the playbook's own -e text is Ansible's to show.
+    # Neither the result nor the -vvv play output shows it (no_log masks it in the invocation).
     assert SECRET not in json.dumps(result)
+    assert SECRET not in refused.stdout
+    assert SECRET not in refused.stderr
     for path in state.rglob('*'):
         if path.is_file():
             assert SECRET not in path.read_text(errors='replace'), path
@@ -136,3 +138,18 @@ def test_dry_run_keeps_last_step_completed(tmp_path):
     assert values['DRY_RUN'] == 'true'
     assert values['LAST_STEP_COMPLETED'] == 'proxmox_access'
     assert values['DRY_RUN_LAST_STEP'] == 'templates'
+
+
+def test_malformed_record_fails_naming_file_and_line_without_a_traceback(tmp_path):
+    runs = tmp_path / 'state' / 'runs'
+    runs.mkdir(parents=True)
+    latest = runs / 'latest.env'
+    latest.write_bytes(b"RUN_ID='20260130T090000Z-a1b2c3'\nDRY_RUN='false\n\x00\x01\x02garbage\n")
+    failed = run_playbook(playbook('record_step.yml'), *extra(latest_step='templates'),
+                          state_dir=str(tmp_path / 'state'))
+    assert failed.rc == 2, failed.output
+    result = failed.result('Record the step')
+    assert result['msg'].startswith(f'latest_env_valid: {latest} line 3: binary content (NUL byte)')
+    assert result['failed_check'] == 'latest_env_valid'
+    assert 'Traceback' not in failed.stdout + failed.stderr
+    assert 'exception' not in result
