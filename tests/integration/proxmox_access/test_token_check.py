@@ -209,3 +209,46 @@ def test_check_mode_reads_the_same_and_changes_nothing(tmp_path, pvesim):
     assert run.result['changed'] is False
     assert [c['status'] for c in _by_id(run.result, 'token_privileges', 'templates')] == ['pass']
     assert sorted(str(p) for p in state.rglob('*')) == before
+
+
+@pytest.fixture()
+def pve_version(pvesim):
+    """Set the simulated Proxmox VE version for one test, then restore it."""
+    original = pvesim.control('settings')['version']
+
+    def setter(version):
+        pvesim.control('settings', version=version)
+    yield setter
+    pvesim.control('settings', version=original)
+
+
+def test_pve8_needs_vm_monitor_and_warns_about_import(tmp_path, pvesim, pve_version):
+    pve_version('8.3.2')
+    run, dummy = _check(tmp_path, pvesim)
+    result = run.result
+    assert result['failed_check'] == 'token_privileges'
+    assert result['missing_privileges'] == [{'step': 'ansible_inventory', 'path': '/vms', 'privilege': 'VM.Monitor'}]
+    assert [c['status'] for c in _by_id(result, 'token_privileges', 'templates')] == ['pass']
+    assert 'import content needs Proxmox VE 8.4' in ' '.join(c['detail'] for c in _by_id(result, 'proxmox_version'))
+
+
+def test_pve7_is_refused(tmp_path, pvesim, pve_version):
+    pve_version('7.4.3')
+    run, dummy = _check(tmp_path, pvesim)
+    assert run.result['failed_check'] == 'proxmox_version'
+    assert run.result['msg'].startswith('proxmox_version: ')
+    assert 'older than 8.0' in run.result['msg'] and 'upgrade' in run.result['msg']
+
+
+def test_no_answer_in_time_is_a_timeout(tmp_path, pvesim):
+    pvesim.control('clear_faults')
+    pvesim.control('fault', kind='latency', method='GET', path='/version', seconds=3, count=2)
+    try:
+        state, env_file, values = _state(tmp_path, pvesim)
+        args = dict(write_intent(tmp_path / 'intent'), env_file=str(env_file), timeout=1, retries=1)
+        run = run_module(tmp_path, state, args)
+        run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+        assert run.result['failed_check'] == 'proxmox_reachable'
+        assert 'no answer from 127.0.0.1' in run.result['msg'] and 'within 1 s' in run.result['msg']
+    finally:
+        pvesim.control('clear_faults')
