@@ -247,3 +247,32 @@ def test_import_to_file_and_block_storage(tmp_path, file_server):
         assert api.nodes('pve').storage('local-lvm').content('local-lvm:vm-100-disk-0').get()['size'] == 2 << 30
     finally:
         stop(sim)
+
+
+def test_download_decompression_and_url_rules(pvesim_fresh, file_server):
+    import gzip
+    import hashlib
+    api = proxmox(pvesim_fresh)
+    payload = b'ISO9660' * 5000
+    packed = gzip.compress(payload)
+    url, dummy = file_server.add('live.iso.gz', packed)
+    upid = api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='iso', filename='live.iso', compression='gz',
+        checksum=hashlib.sha256(packed).hexdigest(), **{'checksum-algorithm': 'sha256'})  # covers the .gz
+    assert wait_task(api, upid)['exitstatus'] == 'OK'
+    with open(os.path.join(pvesim_fresh.data_dir, 'local', 'template', 'iso', 'live.iso'), 'rb') as handle:
+        assert handle.read() == payload
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').storage('local')('download-url').post(url=url, content='import', filename='x.qcow2',
+                                                                 compression='gz')
+    assert err.value.content == 'decompression not supported for import'
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').storage('local')('download-url').post(url=url, content='iso', filename='x.iso', checksum='ab')
+    assert err.value.errors == {'checksum-algorithm': "missing property - 'checksum' requires this property"}
+    # the simulator never leaves the machine: other hosts fail the task
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url='http://192.0.2.1/x.iso', content='iso', filename='remote.iso'))
+    assert 'loopback only' in status['exitstatus']
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve')('query-url-metadata').get(url=url + '.missing')
+    assert err.value.status_code == 500 and err.value.content == "invalid server response: '404 File not found'"
