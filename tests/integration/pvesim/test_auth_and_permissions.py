@@ -51,10 +51,11 @@ def test_expired_token_and_disabled_user(pvesim_fresh):
     assert _status_line(raw(pvesim_fresh, 'GET', '/version')) == (401, 'Authentication failed!')
 
 
-def test_failed_authentication_is_delayed(pvesim_fresh):
+@pytest.mark.parametrize('header', ['PVEAPIToken=pipeline@pve!full=wrong', None])
+def test_failed_authentication_is_delayed(pvesim_fresh, header):
     pvesim_fresh.control('settings', auth_delay=0.4)
     begin = time.monotonic()
-    response = raw(pvesim_fresh, 'GET', '/version', header='PVEAPIToken=pipeline@pve!full=wrong')
+    response = raw(pvesim_fresh, 'GET', '/version', token=None, header=header)
     elapsed = time.monotonic() - begin
     assert response.status_code == 401
     assert elapsed >= 0.4  # the answer comes after the configured delay, never before
