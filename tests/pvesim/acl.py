@@ -231,7 +231,10 @@ class Checker:
         """Evaluate one ``check`` expression; raise PermissionDenied unless ``noerr``."""
         op = check[0]
         if op == 'and':
-            return all(self.evaluate(sub, params, noerr) for sub in check[1:])
+            # as in RPCEnvironment: the parts of an 'and' always raise, even under an 'or'
+            for sub in check[1:]:
+                self.evaluate(sub, params)
+            return True
         if op == 'or':
             for sub in check[1:]:
                 if self.evaluate(sub, params, True):
@@ -245,7 +248,7 @@ class Checker:
             if 'require_param' in opts and params.get(opts['require_param']) in (None, ''):
                 if noerr:
                     return False
-                raise PermissionDenied(f"Permission check failed (missing parameter {opts['require_param']})")
+                raise PermissionDenied('Permission check failed')
             path = expand_path(path_tmpl, params)
             any_of = bool(opts.get('any'))
             if noerr:
@@ -264,7 +267,7 @@ class Checker:
             privs = check[1]
             target = params.get('userid', '')
             paths = ['/access/groups'] + [f'/access/groups/{g}' for g in sorted(self.config._user_groups(target))]
-            if any(self.has(path, privs) for path in paths):
+            if any(self.has(path, privs, any_of=True) for path in paths):
                 return True
             if noerr:
                 return False
