@@ -17,6 +17,7 @@ import shutil
 import ssl
 import struct
 import subprocess
+import tarfile
 import time
 import urllib.error
 import urllib.parse
@@ -148,17 +149,13 @@ def _open_url(url: str, verify: bool, method: str = 'GET'):
 
 
 def _normalize_filename(name: str) -> str:
+    """PVE::Storage::normalize_content_filename: drop directories, then replace unsafe characters."""
+    name = re.sub(r'^.*[/\\]', '', name.rstrip('\n'))
     return re.sub(r'[^a-zA-Z0-9_.-]', '_', name)
 
 
-def _content_target(sim: Simulator, storeid: str, content: str, filename: str) -> tuple[str, str]:
-    """Check content and extension like the real upload/download; return (file name, path)."""
-    store = sim.storage(storeid)
-    if store['type'] not in ('dir', 'nfs', 'cifs', 'btrfs', 'cephfs'):
-        raise ApiError(500, f"can't upload to storage type '{store['type']}', not a file based storage!")
-    if content not in store['content']:
-        raise ApiError(500, f"storage '{storeid}' is not configured for content-type '{content}'")
-    filename = _normalize_filename(filename)
+def _check_file_name(content: str, filename: str, upload: bool) -> str | None:
+    """The extension rules of download-url and upload; returns the import image format."""
     if content == 'iso':
         if not ISO_RE.fullmatch(filename):
             raise param_error({'filename': 'wrong file extension'})
@@ -168,9 +165,32 @@ def _content_target(sim: Simulator, storeid: str, content: str, filename: str) -
     elif content == 'import':
         if not IMPORT_RE.fullmatch(filename):
             raise param_error({'filename': 'invalid filename or wrong extension'})
+        return filename.rsplit('.', 1)[1]
+    elif upload:
+        raise param_error({'content': f"upload content type '{content}' not allowed"})
     else:
         raise param_error({'content': f"upload content-type '{content}' is not allowed"})
-    return filename, sim.volume_path(storeid, content, filename)
+    return None
+
+
+def _file_based(store: dict) -> bool:
+    return store['type'] in ('dir', 'nfs', 'cifs', 'btrfs', 'cephfs')
+
+
+def _assert_file_validity(path: str, image_format: str | None) -> None:
+    """What pve-storage checks on an untrusted file (with qemu-img): the declared image format
+    must be what the file is, and no backing file."""
+    with open(path, 'rb') as handle:
+        header = handle.read(512)
+    is_qcow2 = header[:4] == b'QFI\xfb'
+    if is_qcow2 and len(header) >= 16 and struct.unpack('>Q', header[8:16])[0]:
+        raise TaskError(f"backing file not allowed for untrusted image '{path}'!")
+    if image_format == 'qcow2' and not is_qcow2:
+        raise TaskError('failed to query file information with qemu-img')
+    if image_format == 'vmdk' and not (header[:4] == b'KDMV' or header.startswith(b'# Disk DescriptorFile')):
+        raise TaskError('failed to query file information with qemu-img')
+    if image_format == 'ova' and not tarfile.is_tarfile(path):
+        raise TaskError('failed to query file information with qemu-img')
 
 
 def _file_digest(algorithm: str, path: str) -> str:
@@ -179,16 +199,6 @@ def _file_digest(algorithm: str, path: str) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b''):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _checksum_params(ctx: Ctx) -> tuple[str | None, str | None]:
-    checksum = ctx.params.get('checksum')
-    algorithm = ctx.params.get('checksum-algorithm')
-    if checksum and not algorithm:
-        raise param_error({'checksum-algorithm': "missing property - 'checksum' requires this property"})
-    if algorithm and not checksum:
-        raise param_error({'checksum': "missing property - 'checksum-algorithm' requires this property"})
-    return (str(checksum) if checksum else None), (str(algorithm) if algorithm else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,119 +537,158 @@ def get_url_metadata(ctx: Ctx) -> object:
     return result
 
 
+DECOMPRESSORS = {'gz': ['zcat'], 'lzo': ['lzop', '-d', '-c'], 'zst': ['zstd', '-q', '-d', '-c'],
+                 'bz2': ['bzcat', '-q']}
+
+
 def _decompress(compression: str, src: str, dest: str) -> None:
-    if compression == 'gz':
-        opener = gzip.open
-    elif compression == 'bz2':
-        opener = bz2.open
-    else:
-        tool = {'zst': ['zstd', '-q', '-d', '-c'], 'lzo': ['lzop', '-d', '-c']}[compression]
-        if not shutil.which(tool[0]):
-            raise TaskError(f"decompression failed: command '{tool[0]}' not found")
+    """Run the decompressor PVE uses (zcat, lzop, zstd, bzcat) when installed; gz and bz2 fall
+    back to Python's own modules so the simulator needs no extra packages."""
+    command = DECOMPRESSORS[compression]
+    shown = ' '.join([*command, src])
+    if shutil.which(command[0]):
         with open(dest, 'wb') as out:
-            proc = subprocess.run([*tool, src], stdout=out, check=False)  # noqa: S603
+            proc = subprocess.run([*command, src], stdout=out, stderr=subprocess.PIPE, check=False)  # noqa: S603
         if proc.returncode:
-            raise TaskError(f"decompression failed: command '{' '.join(tool)}' failed: exit code {proc.returncode}")
+            raise TaskError(f"command '{shown}' failed: exit code {proc.returncode}")
         return
+    opener = {'gz': gzip.open, 'bz2': bz2.open}.get(compression)
+    if opener is None:
+        raise TaskError(f"command '{shown}' failed: exec failed: No such file or directory")
     try:
         with opener(src, 'rb') as handle, open(dest, 'wb') as out:
             shutil.copyfileobj(handle, out, 1 << 20)
     except OSError as exc:
-        raise TaskError(f'decompression failed: {exc}') from None
+        raise TaskError(f"command '{shown}' failed: {exc}") from None
+
+
+def _fetch(task: Task, url: str, verify: bool, tmp: str) -> None:
+    """Download like wget does for PVE; failures end the task with wget's exit code."""
+    wget = f"download failed: command 'wget --progress=dot:giga -O {tmp} {url}' failed: exit code"
+    try:
+        with _open_url(url, verify) as response, open(tmp, 'wb') as out:
+            total = 0
+            for chunk in iter(lambda: response.read(1 << 20), b''):
+                out.write(chunk)
+                total += len(chunk)
+        task.write(f'{total} bytes received')
+    except urllib.error.HTTPError as exc:
+        task.write(f'ERROR {exc.code}: {exc.reason}.')
+        raise TaskError(f'{wget} 8') from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, 'reason', exc)
+        task.write(f'failed: {reason}.')
+        raise TaskError(f'{wget} {5 if isinstance(reason, ssl.SSLError) else 4}') from None
 
 
 def post_download_url(ctx: Ctx) -> object:
+    """pve-storage API2::Storage::Status download_url + pve-common Tools::download_file_from_url."""
     sim = ctx.sim
     storeid = str(ctx.params['storage'])
     content = str(ctx.params['content'])
     url = str(ctx.params['url'])
-    filename, dest = _content_target(sim, storeid, content, str(ctx.params['filename']))
-    checksum, algorithm = _checksum_params(ctx)
+    store = sim.storage(storeid)
+    if not _file_based(store):
+        raise ApiError(500, f"can't upload to storage type '{store['type']}', not a file based storage!")
+    if content not in store['content']:
+        raise ApiError(500, f"storage '{storeid}' is not configured for content-type '{content}'")
+    filename = _normalize_filename(str(ctx.params['filename']))
+    image_format = _check_file_name(content, filename, upload=False)
+    dest = sim.volume_path(storeid, content, filename)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    checksum = ctx.params.get('checksum')
+    algorithm = ctx.params.get('checksum-algorithm') if checksum else None
     compression = ctx.params.get('compression')
-    if compression:
-        if content != 'iso':
-            raise ApiError(500, f'decompression not supported for {content}')
-        if compression not in ('gz', 'lzo', 'zst', 'bz2'):
-            raise ApiError(500, 'no decompression method found')
     verify = bool(_bool(ctx.params.get('verify-certificates', 1)))
 
     def work(task: Task) -> None:
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        if compression:
+            if content != 'iso':
+                raise TaskError(f'decompression not supported for {content}')
+            if compression not in DECOMPRESSORS:
+                raise TaskError('no decompression method found')
         task.write(f'downloading {url} to {dest}')
-        if os.path.exists(dest):
-            if checksum and algorithm:
-                if _file_digest(algorithm, dest) == checksum.lower():
-                    task.write(f'file already exists {checksum}, no need to download')
+        if os.path.isfile(dest):
+            if algorithm:
+                got = _file_digest(str(algorithm), dest)
+                if got.lower() == str(checksum).lower():
+                    task.write('calculating checksum of existing file...OK, got correct file already, no need to download')
                     return
+                task.write('calculating checksum of existing file...')
+                raise TaskError(f"checksum mismatch: got '{got}' != expect '{checksum}', aborting")
             raise TaskError(f"refusing to override existing file '{dest}'")
         tmp = f'{dest}.tmp_dwnl.{task.pid}'
+        tmp_decomp = f'{dest}.tmp_dcom.{task.pid}'
         try:
-            try:
-                with _open_url(url, verify) as response, open(tmp, 'wb') as out:
-                    total = 0
-                    for chunk in iter(lambda: response.read(1 << 20), b''):
-                        out.write(chunk)
-                        total += len(chunk)
-                task.write(f'{total} bytes received')
-            except urllib.error.HTTPError as exc:
-                task.write(f'ERROR {exc.code}: {exc.reason}.')
-                raise TaskError(f"download failed: command '/usr/bin/wget --progress=dot:giga -O {tmp} {url}' failed: exit code 8") from None
-            except (urllib.error.URLError, OSError) as exc:
-                task.write(f'connection failed: {exc}')
-                raise TaskError(f"download failed: command '/usr/bin/wget --progress=dot:giga -O {tmp} {url}' failed: exit code 4") from None
-            if checksum and algorithm:
-                got = _file_digest(algorithm, tmp)
-                if got.lower() != checksum.lower():
+            _fetch(task, url, verify, tmp)
+            if algorithm:
+                got = _file_digest(str(algorithm), tmp)
+                if got.lower() != str(checksum).lower():
                     task.write('calculating checksum...')
                     raise TaskError(f"checksum mismatch: got '{got}' != expect '{checksum}'")
                 task.write('calculating checksum...OK, checksum verified')
+            current = tmp
             if compression:
-                decomp = f'{dest}.tmp_dcom.{task.pid}'
-                task.write(f'decompressing {tmp} to {dest}')
-                try:
-                    _decompress(str(compression), tmp, decomp)
-                    os.replace(decomp, dest)
-                finally:
-                    if os.path.exists(decomp):
-                        os.unlink(decomp)
-            else:
-                os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
+                task.write(f'decompressing {tmp} to {tmp_decomp}')
+                _decompress(str(compression), tmp, tmp_decomp)
                 os.unlink(tmp)
+                current = tmp_decomp
+            try:
+                _assert_file_validity(current, image_format)
+            except TaskError as exc:
+                raise TaskError(f'failed to verify file: {exc}') from None
+            os.replace(current, dest)
+        finally:
+            for leftover in (tmp, tmp_decomp):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
         task.write(f"download of '{url}' to '{dest}' finished")
     return sim.start_task(_node(ctx), 'download', _encode_text(filename), ctx.authid, work)
 
 
 def post_upload(ctx: Ctx) -> object:
+    """pve-storage API2::Storage::Status upload (the file arrives as the ``filename`` part)."""
     sim = ctx.sim
     storeid = str(ctx.params['storage'])
     content = str(ctx.params['content'])
+    store = sim.storage(storeid)
+    if not _file_based(store):
+        raise ApiError(500, f"can't upload to storage type '{store['type']}'")
     upload = ctx.files.get('filename')
     if upload is None:
-        raise param_error({'filename': 'property is missing and it is not optional'})
-    filename, dest = _content_target(sim, storeid, content, upload[0])
-    checksum, algorithm = _checksum_params(ctx)
+        raise ApiError(500, 'missing temporary file name')
+    filename = _normalize_filename(upload[0])
+    image_format = _check_file_name(content, filename, upload=True)
+    if content not in store['content']:
+        raise ApiError(500, f"storage '{storeid}' does not support '{content}' content")
+    dest = sim.volume_path(storeid, content, filename)
+    checksum = ctx.params.get('checksum')
+    algorithm = ctx.params.get('checksum-algorithm')
     tmp = upload[1]
     ctx.files.pop('filename')  # the task owns the temporary file now
+    node = _node(ctx)
 
     def work(task: Task) -> None:
         try:
             task.write(f'starting file import from: {tmp}')
-            if checksum and algorithm:
-                task.write('calculating checksum...')
-                got = _file_digest(algorithm, tmp)
-                if got.lower() != checksum.lower():
+            if algorithm:
+                got = _file_digest(str(algorithm), tmp)
+                if got.lower() != str(checksum).lower():
+                    task.write('calculating checksum...')
                     raise TaskError(f"checksum mismatch: got '{got}' != expect '{checksum}'")
-                task.write('checksum verified')
+                task.write('calculating checksum...OK, checksum verified')
+            _assert_file_validity(tmp, image_format)
+            task.write(f'target node: {node}')
             task.write(f'target file: {dest}')
+            task.write(f'file size is: {os.path.getsize(tmp)}')
+            task.write(f'command: cp -- {tmp} {dest}')
             os.makedirs(os.path.dirname(dest), exist_ok=True)
-            shutil.move(tmp, dest)
-            task.write(f'file size is: {os.path.getsize(dest)}')
+            shutil.move(tmp, dest)  # like the real server, an existing file is overwritten
+            task.write('finished file import successfully')
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    return sim.start_task(_node(ctx), 'imgcopy', '', ctx.authid, work)
+    return sim.start_task(node, 'imgcopy', '', ctx.authid, work)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1000,7 +1049,7 @@ def create_qemu(ctx: Ctx) -> object:
     node = _node(ctx)
     vmid = int(ctx.params['vmid'])
     pool = ctx.params.get('pool')
-    settings = {k: v for k, v in ctx.params.items() if k not in ('node', 'vmid', 'pool', 'start', 'storage', 'unique', 'force')}
+    settings = {k: v for k, v in ctx.params.items() if k not in ('node', 'vmid', 'pool', 'start', 'storage', 'force')}
     if pool is not None and pool not in sim.pools:
         raise ApiError(500, f"pool '{pool}' does not exist")
     if ctx.params.get('storage'):
@@ -1497,12 +1546,15 @@ ROUTES: list[Route] = [
           {'node': NODE, 'url': S(optional=False, pattern=r'https?://.*'), 'verify-certificates': B()}, _NET_ACCESS),
     Route('POST', '/nodes/{node}/storage/{storage}/download-url', post_download_url,
           {**_SP, 'url': S(optional=False, pattern=r'https?://.*'), 'content': CONTENT_DL,
-           'filename': S(optional=False, max_length=255), 'checksum': S(),
-           'checksum-algorithm': S(enum=CHECKSUM_ALGOS), 'compression': S(), 'verify-certificates': B()},
+           'filename': S(optional=False, max_length=255), 'checksum': S(requires='checksum-algorithm'),
+           'checksum-algorithm': S(enum=CHECKSUM_ALGOS, requires='checksum'), 'compression': S(),
+           'verify-certificates': B()},
           ['and', ['perm', '/storage/{storage}', ['Datastore.AllocateTemplate']], _NET_ACCESS]),
     Route('POST', '/nodes/{node}/storage/{storage}/upload', post_upload,
-          {**_SP, 'content': CONTENT_DL, 'filename': S(optional=False), 'checksum': S(),
-           'checksum-algorithm': S(enum=CHECKSUM_ALGOS), 'tmpfilename': S(pattern=r'/var/tmp/pveupload-[0-9a-f]+')},
+          {**_SP, 'content': CONTENT_DL, 'filename': S(optional=False, max_length=255),
+           'checksum': S(requires='checksum-algorithm'),
+           'checksum-algorithm': S(enum=CHECKSUM_ALGOS, requires='checksum'),
+           'tmpfilename': S(pattern=r'/var/tmp/pveupload-[0-9a-f]+')},
           ['perm', '/storage/{storage}', ['Datastore.AllocateTemplate']], node_proxy=False, multipart=True),
     Route('GET', '/access/users/{userid}/token/{tokenid}', get_token_info,
           {'userid': S(optional=False, max_length=64), 'tokenid': S(optional=False, pattern=r'[A-Za-z][A-Za-z0-9.\-_]+')},
@@ -1519,7 +1571,7 @@ ROUTES: list[Route] = [
     Route('GET', '/nodes/{node}/qemu', list_qemu, {'node': NODE, 'full': B()}),
     Route('POST', '/nodes/{node}/qemu', create_qemu,
           {**_VMP, **VM_CONFIG_PARAMS, 'pool': S(), 'start': B(), 'storage': S(pattern=STORAGE.pattern),
-           'unique': B(), 'template': B()}),
+           'template': B()}),
     Route('GET', '/nodes/{node}/qemu/{vmid}', get_vm_index, dict(_VMP)),
     Route('DELETE', '/nodes/{node}/qemu/{vmid}', vm_delete,
           {**_VMP, 'purge': B(), 'skiplock': B(), 'destroy-unreferenced-disks': B()},

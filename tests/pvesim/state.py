@@ -77,8 +77,8 @@ DEFAULT_SETTINGS = {
 CONTENT_DIRS = {'iso': 'template/iso', 'vztmpl': 'template/cache', 'import': 'import',
                 'images': 'images', 'backup': 'dump', 'snippets': 'snippets'}
 ISO_RE = re.compile(r'[^/]+\.(?:iso|img)\Z', re.I)
-VZTMPL_RE = re.compile(r'[^/]+\.tar(?:\.(?:gz|xz|zst|bz2))?\Z')
-IMPORT_RE = re.compile(r'[A-Za-z0-9_.+-]+\.(?:qcow2|raw|vmdk|ova)\Z')
+VZTMPL_RE = re.compile(r'[^/]+\.tar(?:\.(?:gz|xz|zst|bz2))?\Z', re.I)
+IMPORT_RE = re.compile(r'[A-Za-z0-9_.+=-]+\.(?:qcow2|raw|vmdk|ova)\Z')
 
 
 class ApiError(Exception):

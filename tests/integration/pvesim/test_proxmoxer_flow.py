@@ -55,7 +55,11 @@ def test_download_url_through_task_to_listed_volume(pvesim_fresh, file_server):
         url=url, content='iso', filename='talos.iso', checksum=digest, **{'checksum-algorithm': 'sha256'}))
     assert again['exitstatus'] == 'OK'
     log = [line['t'] for line in api.nodes('pve').tasks(again['upid']).log.get()]
-    assert f'file already exists {digest}, no need to download' in log
+    assert 'calculating checksum of existing file...OK, got correct file already, no need to download' in log
+    # an existing file with another checksum is never replaced
+    mismatch = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='iso', filename='talos.iso', checksum='0' * 64, **{'checksum-algorithm': 'sha256'}))
+    assert mismatch['exitstatus'] == f"checksum mismatch: got '{digest}' != expect '{'0' * 64}', aborting"
     # without a checksum the existing file is never overwritten
     refused = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
         url=url, content='iso', filename='talos.iso'))
@@ -192,7 +196,7 @@ def test_vm_config_resize_template_clone(pvesim_fresh):
 def test_large_upload_is_streamed_and_verified(pvesim_fresh, tmp_path):
     import hashlib
     api = proxmox(pvesim_fresh)
-    data = os.urandom(24 * 1024 * 1024)
+    data = qcow2_image(8 << 30, os.urandom(24 * 1024 * 1024))
     source = tmp_path / 'big.qcow2'
     source.write_bytes(data)
     with open(source, 'rb') as handle:
@@ -262,13 +266,12 @@ def test_download_decompression_and_url_rules(pvesim_fresh, file_server):
     assert wait_task(api, upid)['exitstatus'] == 'OK'
     with open(os.path.join(pvesim_fresh.data_dir, 'local', 'template', 'iso', 'live.iso'), 'rb') as handle:
         assert handle.read() == payload
-    with pytest.raises(ResourceException) as err:
-        api.nodes('pve').storage('local')('download-url').post(url=url, content='import', filename='x.qcow2',
-                                                                 compression='gz')
-    assert err.value.content == 'decompression not supported for import'
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='x.qcow2', compression='gz'))
+    assert status['exitstatus'] == 'decompression not supported for import'
     with pytest.raises(ResourceException) as err:
         api.nodes('pve').storage('local')('download-url').post(url=url, content='iso', filename='x.iso', checksum='ab')
-    assert err.value.errors == {'checksum-algorithm': "missing property - 'checksum' requires this property"}
+    assert err.value.errors == {'checksum-algorithm': "missing property required by 'checksum'"}
     # the simulator never leaves the machine: other hosts fail the task
     status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
         url='http://192.0.2.1/x.iso', content='iso', filename='remote.iso'))
@@ -276,3 +279,23 @@ def test_download_decompression_and_url_rules(pvesim_fresh, file_server):
     with pytest.raises(ResourceException) as err:
         api.nodes('pve')('query-url-metadata').get(url=url + '.missing')
     assert err.value.status_code == 500 and err.value.content == "invalid server response: '404 File not found'"
+
+
+def test_downloaded_images_are_checked_like_untrusted_images(pvesim_fresh, file_server):
+    import struct
+    api = proxmox(pvesim_fresh)
+    url, dummy = file_server.add('fake.qcow2', b'this is not a qcow2 image' * 100)
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='fake.qcow2'))
+    assert status['exitstatus'] == 'failed to verify file: failed to query file information with qemu-img'
+    backed = bytearray(qcow2_image(1 << 30))
+    backed[8:16] = struct.pack('>Q', 512)  # a backing-file offset
+    url, dummy = file_server.add('backed.qcow2', bytes(backed))
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='backed.qcow2'))
+    assert status['exitstatus'].startswith('failed to verify file: backing file not allowed for untrusted image ')
+    url, dummy = file_server.add('disk.raw', b'raw bytes')
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='../../etc/disk.raw'))  # directories are dropped
+    assert status['exitstatus'] == 'OK'
+    assert [v['volid'] for v in api.nodes('pve').storage('local').content.get()] == ['local:import/disk.raw']

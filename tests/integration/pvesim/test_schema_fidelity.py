@@ -95,6 +95,7 @@ def test_parameters_are_declared_with_same_shape(route):
             if getattr(param, bound) is not None:
                 assert spec.get(bound) is not None and float(getattr(param, bound)) == float(spec[bound]), \
                     f'{name}: {bound} differs'
+        assert param.requires == spec.get('requires'), f'{name}: requires differs'
         if param.subkeys is not None:
             fmt = spec.get('format')
             if isinstance(fmt, dict):
