@@ -103,10 +103,16 @@ VM_CONFIG_PARAMS: dict[str, Param] = {
     'vmgenid': S(),
 }
 DISK_RE = re.compile(r'(scsi|virtio|sata|ide)\d+\Z|efidisk0\Z|tpmstate0\Z')
-CLOUDINIT_KEYS = {'ciuser', 'cipassword', 'citype', 'ciupgrade', 'cicustom', 'sshkeys', 'nameserver', 'searchdomain'}
-HWTYPE_KEYS = {'vga', 'scsihw', 'machine', 'bios', 'tablet', 'kvm', 'acpi', 'smbios1', 'vmgenid', 'hotplug'}
-CPU_KEYS = {'cores', 'sockets', 'cpu', 'numa', 'vcpus', 'cpulimit', 'cpuunits', 'affinity'}
-MEMORY_KEYS = {'memory', 'balloon', 'shares'}
+# qemu-server API2/Qemu.pm option groups, for check_vm_modify_config_perm
+CPU_KEYS = {'cores', 'cpu', 'runningcpu', 'cpulimit', 'cpuunits', 'numa', 'smp', 'sockets', 'vcpus'}
+MEMORY_KEYS = {'memory', 'balloon', 'shares', 'allow-ksm'}
+HWTYPE_KEYS = {'acpi', 'hotplug', 'kvm', 'machine', 'runningmachine', 'scsihw', 'smbios1', 'tablet', 'vga',
+               'watchdog', 'audio0', 'rng0'}
+GENERAL_KEYS = {'agent', 'autostart', 'bios', 'description', 'keyboard', 'localtime', 'migrate_downtime',
+                'migrate_speed', 'name', 'onboot', 'ostype', 'protection', 'reboot', 'startdate', 'startup', 'tdf',
+                'template'}
+DISK_OPTION_KEYS = {'boot', 'bootdisk', 'vmstatestorage'}
+CLOUDINIT_KEYS = {'cicustom', 'cipassword', 'citype', 'ciuser', 'ciupgrade', 'nameserver', 'searchdomain', 'sshkeys'}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -816,48 +822,63 @@ def list_qemu(ctx: Ctx) -> object:
             if ctx.checker.has(f'/vms/{vm.vmid}', ['VM.Audit'])]
 
 
-def _config_perm_for_key(key: str, value: object = None) -> str | None:
-    if key in ('node', 'vmid', 'pool', 'start', 'storage', 'unique', 'force', 'digest', 'skiplock',
-               'background_delay', 'delete', 'revert', 'archive', 'bwlimit', 'live-restore'):
-        return None
-    if key in ('cdrom',) or (DISK_RE.match(key) and 'media=cdrom' in str(value or '')):
-        return 'VM.Config.CDROM'
-    if DISK_RE.match(key) or key.startswith('unused'):
-        return 'VM.Config.Disk'
-    if key in CPU_KEYS:
-        return 'VM.Config.CPU'
-    if key in MEMORY_KEYS:
-        return 'VM.Config.Memory'
-    if re.fullmatch(r'net\d+', key):
-        return 'VM.Config.Network'
-    if key in CLOUDINIT_KEYS or re.fullmatch(r'ipconfig\d+', key):
-        return 'VM.Config.Cloudinit'
-    if key in HWTYPE_KEYS or re.fullmatch(r'(hostpci|usb|serial|parallel)\d+', key):
-        return 'VM.Config.HWType'
-    return 'VM.Config.Options'
+def _check_modify_perms(ctx: Ctx, vmid: int, keys) -> None:
+    """qemu-server's check_vm_modify_config_perm, option by option."""
+    if ctx.authid == 'root@pam':
+        return
+    vms = f'/vms/{vmid}'
+    for key in keys:
+        if DISK_RE.match(key) or key == 'cdrom' or re.fullmatch(r'(unused|serial|usb|hostpci|virtiofs)\d+', key) \
+                or key == 'tags':
+            continue  # value-dependent: checked with the disks, serial ports and devices
+        if key in CPU_KEYS or re.fullmatch(r'numa\d+', key):
+            _perm(ctx, vms, ['VM.Config.CPU'])
+        elif key in MEMORY_KEYS:
+            _perm(ctx, vms, ['VM.Config.Memory'])
+        elif key in HWTYPE_KEYS:
+            _perm(ctx, vms, ['VM.Config.HWType'])
+        elif key in GENERAL_KEYS:
+            _perm(ctx, vms, ['VM.Config.Options'])
+            if key == 'startup':
+                _perm(ctx, '/', ['Sys.Modify'])
+        elif key == 'freeze':
+            _perm(ctx, vms, ['VM.PowerMgmt'])
+        elif key in DISK_OPTION_KEYS:
+            _perm(ctx, vms, ['VM.Config.Disk'])
+        elif re.fullmatch(r'net\d+', key):
+            _perm(ctx, vms, ['VM.Config.Network'])
+        elif key in CLOUDINIT_KEYS or re.fullmatch(r'ipconfig\d+', key):
+            _perm(ctx, vms, ['VM.Config.Cloudinit', 'VM.Config.Network'], True)
+        else:
+            raise ApiError(500, f"only root can set '{key}' config")
 
 
-def _check_modify_perms(ctx: Ctx, vmid: int, keys: dict[str, object]) -> None:
-    for key in sorted(keys):
-        priv = _config_perm_for_key(key, keys[key])
-        if priv:
-            _perm(ctx, f'/vms/{vmid}', [priv])
+def _check_serial(ctx: Ctx, vmid: int, settings: dict[str, object]) -> None:
+    if ctx.authid == 'root@pam':
+        return
+    for key in settings:
+        if re.fullmatch(r'serial\d+', key):
+            if settings[key] == 'socket':
+                _perm(ctx, f'/vms/{vmid}', ['VM.Config.HWType'])
+            else:
+                raise ApiError(500, f"only root can set '{key}' config for real devices")
 
 
 def _check_hostpci(ctx: Ctx, vmid: int, settings: dict[str, object]) -> None:
     if ctx.authid == 'root@pam':
         return
-    for key in sorted(settings):
+    for key in settings:
         if not re.fullmatch(r'hostpci\d+', key):
             continue
         device, dummy = parse_property_string(str(settings[key]), HOSTPCI)
-        if device.get('host') and not device.get('mapping'):
+        if device.get('host'):
             raise ApiError(500, f"only root can set '{key}' config for non-mapped devices")
-        mapping = device.get('mapping')
-        _perm(ctx, f'/mapping/pci/{mapping}', ['Mapping.Use'])
+        if not device.get('mapping'):
+            raise ApiError(500, "either 'host' or 'mapping' must be set.")
+        _perm(ctx, f"/mapping/pci/{device['mapping']}", ['Mapping.Use'])
         _perm(ctx, f'/vms/{vmid}', ['VM.Config.HWType'])
-        if mapping not in ctx.sim.mappings.get('pci', {}):
-            raise ApiError(500, f"PCI mapping '{mapping}' not found")
+        if device.get('romfile') is not None:
+            raise param_error({key: "only root@pam can set 'romfile' option"})
 
 
 def _check_bridges(ctx: Ctx, settings: dict[str, object]) -> None:
@@ -872,8 +893,18 @@ def _check_bridges(ctx: Ctx, settings: dict[str, object]) -> None:
             continue
         path = f'/sdn/zones/{ctx.sim.sdn_zone}/{bridge}'
         if net.get('tag'):
-            path += f"/{net['tag']}"
-        _perm(ctx, path, ['SDN.Use'], True)
+            _perm(ctx, f"{path}/{net['tag']}", ['SDN.Use'])
+        tags: set[int] = set()
+        for part in str(net.get('trunks') or '').split(';'):
+            if '-' in part:
+                low, high = part.split('-', 1)
+                tags.update(range(int(low), int(high) + 1))
+            elif part.strip():
+                tags.add(int(part))
+        for tag in sorted(tags):
+            _perm(ctx, f'{path}/{tag}', ['SDN.Use'])
+        if not net.get('tag') and not tags:
+            _perm(ctx, path, ['SDN.Use'])
 
 
 def _check_storage_access(ctx: Ctx, vmid: int, settings: dict[str, object]) -> list[tuple[str, dict]]:
@@ -926,6 +957,11 @@ def _check_storage_access(ctx: Ctx, vmid: int, settings: dict[str, object]) -> l
             raise ApiError(500, 'Only root can pass arbitrary filesystem paths.') from None
         _check_volume_access(ctx, storeid, content, owner, vmid)
     return new_disks
+
+
+def declared_config_key(key: str) -> Param | None:
+    from tests.pvesim.params import declared
+    return declared(VM_CONFIG_PARAMS, key)
 
 
 def _random_mac() -> str:
@@ -1054,23 +1090,25 @@ def create_qemu(ctx: Ctx) -> object:
         raise ApiError(500, f"pool '{pool}' does not exist")
     if ctx.params.get('storage'):
         _perm(ctx, f"/storage/{ctx.params['storage']}", ['Datastore.AllocateSpace'])
+    if ctx.params.get('start'):
+        _perm(ctx, f'/vms/{vmid}', ['VM.PowerMgmt'])
     if not ctx.checker.has(f'/vms/{vmid}', ['VM.Allocate']) and not (
             pool and ctx.checker.has(f'/pool/{pool}', ['VM.Allocate'])):
-        _perm(ctx, f'/vms/{vmid}', ['VM.Allocate'])
-    with sim.lock:
-        if vmid in sim.vms:
-            raise param_error({'vmid': f'VM {vmid} already exists'})
+        raise PermissionDenied('Permission check failed')
+    # the order of qemu-server's create_vm
+    new_disks = _check_storage_access(ctx, vmid, settings)
+    _check_modify_perms(ctx, vmid, settings)
+    _check_serial(ctx, vmid, settings)
     _check_hostpci(ctx, vmid, settings)
     _check_bridges(ctx, settings)
-    _check_modify_perms(ctx, vmid, settings)
-    new_disks = _check_storage_access(ctx, vmid, settings)
     settings = _normalise_settings(settings)
     for key, value in list(settings.items()):
         if key in VM_CONFIG_PARAMS and VM_CONFIG_PARAMS[key].type == 'boolean':
             settings[key] = int(value)
     with sim.lock:
         if vmid in sim.vms:
-            raise param_error({'vmid': f'VM {vmid} already exists'})
+            # create_and_lock_config -> PVE::Cluster::check_vmid_unused
+            raise ApiError(500, f"unable to create VM {vmid} - VM {vmid} already exists on node '{sim.vms[vmid].node}'")
         vm = VM(vmid, node, {}, pool=pool)
         vm.lock = 'create'
         sim.vms[vmid] = vm
@@ -1159,14 +1197,26 @@ def _update_config(ctx: Ctx, sync: bool) -> object:
     settings = {k: v for k, v in ctx.params.items()
                 if k not in ('node', 'vmid', 'digest', 'delete', 'skiplock', 'background_delay', 'revert', 'force')}
     deletes = [k for k in re.split(r'[,;\s]+', str(ctx.params.get('delete') or '')) if k]
+    if ctx.params.get('skiplock') and ctx.authid != 'root@pam':
+        raise param_error({'skiplock': 'Only root may use this option.'})
+    if not deletes and not settings and not ctx.params.get('revert'):
+        raise ApiError(500, 'no options specified')
     for key in deletes:
-        priv = _config_perm_for_key(key, vm.config.get(key))
-        if priv:
-            _perm(ctx, f'/vms/{vmid}', [priv])
-    _check_hostpci(ctx, vmid, settings)
-    _check_bridges(ctx, settings)
+        if key in settings:
+            raise param_error({'delete': f"you can't use '-{key}' and -delete {key}' at the same time"})
+        if declared_config_key(key) is None:
+            raise param_error({'delete': f"unknown option '{key}'"})
+    # the order of qemu-server's update_vm_api
+    _check_modify_perms(ctx, vmid, deletes)
     _check_modify_perms(ctx, vmid, settings)
     new_disks = _check_storage_access(ctx, vmid, settings)
+    _check_bridges(ctx, settings)
+    for key in sorted(set(settings) | set(deletes)):  # per option, as the update itself does
+        if DISK_RE.match(key):
+            value = settings.get(key, vm.config.get(key, ''))
+            _perm(ctx, f'/vms/{vmid}', ['VM.Config.CDROM' if 'media=cdrom' in str(value) else 'VM.Config.Disk'])
+    _check_serial(ctx, vmid, settings)
+    _check_hostpci(ctx, vmid, settings)
     settings = _normalise_settings(settings)
     digest = ctx.params.get('digest')
     with sim.lock:

@@ -169,7 +169,11 @@ def test_vm_config_resize_template_clone(pvesim_fresh):
     assert wait_task(api, upid)['exitstatus'] == 'OK'
     with pytest.raises(ResourceException) as err:
         api.nodes('pve').qemu.post(vmid=9000, name='again')
+    assert (err.value.status_code, err.value.content) == (500, "unable to create VM 9000 - VM 9000 already exists on node 'pve'")
+    with pytest.raises(ResourceException) as err:
+        api.cluster.nextid.get(vmid=9000)
     assert err.value.status_code == 400 and err.value.errors == {'vmid': 'VM 9000 already exists'}
+    assert api.cluster.nextid.get(vmid=9001) == '9001'
     assert api.nodes('pve').qemu(9000).config.put(cores=4, description='base') is None
     upid = api.nodes('pve').qemu(9000).config.post(memory='4096', delete='description')
     assert wait_task(api, upid)['exitstatus'] == 'OK'
