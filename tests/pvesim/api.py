@@ -1301,11 +1301,17 @@ def _do_start(sim: Simulator, vm: VM, task: Task) -> None:
 
 def vm_start(ctx: Ctx) -> object:
     vm = _vm_for(ctx)
-    if vm.template:
-        raise ApiError(500, "you can't start a vm if it's a template")
-    if vm.lock:
-        raise ApiError(500, f'VM is locked ({vm.lock})')
-    return ctx.sim.start_task(_node(ctx), 'qmstart', str(vm.vmid), ctx.authid, lambda task: _do_start(ctx.sim, vm, task))
+    if ctx.params.get('skiplock') and ctx.authid != 'root@pam':
+        raise param_error({'skiplock': 'Only root may use this option.'})
+
+    def work(task: Task) -> None:
+        # qemu-server checks these in the worker (QemuServer::vm_start), so they fail the task
+        if vm.lock:
+            raise TaskError(f'VM is locked ({vm.lock})')
+        if vm.template:
+            raise TaskError("you can't start a vm if it's a template")
+        _do_start(ctx.sim, vm, task)
+    return ctx.sim.start_task(_node(ctx), 'qmstart', str(vm.vmid), ctx.authid, work)
 
 
 def _do_stop(sim: Simulator, vm: VM, task: Task) -> None:
@@ -1324,9 +1330,7 @@ def vm_shutdown(ctx: Ctx) -> object:
     vm = _vm_for(ctx)
 
     def work(task: Task) -> None:
-        if vm.status != 'running':
-            raise TaskError(f'VM {vm.vmid} not running')
-        _do_stop(ctx.sim, vm, task)
+        _do_stop(ctx.sim, vm, task)  # a stopped VM is simply left stopped
     return ctx.sim.start_task(_node(ctx), 'qmshutdown', str(vm.vmid), ctx.authid, work)
 
 
@@ -1367,10 +1371,12 @@ def vm_resize(ctx: Ctx) -> object:
 def vm_template(ctx: Ctx) -> object:
     sim = ctx.sim
     vm = _vm_for(ctx)
+    if vm.lock:
+        raise ApiError(500, f'VM is locked ({vm.lock})')
+    if vm.template and not ctx.params.get('disk'):
+        raise ApiError(500, "you can't convert a template to a template")
     if vm.status == 'running':
         raise ApiError(500, "you can't convert a VM to template if VM is running")
-    if vm.template:
-        raise ApiError(500, 'VM is already a template')
 
     def work(task: Task) -> None:
         with sim.lock:
@@ -1474,6 +1480,8 @@ def vm_clone(ctx: Ctx) -> object:
 def vm_delete(ctx: Ctx) -> object:
     sim = ctx.sim
     vm = _vm_for(ctx)
+    if str(vm.config.get('protection', 0)) == '1':
+        raise ApiError(500, f"can't remove VM {vm.vmid} - protection mode enabled")
     if vm.status == 'running':
         raise ApiError(500, f'VM {vm.vmid} is running - destroy failed')
     if vm.lock and not ctx.params.get('skiplock'):

@@ -186,9 +186,11 @@ def test_vm_config_resize_template_clone(pvesim_fresh):
     assert err.value.content == 'shrinking disks is not supported'
     assert wait_task(api, api.nodes('pve').qemu(9000).template.post())['exitstatus'] == 'OK'
     assert api.nodes('pve').qemu(9000).config.get()['scsi0'].startswith('local-lvm:base-9000-disk-0,')
+    status = wait_task(api, api.nodes('pve').qemu(9000).status.start.post())
+    assert status['exitstatus'] == "you can't start a vm if it's a template"
     with pytest.raises(ResourceException) as err:
-        api.nodes('pve').qemu(9000).status.start.post()
-    assert err.value.content == "you can't start a vm if it's a template"
+        api.nodes('pve').qemu(9000).template.post()
+    assert err.value.content == "you can't convert a template to a template"
     upid = api.nodes('pve').qemu(9000).clone.post(newid=101, name='lab-02')
     assert ':qmclone:9000:' in upid and wait_task(api, upid)['exitstatus'] == 'OK'
     clone = api.nodes('pve').qemu(101).config.get()
