@@ -1507,12 +1507,15 @@ def vm_delete(ctx: Ctx) -> object:
 def _agent_guard(ctx: Ctx) -> tuple[VM, float]:
     sim = ctx.sim
     vm = _vm_for(ctx)
-    if not _agent_enabled(vm):
+    # qemu-server's assert_agent_available: any 'agent' setting counts as configured; with
+    # enabled=0 the VM has no agent channel, so the ping never answers
+    if 'agent' not in vm.config:
         raise ApiError(500, 'No QEMU guest agent configured')
     if vm.status != 'running' or vm.started_at is None:
         raise ApiError(500, f'VM {vm.vmid} is not running')
     elapsed = time.time() - vm.started_at
-    if sim.has_fault('agent_never_up', vm.vmid) or elapsed < float(sim.settings['agent_delay']):
+    if not _agent_enabled(vm) or sim.has_fault('agent_never_up', vm.vmid) \
+            or elapsed < float(sim.settings['agent_delay']):
         raise ApiError(500, 'QEMU guest agent is not running')
     return vm, elapsed
 
