@@ -354,8 +354,8 @@ def get_nextid(ctx: Ctx) -> object:
         return str(vmid)
 
 
-PERMISSION_ROOTS = ['/', '/access', '/access/groups', '/nodes', '/pool', '/sdn', '/storage', '/vms',
-                    '/mapping', '/mapping/pci', '/mapping/usb', '/mapping/dir']
+# RPCEnvironment::get_effective_permissions: these plus every path with an ACL entry
+PERMISSION_ROOTS = ['/', '/access', '/access/groups', '/nodes', '/pool', '/sdn', '/storage', '/vms']
 
 
 def get_permissions(ctx: Ctx) -> object:
@@ -371,13 +371,13 @@ def get_permissions(ctx: Ctx) -> object:
         authid = target
     checker = Checker(sim.access, authid)
     if ctx.params.get('path'):
-        paths = [str(ctx.params['path'])]
-    else:
-        paths = sorted(set(PERMISSION_ROOTS) | set(sim.access.acl_paths()))
+        # one path: answered even when empty ({path: {}})
+        path = str(ctx.params['path'])
+        return {path: {priv: 1 if prop else 0 for priv, prop in sorted(checker.privs(path).items())}}
     out = {}
-    for path in paths:
+    for path in sorted(set(PERMISSION_ROOTS) | set(sim.access.acl_paths())):
         privs = checker.privs(path)
-        if privs:
+        if privs:  # paths with nothing are left out
             out[path] = {priv: 1 if prop else 0 for priv, prop in sorted(privs.items())}
     return out
 
