@@ -161,6 +161,8 @@ LATEST_ENV_SCHEMA = {
         'DRY_RUN': {'type': 'string', 'enum': ['true', 'false']},
         'LAST_STEP_COMPLETED': {'type': 'string', 'enum': [''] + list(STEPS)},
         'LAST_STEP_FAILED': {'type': 'string', 'enum': [''] + list(STEPS)},
+        'LAST_FAILED_CHECK': {'type': 'string', 'pattern': r'^([a-z][a-z0-9_]*)?$'},
+        'DRY_RUN_LAST_STEP': {'type': 'string', 'enum': [''] + list(STEPS)},
         'RUN_STATUS': {'type': 'string', 'enum': ['running', 'succeeded', 'failed']},
     },
     'propertyNames': {'pattern': r'^[A-Za-z_][A-Za-z0-9_]*$',

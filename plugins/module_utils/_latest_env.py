@@ -36,6 +36,7 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import (
     EnvFileError,
     check_value,
     parse_env,
+    read_env_file,
     render_env,
 )
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
@@ -160,7 +161,7 @@ class LatestEnv:
             merged['RUN_STATUS'] = run_status
 
         self._fill_defaults(merged)
-        self._check_secrets(merged, secrets or [])
+        self._check_secrets(merged, list(secrets or []) + self.proxmox_env_secrets())
         for key, value in merged.items():
             try:
                 check_value(key, value)
@@ -196,6 +197,18 @@ class LatestEnv:
             if not merged.get(key):
                 merged[key] = defaults.get(key, '')
 
+    def proxmox_env_secrets(self) -> list[str]:
+        """The secret values of the state's proxmox.env, so they are refused even when nobody hands them over.
+
+        A missing or unreadable proxmox.env yields none: the proxmox_access step reports its problems.
+        """
+        try:
+            env = read_env_file(self.layout.proxmox_env)
+        except (OSError, EnvFileError):
+            return []
+        return [value for key, value in env.items()
+                if value and (key in PROXMOX_ENV_SECRET_KEYS or is_secret_key(key))]
+
     def _check_secrets(self, merged: dict[str, str], secrets: list[str]) -> None:
         for key in merged:
             if key in PROXMOX_ENV_SECRET_KEYS or is_secret_key(key):
@@ -208,8 +221,9 @@ class LatestEnv:
             for key, value in merged.items():
                 if secret in value:
                     # Neither the value nor the secret may appear in the message.
-                    raise CheckError('latest_env_secret', f'{key}: the value holds a secret handed '
-                                     'over in secrets', where=self.path, remediation=REMEDIATION_SECRET)
+                    raise CheckError('latest_env_secret', f'{key}: the value holds a secret (handed over in '
+                                     'secrets, or a secret of proxmox.env)', where=self.path,
+                                     remediation=REMEDIATION_SECRET)
 
     @staticmethod
     def _ordered(merged: dict[str, str]) -> dict[str, str]:

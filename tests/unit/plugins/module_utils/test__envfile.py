@@ -233,3 +233,18 @@ def test_render_refuses_or_round_trips(value):
     except ValueError:
         return
     assert parse_env(text) == {'K': value}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(['A', 'B', 'export A', ' B']),
+                          st.text(alphabet='ab \t\'"\\#=\n', max_size=12)), min_size=1, max_size=3))
+def test_whatever_the_parser_accepts_bash_reads_the_same(tmp_path_factory, lines):
+    """Without $ and backquotes (which the parser keeps literally, by design) parser and bash agree."""
+    text = ''.join(f'{key}={value}\n' for key, value in lines)
+    try:
+        parsed = parse_env(text)
+    except EnvFileError:
+        return
+    path = tmp_path_factory.mktemp('agree') / 'fuzz.env'
+    path.write_text(text, encoding='utf-8')
+    assert bash_read_back(str(path), list(parsed)) == list(parsed.values()), text

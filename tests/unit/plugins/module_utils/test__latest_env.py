@@ -185,6 +185,7 @@ def test_a_secret_key_in_the_existing_file_is_refused(record):
     ({'step': 'deploy'}, 'latest_env_options'),
     ({'step': 'templates', 'failed_check': 'x'}, 'latest_env_options'),
     ({'values': {'PROXMOX_API_URL': 'x'}, 'run_status': 'done'}, 'latest_env_valid'),
+    ({'step': 'templates', 'step_status': 'failed', 'failed_check': 'Not A Check'}, 'latest_env_valid'),
 ])
 def test_refusals(record, options, check):
     record.run(start_run=True)
@@ -225,3 +226,24 @@ def test_bash_sources_the_record(record):
     proc = subprocess.run(['bash', '-c', 'set -u; . "$1"; printf "%s|%s|%s" "$RUN_ID" "$LAST_STEP_COMPLETED" "$NOTE"',
                            'bash', record.path], capture_output=True, text=True, check=True)
     assert proc.stdout == f"{result['run_id']}|proxmox_access|it's $HOME `id` \\ \"q\"\nline 2"
+
+
+def test_values_holding_the_proxmox_env_secret_are_refused_unasked(record):
+    os.makedirs(record.layout.root)
+    with open(record.layout.proxmox_env, 'w', encoding='utf-8') as handle:
+        handle.write(f"PROXMOX_API_URL=https://127.0.0.1:8006\nPROXMOX_TOKEN_SECRET='{SECRET}'\n")
+    os.chmod(record.layout.proxmox_env, 0o600)
+    record.run(start_run=True)
+    before = open(record.path, 'rb').read()
+    with pytest.raises(CheckError) as err:
+        record.run(values={'NOTE': f'copied {SECRET} by mistake'})
+    assert str(err.value).startswith(f'latest_env_secret: {record.path}: NOTE: the value holds a secret')
+    assert SECRET not in str(err.value)
+    assert open(record.path, 'rb').read() == before
+
+
+def test_a_malformed_proxmox_env_does_not_block_the_record(record):
+    os.makedirs(record.layout.root)
+    with open(record.layout.proxmox_env, 'wb') as handle:
+        handle.write(b'\x00\xff garbage')
+    assert record.run(start_run=True)['changed'] is True
