@@ -653,6 +653,10 @@ def run(params: dict, check_mode: bool = False, client_factory=None, sleep=time.
         entry, fetch_info = _fetch_verified(params, url, dest, checksum, old if same_source else None, sleep)
         result.update(fetch_info)
 
+    # The verified local artefact is recorded before the placement, so that a placement failure
+    # never costs the download (a first-fetch digest in particular); the volume is recorded only
+    # once Proxmox has it.
+    manifest = _record(manifest_path, manifest, name, old, entry, result, check_mode)
     if params.get('proxmox'):
         spec = dict(params['proxmox'])
         spec['env_file'] = spec.get('env_file') or StateLayout.resolve(params.get('state_dir')).proxmox_env
@@ -660,17 +664,26 @@ def run(params: dict, check_mode: bool = False, client_factory=None, sleep=time.
         result['proxmox'] = place_info
         if place_changed:
             result['changed'] = True
+        _record(manifest_path, manifest, name, old, placed, result, check_mode)
         entry = placed
-
-    if not _manifest.same_artefact(old, entry) or not manifest or entry.get('fetched_at') != (old or {}).get('fetched_at'):
-        new_manifest = _manifest.with_entry(manifest, name, entry)
-        result['diff'] = {'before': _manifest.render({name: old}) if old else '',
-                          'after': _manifest.render({name: entry})}
-        if not check_mode:
-            _manifest.write(manifest_path, new_manifest)
-        result['changed'] = True
     result['artefact'] = entry
     return result
+
+
+def _record(manifest_path: str, manifest: dict | None, name: str, old: dict | None, entry: dict, result: dict,
+            check_mode: bool) -> dict | None:
+    """Write ``entry`` into the manifest when it differs from what is there; return the manifest."""
+    from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest  # pylint: disable=import-outside-toplevel
+    current = (manifest or {}).get(name)
+    if manifest and _manifest.same_artefact(current, entry) and entry.get('fetched_at') == current.get('fetched_at'):
+        return manifest
+    new_manifest = _manifest.with_entry(manifest, name, entry)
+    result['diff'] = {'before': _manifest.render({name: old}) if old else '',
+                      'after': _manifest.render({name: entry})}
+    if not check_mode:
+        _manifest.write(manifest_path, new_manifest)
+    result['changed'] = True
+    return new_manifest
 
 
 def _with_placement_plan(result: dict, params: dict, check_mode: bool) -> dict:

@@ -93,8 +93,14 @@ def test_nodownload_token_with_download_url_only_fails_with_privileges_check(cle
     message = str(info.value)
     assert message.startswith('token_privileges') and 'download-url' in message
     assert secret_of(sim, 'nodownload') not in message
-    # The local artefact is verified and kept; the manifest does not claim a Proxmox volume.
-    assert not os.path.exists(tmp_path / 'manifest.json') or 'proxmox_volid' not in (tmp_path / 'manifest.json').read_text()
+    # The local artefact is verified and recorded; the manifest does not claim a Proxmox volume.
+    manifest = _manifest.load(str(tmp_path / 'manifest.json'))
+    assert manifest['ubuntu']['checksum_source'] == 'published' and 'proxmox_volid' not in manifest['ubuntu']
+    # The next run (with a token that may place it) transfers nothing from the mirror again.
+    clean_mirror.reset()
+    result = run(ubuntu(clean_mirror, tmp_path, sim, method='upload'))
+    assert result['bytes_transferred'] == 0 and result['proxmox']['action'] == 'placed'
+    assert _manifest.load(str(tmp_path / 'manifest.json'))['ubuntu']['proxmox_volid'].startswith('local:import/')
 
 
 def test_existing_volume_of_other_size_is_refused_unless_forced(clean_mirror, sim, tmp_path):
