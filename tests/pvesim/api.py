@@ -382,6 +382,39 @@ def get_permissions(ctx: Ctx) -> object:
     return out
 
 
+def get_network(ctx: Ctx) -> object:
+    """Node interfaces: one physical NIC and the scenario's bridges on it."""
+    wanted = ctx.params.get('type')
+    rows = [{'iface': 'eno1', 'type': 'eth', 'active': 1, 'exists': 1, 'method': 'manual', 'method6': 'manual',
+             'families': ['inet'], 'priority': 1}]
+    for index, bridge in enumerate(ctx.sim.bridges):
+        row = {'iface': bridge, 'type': 'bridge', 'active': 1, 'autostart': 1, 'method': 'manual',
+               'method6': 'manual', 'families': ['inet'], 'bridge_ports': 'eno1' if index == 0 else '',
+               'bridge_vlan_aware': 0, 'priority': index + 2}
+        if index == 0:
+            row.update({'method': 'static', 'address': '192.168.100.2', 'netmask': '24',
+                        'cidr': '192.168.100.2/24', 'gateway': '192.168.100.1'})
+        rows.append(row)
+    if wanted in ('any_bridge', 'any_local_bridge'):
+        return [r for r in rows if r['type'] in ('bridge', 'OVSBridge')]
+    if wanted and wanted != 'include_sdn':
+        return [r for r in rows if r['type'] == wanted]
+    return rows
+
+
+def get_pci_mappings(ctx: Ctx) -> object:
+    out = []
+    for mapping_id, entry in sorted(ctx.sim.mappings.get('pci', {}).items()):
+        if not ctx.checker.has(f'/mapping/pci/{mapping_id}', ['Mapping.Modify', 'Mapping.Use', 'Mapping.Audit'], True):
+            continue
+        row = {'id': mapping_id, 'description': str(entry.get('description', '')),
+               'map': [str(m) for m in entry.get('map', [])]}
+        if ctx.params.get('check-node'):
+            row['checks'] = []
+        out.append(row)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # storage
 def _storage_visible(ctx: Ctx, storeid: str) -> bool:
@@ -1334,6 +1367,17 @@ def vm_shutdown(ctx: Ctx) -> object:
     return ctx.sim.start_task(_node(ctx), 'qmshutdown', str(vm.vmid), ctx.authid, work)
 
 
+def vm_reboot(ctx: Ctx) -> object:
+    vm = _vm_for(ctx)
+    if vm.status != 'running':
+        raise ApiError(500, f'VM {vm.vmid} not running')
+
+    def work(task: Task) -> None:
+        _do_stop(ctx.sim, vm, task)
+        _do_start(ctx.sim, vm, task)
+    return ctx.sim.start_task(_node(ctx), 'qmreboot', str(vm.vmid), ctx.authid, work)
+
+
 def vm_resize(ctx: Ctx) -> object:
     sim = ctx.sim
     vm = _vm_for(ctx)
@@ -1587,6 +1631,11 @@ ROUTES: list[Route] = [
     Route('GET', '/cluster/resources', get_cluster_resources,
           {'type': S(enum=('vm', 'storage', 'node', 'sdn'))}, node_proxy=False),
     Route('GET', '/cluster/nextid', get_nextid, {'vmid': Int(minimum=100, maximum=999999999)}, node_proxy=False),
+    Route('GET', '/nodes/{node}/network', get_network,
+          {'node': NODE, 'type': S(enum=('bridge', 'bond', 'eth', 'alias', 'vlan', 'fabric', 'OVSBridge', 'OVSBond',
+                                         'OVSPort', 'OVSIntPort', 'vnet', 'any_bridge', 'any_local_bridge',
+                                         'include_sdn'))}),
+    Route('GET', '/cluster/mapping/pci', get_pci_mappings, {'check-node': S()}, node_proxy=False),
     Route('GET', '/storage', get_storage_config_list,
           {'type': S(enum=('btrfs', 'cephfs', 'cifs', 'dir', 'esxi', 'iscsi', 'iscsidirect', 'lvm', 'lvmthin',
                            'nfs', 'pbs', 'rbd', 'zfs', 'zfspool'))}, node_proxy=False),
@@ -1653,6 +1702,8 @@ ROUTES: list[Route] = [
           ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
     Route('POST', '/nodes/{node}/qemu/{vmid}/status/shutdown', vm_shutdown,
           {**_VMP, 'skiplock': B(), 'timeout': Int(minimum=0), 'forceStop': B(), 'keepActive': B()},
+          ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
+    Route('POST', '/nodes/{node}/qemu/{vmid}/status/reboot', vm_reboot, {**_VMP, 'timeout': Int(minimum=0)},
           ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
     Route('PUT', '/nodes/{node}/qemu/{vmid}/resize', vm_resize,
           {**_VMP, 'disk': S(optional=False), 'size': S(optional=False, pattern=r'\+?\d+(\.\d+)?[KMGT]?'),

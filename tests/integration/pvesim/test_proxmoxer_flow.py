@@ -305,3 +305,23 @@ def test_downloaded_images_are_checked_like_untrusted_images(pvesim_fresh, file_
         url=url, content='import', filename='../../etc/disk.raw'))  # directories are dropped
     assert status['exitstatus'] == 'OK'
     assert [v['volid'] for v in api.nodes('pve').storage('local').content.get()] == ['local:import/disk.raw']
+
+
+def test_network_mappings_and_reboot(pvesim_fresh):
+    api = proxmox(pvesim_fresh)
+    bridges = api.nodes('pve').network.get(type='any_bridge')
+    assert [(b['iface'], b['type'], b['active']) for b in bridges] == [('vmbr0', 'bridge', 1)]
+    assert [m['id'] for m in api.cluster.mapping.pci.get()] == ['gpu0']
+    assert proxmox(pvesim_fresh, 'noacl').cluster.mapping.pci.get() == []
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(100).status.reboot.post()
+    assert err.value.content == "Configuration file 'nodes/pve/qemu-server/100.conf' does not exist"
+    wait_task(api, api.nodes('pve').qemu.post(vmid=100))
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(100).status.reboot.post()
+    assert err.value.content == 'VM 100 not running'
+    wait_task(api, api.nodes('pve').qemu(100).status.start.post())
+    pid = api.nodes('pve').qemu(100).status.current.get()['pid']
+    assert wait_task(api, api.nodes('pve').qemu(100).status.reboot.post())['exitstatus'] == 'OK'
+    current = api.nodes('pve').qemu(100).status.current.get()
+    assert current['status'] == 'running' and current['pid'] != pid
