@@ -125,6 +125,13 @@ def _perm(ctx: Ctx, path: str, privs: list[str], any_of: bool = False) -> None:
     ctx.checker.require(path, privs, any_of)
 
 
+def _vm_perm(ctx: Ctx, vmid: int, pool: object, privs: list[str], any_of: bool = False) -> None:
+    """RPCEnvironment::check_vm_perm: the pool first (quietly), then /vms/<vmid>."""
+    if pool and ctx.checker.has(f'/pool/{pool}', privs, any_of):
+        return
+    _perm(ctx, f'/vms/{vmid}', privs, any_of)
+
+
 def _bool(value: object) -> int:
     return 1 if value in (1, '1', True, 'true', 'yes', 'on') else 0
 
@@ -855,49 +862,52 @@ def list_qemu(ctx: Ctx) -> object:
             if ctx.checker.has(f'/vms/{vm.vmid}', ['VM.Audit'])]
 
 
-def _check_modify_perms(ctx: Ctx, vmid: int, keys) -> None:
+def _check_modify_perms(ctx: Ctx, vmid: int, keys, pool: object = None) -> None:
     """qemu-server's check_vm_modify_config_perm, option by option."""
     if ctx.authid == 'root@pam':
         return
-    vms = f'/vms/{vmid}'
+
+    def need(privs: list[str], any_of: bool = False) -> None:
+        _vm_perm(ctx, vmid, pool, privs, any_of)
+
     for key in keys:
         if DISK_RE.match(key) or key == 'cdrom' or re.fullmatch(r'(unused|serial|usb|hostpci|virtiofs)\d+', key) \
                 or key == 'tags':
             continue  # value-dependent: checked with the disks, serial ports and devices
         if key in CPU_KEYS or re.fullmatch(r'numa\d+', key):
-            _perm(ctx, vms, ['VM.Config.CPU'])
+            need(['VM.Config.CPU'])
         elif key in MEMORY_KEYS:
-            _perm(ctx, vms, ['VM.Config.Memory'])
+            need(['VM.Config.Memory'])
         elif key in HWTYPE_KEYS:
-            _perm(ctx, vms, ['VM.Config.HWType'])
+            need(['VM.Config.HWType'])
         elif key in GENERAL_KEYS:
-            _perm(ctx, vms, ['VM.Config.Options'])
+            need(['VM.Config.Options'])
             if key == 'startup':
                 _perm(ctx, '/', ['Sys.Modify'])
         elif key == 'freeze':
-            _perm(ctx, vms, ['VM.PowerMgmt'])
+            need(['VM.PowerMgmt'])
         elif key in DISK_OPTION_KEYS:
-            _perm(ctx, vms, ['VM.Config.Disk'])
+            need(['VM.Config.Disk'])
         elif re.fullmatch(r'net\d+', key):
-            _perm(ctx, vms, ['VM.Config.Network'])
+            need(['VM.Config.Network'])
         elif key in CLOUDINIT_KEYS or re.fullmatch(r'ipconfig\d+', key):
-            _perm(ctx, vms, ['VM.Config.Cloudinit', 'VM.Config.Network'], True)
+            need(['VM.Config.Cloudinit', 'VM.Config.Network'], True)
         else:
             raise ApiError(500, f"only root can set '{key}' config")
 
 
-def _check_serial(ctx: Ctx, vmid: int, settings: dict[str, object]) -> None:
+def _check_serial(ctx: Ctx, vmid: int, settings: dict[str, object], pool: object = None) -> None:
     if ctx.authid == 'root@pam':
         return
     for key in settings:
         if re.fullmatch(r'serial\d+', key):
             if settings[key] == 'socket':
-                _perm(ctx, f'/vms/{vmid}', ['VM.Config.HWType'])
+                _vm_perm(ctx, vmid, pool, ['VM.Config.HWType'])
             else:
                 raise ApiError(500, f"only root can set '{key}' config for real devices")
 
 
-def _check_hostpci(ctx: Ctx, vmid: int, settings: dict[str, object]) -> None:
+def _check_hostpci(ctx: Ctx, vmid: int, settings: dict[str, object], pool: object = None) -> None:
     if ctx.authid == 'root@pam':
         return
     for key in settings:
@@ -909,7 +919,7 @@ def _check_hostpci(ctx: Ctx, vmid: int, settings: dict[str, object]) -> None:
         if not device.get('mapping'):
             raise ApiError(500, "either 'host' or 'mapping' must be set.")
         _perm(ctx, f"/mapping/pci/{device['mapping']}", ['Mapping.Use'])
-        _perm(ctx, f'/vms/{vmid}', ['VM.Config.HWType'])
+        _vm_perm(ctx, vmid, pool, ['VM.Config.HWType'])
         if device.get('romfile') is not None:
             raise param_error({key: "only root@pam can set 'romfile' option"})
 
@@ -1120,19 +1130,19 @@ def create_qemu(ctx: Ctx) -> object:
     pool = ctx.params.get('pool')
     settings = {k: v for k, v in ctx.params.items() if k not in ('node', 'vmid', 'pool', 'start', 'storage', 'force')}
     if pool is not None and pool not in sim.pools:
-        raise ApiError(500, f"pool '{pool}' does not exist")
+        raise PermissionDenied(f"Permission check failed (pool '{pool}' does not exist)")
     if ctx.params.get('storage'):
         _perm(ctx, f"/storage/{ctx.params['storage']}", ['Datastore.AllocateSpace'])
     if ctx.params.get('start'):
-        _perm(ctx, f'/vms/{vmid}', ['VM.PowerMgmt'])
+        _vm_perm(ctx, vmid, pool, ['VM.PowerMgmt'])
     if not ctx.checker.has(f'/vms/{vmid}', ['VM.Allocate']) and not (
             pool and ctx.checker.has(f'/pool/{pool}', ['VM.Allocate'])):
         raise PermissionDenied('Permission check failed')
     # the order of qemu-server's create_vm
     new_disks = _check_storage_access(ctx, vmid, settings)
-    _check_modify_perms(ctx, vmid, settings)
-    _check_serial(ctx, vmid, settings)
-    _check_hostpci(ctx, vmid, settings)
+    _check_modify_perms(ctx, vmid, settings, pool)
+    _check_serial(ctx, vmid, settings, pool)
+    _check_hostpci(ctx, vmid, settings, pool)
     _check_bridges(ctx, settings)
     settings = _normalise_settings(settings)
     for key, value in list(settings.items()):
@@ -1145,6 +1155,7 @@ def create_qemu(ctx: Ctx) -> object:
         vm = VM(vmid, node, {}, pool=pool)
         vm.lock = 'create'
         sim.vms[vmid] = vm
+        sim.set_pool(vmid, pool)
     start = _bool(ctx.params.get('start', 0))
     new_keys = {key for key, dummy in new_disks}
 
@@ -1176,6 +1187,7 @@ def create_qemu(ctx: Ctx) -> object:
         with sim.lock:
             if sim.vms.get(vmid) is vm and vm.lock == 'create':
                 sim.vms.pop(vmid, None)
+                sim.set_pool(vmid, None)
                 _remove_vm_files(sim, vmid)
     return sim.start_task(node, 'qmcreate', str(vmid), ctx.authid, work, cleanup)
 
@@ -1466,6 +1478,7 @@ def vm_clone(ctx: Ctx) -> object:
         clone = VM(newid, src.node, {}, pool=ctx.params.get('pool'))
         clone.lock = 'clone'
         sim.vms[newid] = clone
+        sim.set_pool(newid, clone.pool)
         src_lock = src.lock
         src.lock = src_lock or 'clone'
 
@@ -1538,6 +1551,7 @@ def vm_delete(ctx: Ctx) -> object:
         with sim.lock:
             sim.vms.pop(vm.vmid, None)
             sim.ip_leases.pop(vm.vmid, None)
+            sim.set_pool(vm.vmid, None)
         task.write(f'Removed VM {vm.vmid}')
 
     def cleanup() -> None:

@@ -40,6 +40,9 @@ DEFAULT_SCENARIO: dict = {
         {'id': 'local-lvm', 'type': 'lvmthin', 'content': ['images'], 'total': 429496729600},
     ],
     'bridges': ['vmbr0'],
+    'sdn_zone': 'localnetwork',
+    'pools': {},
+    'groups': {},
     'roles': {
         'PipelineFull': PIPELINE_PRIVS,
         'PipelineNoDownload': [p for p in PIPELINE_PRIVS if p not in DOWNLOAD_SYS_PRIVS],
@@ -214,7 +217,10 @@ class Simulator:
             self.bridges = list(scenario.get('bridges') or [])
             self.sdn_zone = scenario.get('sdn_zone', 'localnetwork')
             self.mappings = copy.deepcopy(scenario.get('mappings') or {})
-            self.pools = {p: {} for p in scenario.get('pools', [])} if 'pools' in scenario else {}
+            pools = scenario.get('pools') or {}
+            if isinstance(pools, list):
+                pools = {name: {} for name in pools}
+            self.pools = {name: dict(spec or {}) for name, spec in pools.items()}
             access = AccessConfig()
             for name, privs in (scenario.get('roles') or {}).items():
                 access.add_role(name, list(privs))
@@ -234,6 +240,9 @@ class Simulator:
             for entry in scenario.get('acl') or []:
                 access.add_acl(entry['path'], entry['role'], entry.get('propagate', True),
                                user=entry.get('user'), group=entry.get('group'), token=entry.get('token'))
+            access.pools = {name: {'vms': {int(v) for v in spec.get('vms', [])},
+                                   'storage': set(spec.get('storage', []))}
+                            for name, spec in self.pools.items()}
             self.access = access
             self.vms: dict[int, VM] = {}
             self.tasks: dict[str, Task] = {}
@@ -256,6 +265,8 @@ class Simulator:
                 if entry.get('template'):
                     vm.config['template'] = 1
                 self.vms[vm.vmid] = vm
+                if vm.pool:
+                    self.set_pool(vm.vmid, vm.pool)
                 if entry.get('status') == 'running':
                     self.mark_running(vm)
 
@@ -398,6 +409,13 @@ class Simulator:
         if vm is None or (node is not None and vm.node != node):
             raise ApiError(500, f"Configuration file 'nodes/{node or 'pve'}/qemu-server/{vmid}.conf' does not exist")
         return vm
+
+    def set_pool(self, vmid: int, pool: str | None) -> None:
+        with self.lock:
+            for members in self.access.pools.values():
+                members['vms'].discard(vmid)
+            if pool:
+                self.access.pools.setdefault(pool, {'vms': set(), 'storage': set()})['vms'].add(vmid)
 
     def mark_running(self, vm: VM) -> None:
         vm.status = 'running'
