@@ -59,6 +59,14 @@ class PveSim:
         values = self.env(name)
         return values['PROXMOX_TOKEN_ID'], values['PROXMOX_TOKEN_SECRET']
 
+    def client(self, token: str = 'full', timeout: int = 30):
+        """A proxmoxer client for one of the env-file tokens, verifying TLS against the CA."""
+        from proxmoxer import ProxmoxAPI
+        tokenid, secret = self.token(token)
+        user, name = tokenid.split('!', 1)
+        return ProxmoxAPI(self.host, user=user, token_name=name, token_value=secret, verify_ssl=self.ca_path,
+                          timeout=timeout)
+
     def control(self, action: str, **kw) -> object:
         """POST ``kw`` as JSON to ``/_sim/<action>``; return its ``data``."""
         if self._context is None:

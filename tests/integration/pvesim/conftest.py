@@ -27,10 +27,9 @@ SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..
 
 def proxmox(sim, token: str = 'full') -> ProxmoxAPI:
     """The real proxmoxer client with certificate verification against the simulator's CA."""
-    tokenid, secret = sim.token(token)
-    user, name = tokenid.split('!', 1)
-    return ProxmoxAPI(sim.host, user=user, token_name=name, token_value=secret, verify_ssl=sim.ca_path,
-                      timeout=30)
+    api = sim.client(token)
+    assert isinstance(api, ProxmoxAPI)
+    return api
 
 
 def raw(sim, method: str, path: str, token: str | None = 'full', header: str | None = None, **kw) -> requests.Response:
@@ -63,7 +62,7 @@ class FileServer:
         self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
         self.httpd.daemon_threads = True
         self.root = root
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
         self.thread.start()
         self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}'
 
