@@ -22,13 +22,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
 from tests.pvesim.acl import Checker, PermissionDenied
-from tests.pvesim.params import B, Int, N, Param, S, parse_property_string
+from tests.pvesim.params import B, Int, N, Param, S, declared, parse_property_string
 from tests.pvesim.state import (IMPORT_RE, ISO_RE, VZTMPL_RE, VM, ApiError, Simulator, Task,
-                                TaskError, format_size, image_virtual_size, param_error, parse_size)
+                                TaskError, format_size, image_virtual_size, param_error, parse_size,
+                                volume_format)
 
 NODE = S(optional=False, pattern=r'[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?')
 VMID = Int(optional=False, minimum=100, maximum=999999999)
@@ -537,7 +539,6 @@ def get_volume(ctx: Ctx) -> object:
 
 
 def _fmt(content: str, name: str) -> str:
-    from tests.pvesim.state import volume_format
     return volume_format(content, name)
 
 
@@ -1003,7 +1004,6 @@ def _check_storage_access(ctx: Ctx, vmid: int, settings: dict[str, object]) -> l
 
 
 def declared_config_key(key: str) -> Param | None:
-    from tests.pvesim.params import declared
     return declared(VM_CONFIG_PARAMS, key)
 
 
@@ -1193,7 +1193,6 @@ def create_qemu(ctx: Ctx) -> object:
 
 
 def _uuid() -> str:
-    import uuid
     return str(uuid.uuid4())
 
 

@@ -332,7 +332,7 @@ class Simulator:
         if ':' not in volid:
             raise ValueError(f"unable to parse volume ID '{volid}'")
         storeid, volname = volid.split(':', 1)
-        store = self.storage(storeid)
+        self.storage(storeid)  # an unknown storage fails here
         match = re.fullmatch(r'(iso|vztmpl|import|backup|snippets)/([^/]+)', volname)
         if match:
             content = match.group(1)
@@ -345,7 +345,6 @@ class Simulator:
         if match:
             vmid = int(match.group(3))
             return storeid, 'images', match.group(1), vmid, self.volume_path(storeid, 'images', match.group(1), vmid)
-        del store
         raise ValueError(f"unable to parse volume name '{volname}'")
 
     def list_volumes(self, storeid: str) -> list[dict]:
