@@ -22,13 +22,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
 from tests.pvesim.acl import Checker, PermissionDenied
-from tests.pvesim.params import B, Int, N, Param, S, parse_property_string
+from tests.pvesim.params import B, Int, N, Param, S, declared, parse_property_string
 from tests.pvesim.state import (IMPORT_RE, ISO_RE, VZTMPL_RE, VM, ApiError, Simulator, Task,
-                                TaskError, format_size, image_virtual_size, param_error, parse_size)
+                                TaskError, format_size, image_virtual_size, param_error, parse_size,
+                                volume_format)
 
 NODE = S(optional=False, pattern=r'[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?')
 VMID = Int(optional=False, minimum=100, maximum=999999999)
@@ -123,6 +125,13 @@ def _node(ctx: Ctx) -> str:
 
 def _perm(ctx: Ctx, path: str, privs: list[str], any_of: bool = False) -> None:
     ctx.checker.require(path, privs, any_of)
+
+
+def _vm_perm(ctx: Ctx, vmid: int, pool: object, privs: list[str], any_of: bool = False) -> None:
+    """RPCEnvironment::check_vm_perm: the pool first (quietly), then /vms/<vmid>."""
+    if pool and ctx.checker.has(f'/pool/{pool}', privs, any_of):
+        return
+    _perm(ctx, f'/vms/{vmid}', privs, any_of)
 
 
 def _bool(value: object) -> int:
@@ -382,6 +391,39 @@ def get_permissions(ctx: Ctx) -> object:
     return out
 
 
+def get_network(ctx: Ctx) -> object:
+    """Node interfaces: one physical NIC and the scenario's bridges on it."""
+    wanted = ctx.params.get('type')
+    rows = [{'iface': 'eno1', 'type': 'eth', 'active': 1, 'exists': 1, 'method': 'manual', 'method6': 'manual',
+             'families': ['inet'], 'priority': 1}]
+    for index, bridge in enumerate(ctx.sim.bridges):
+        row = {'iface': bridge, 'type': 'bridge', 'active': 1, 'autostart': 1, 'method': 'manual',
+               'method6': 'manual', 'families': ['inet'], 'bridge_ports': 'eno1' if index == 0 else '',
+               'bridge_vlan_aware': 0, 'priority': index + 2}
+        if index == 0:
+            row.update({'method': 'static', 'address': '192.168.100.2', 'netmask': '24',
+                        'cidr': '192.168.100.2/24', 'gateway': '192.168.100.1'})
+        rows.append(row)
+    if wanted in ('any_bridge', 'any_local_bridge'):
+        return [r for r in rows if r['type'] in ('bridge', 'OVSBridge')]
+    if wanted and wanted != 'include_sdn':
+        return [r for r in rows if r['type'] == wanted]
+    return rows
+
+
+def get_pci_mappings(ctx: Ctx) -> object:
+    out = []
+    for mapping_id, entry in sorted(ctx.sim.mappings.get('pci', {}).items()):
+        if not ctx.checker.has(f'/mapping/pci/{mapping_id}', ['Mapping.Modify', 'Mapping.Use', 'Mapping.Audit'], True):
+            continue
+        row = {'id': mapping_id, 'description': str(entry.get('description', '')),
+               'map': [str(m) for m in entry.get('map', [])]}
+        if ctx.params.get('check-node'):
+            row['checks'] = []
+        out.append(row)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # storage
 def _storage_visible(ctx: Ctx, storeid: str) -> bool:
@@ -497,7 +539,6 @@ def get_volume(ctx: Ctx) -> object:
 
 
 def _fmt(content: str, name: str) -> str:
-    from tests.pvesim.state import volume_format
     return volume_format(content, name)
 
 
@@ -822,49 +863,52 @@ def list_qemu(ctx: Ctx) -> object:
             if ctx.checker.has(f'/vms/{vm.vmid}', ['VM.Audit'])]
 
 
-def _check_modify_perms(ctx: Ctx, vmid: int, keys) -> None:
+def _check_modify_perms(ctx: Ctx, vmid: int, keys, pool: object = None) -> None:
     """qemu-server's check_vm_modify_config_perm, option by option."""
     if ctx.authid == 'root@pam':
         return
-    vms = f'/vms/{vmid}'
+
+    def need(privs: list[str], any_of: bool = False) -> None:
+        _vm_perm(ctx, vmid, pool, privs, any_of)
+
     for key in keys:
         if DISK_RE.match(key) or key == 'cdrom' or re.fullmatch(r'(unused|serial|usb|hostpci|virtiofs)\d+', key) \
                 or key == 'tags':
             continue  # value-dependent: checked with the disks, serial ports and devices
         if key in CPU_KEYS or re.fullmatch(r'numa\d+', key):
-            _perm(ctx, vms, ['VM.Config.CPU'])
+            need(['VM.Config.CPU'])
         elif key in MEMORY_KEYS:
-            _perm(ctx, vms, ['VM.Config.Memory'])
+            need(['VM.Config.Memory'])
         elif key in HWTYPE_KEYS:
-            _perm(ctx, vms, ['VM.Config.HWType'])
+            need(['VM.Config.HWType'])
         elif key in GENERAL_KEYS:
-            _perm(ctx, vms, ['VM.Config.Options'])
+            need(['VM.Config.Options'])
             if key == 'startup':
                 _perm(ctx, '/', ['Sys.Modify'])
         elif key == 'freeze':
-            _perm(ctx, vms, ['VM.PowerMgmt'])
+            need(['VM.PowerMgmt'])
         elif key in DISK_OPTION_KEYS:
-            _perm(ctx, vms, ['VM.Config.Disk'])
+            need(['VM.Config.Disk'])
         elif re.fullmatch(r'net\d+', key):
-            _perm(ctx, vms, ['VM.Config.Network'])
+            need(['VM.Config.Network'])
         elif key in CLOUDINIT_KEYS or re.fullmatch(r'ipconfig\d+', key):
-            _perm(ctx, vms, ['VM.Config.Cloudinit', 'VM.Config.Network'], True)
+            need(['VM.Config.Cloudinit', 'VM.Config.Network'], True)
         else:
             raise ApiError(500, f"only root can set '{key}' config")
 
 
-def _check_serial(ctx: Ctx, vmid: int, settings: dict[str, object]) -> None:
+def _check_serial(ctx: Ctx, vmid: int, settings: dict[str, object], pool: object = None) -> None:
     if ctx.authid == 'root@pam':
         return
     for key in settings:
         if re.fullmatch(r'serial\d+', key):
             if settings[key] == 'socket':
-                _perm(ctx, f'/vms/{vmid}', ['VM.Config.HWType'])
+                _vm_perm(ctx, vmid, pool, ['VM.Config.HWType'])
             else:
                 raise ApiError(500, f"only root can set '{key}' config for real devices")
 
 
-def _check_hostpci(ctx: Ctx, vmid: int, settings: dict[str, object]) -> None:
+def _check_hostpci(ctx: Ctx, vmid: int, settings: dict[str, object], pool: object = None) -> None:
     if ctx.authid == 'root@pam':
         return
     for key in settings:
@@ -876,7 +920,7 @@ def _check_hostpci(ctx: Ctx, vmid: int, settings: dict[str, object]) -> None:
         if not device.get('mapping'):
             raise ApiError(500, "either 'host' or 'mapping' must be set.")
         _perm(ctx, f"/mapping/pci/{device['mapping']}", ['Mapping.Use'])
-        _perm(ctx, f'/vms/{vmid}', ['VM.Config.HWType'])
+        _vm_perm(ctx, vmid, pool, ['VM.Config.HWType'])
         if device.get('romfile') is not None:
             raise param_error({key: "only root@pam can set 'romfile' option"})
 
@@ -960,7 +1004,6 @@ def _check_storage_access(ctx: Ctx, vmid: int, settings: dict[str, object]) -> l
 
 
 def declared_config_key(key: str) -> Param | None:
-    from tests.pvesim.params import declared
     return declared(VM_CONFIG_PARAMS, key)
 
 
@@ -1087,19 +1130,19 @@ def create_qemu(ctx: Ctx) -> object:
     pool = ctx.params.get('pool')
     settings = {k: v for k, v in ctx.params.items() if k not in ('node', 'vmid', 'pool', 'start', 'storage', 'force')}
     if pool is not None and pool not in sim.pools:
-        raise ApiError(500, f"pool '{pool}' does not exist")
+        raise PermissionDenied(f"Permission check failed (pool '{pool}' does not exist)")
     if ctx.params.get('storage'):
         _perm(ctx, f"/storage/{ctx.params['storage']}", ['Datastore.AllocateSpace'])
     if ctx.params.get('start'):
-        _perm(ctx, f'/vms/{vmid}', ['VM.PowerMgmt'])
+        _vm_perm(ctx, vmid, pool, ['VM.PowerMgmt'])
     if not ctx.checker.has(f'/vms/{vmid}', ['VM.Allocate']) and not (
             pool and ctx.checker.has(f'/pool/{pool}', ['VM.Allocate'])):
         raise PermissionDenied('Permission check failed')
     # the order of qemu-server's create_vm
     new_disks = _check_storage_access(ctx, vmid, settings)
-    _check_modify_perms(ctx, vmid, settings)
-    _check_serial(ctx, vmid, settings)
-    _check_hostpci(ctx, vmid, settings)
+    _check_modify_perms(ctx, vmid, settings, pool)
+    _check_serial(ctx, vmid, settings, pool)
+    _check_hostpci(ctx, vmid, settings, pool)
     _check_bridges(ctx, settings)
     settings = _normalise_settings(settings)
     for key, value in list(settings.items()):
@@ -1112,6 +1155,7 @@ def create_qemu(ctx: Ctx) -> object:
         vm = VM(vmid, node, {}, pool=pool)
         vm.lock = 'create'
         sim.vms[vmid] = vm
+        sim.set_pool(vmid, pool)
     start = _bool(ctx.params.get('start', 0))
     new_keys = {key for key, dummy in new_disks}
 
@@ -1143,12 +1187,12 @@ def create_qemu(ctx: Ctx) -> object:
         with sim.lock:
             if sim.vms.get(vmid) is vm and vm.lock == 'create':
                 sim.vms.pop(vmid, None)
+                sim.set_pool(vmid, None)
                 _remove_vm_files(sim, vmid)
     return sim.start_task(node, 'qmcreate', str(vmid), ctx.authid, work, cleanup)
 
 
 def _uuid() -> str:
-    import uuid
     return str(uuid.uuid4())
 
 
@@ -1334,6 +1378,17 @@ def vm_shutdown(ctx: Ctx) -> object:
     return ctx.sim.start_task(_node(ctx), 'qmshutdown', str(vm.vmid), ctx.authid, work)
 
 
+def vm_reboot(ctx: Ctx) -> object:
+    vm = _vm_for(ctx)
+    if vm.status != 'running':
+        raise ApiError(500, f'VM {vm.vmid} not running')
+
+    def work(task: Task) -> None:
+        _do_stop(ctx.sim, vm, task)
+        _do_start(ctx.sim, vm, task)
+    return ctx.sim.start_task(_node(ctx), 'qmreboot', str(vm.vmid), ctx.authid, work)
+
+
 def vm_resize(ctx: Ctx) -> object:
     sim = ctx.sim
     vm = _vm_for(ctx)
@@ -1422,6 +1477,7 @@ def vm_clone(ctx: Ctx) -> object:
         clone = VM(newid, src.node, {}, pool=ctx.params.get('pool'))
         clone.lock = 'clone'
         sim.vms[newid] = clone
+        sim.set_pool(newid, clone.pool)
         src_lock = src.lock
         src.lock = src_lock or 'clone'
 
@@ -1494,6 +1550,7 @@ def vm_delete(ctx: Ctx) -> object:
         with sim.lock:
             sim.vms.pop(vm.vmid, None)
             sim.ip_leases.pop(vm.vmid, None)
+            sim.set_pool(vm.vmid, None)
         task.write(f'Removed VM {vm.vmid}')
 
     def cleanup() -> None:
@@ -1587,6 +1644,11 @@ ROUTES: list[Route] = [
     Route('GET', '/cluster/resources', get_cluster_resources,
           {'type': S(enum=('vm', 'storage', 'node', 'sdn'))}, node_proxy=False),
     Route('GET', '/cluster/nextid', get_nextid, {'vmid': Int(minimum=100, maximum=999999999)}, node_proxy=False),
+    Route('GET', '/nodes/{node}/network', get_network,
+          {'node': NODE, 'type': S(enum=('bridge', 'bond', 'eth', 'alias', 'vlan', 'fabric', 'OVSBridge', 'OVSBond',
+                                         'OVSPort', 'OVSIntPort', 'vnet', 'any_bridge', 'any_local_bridge',
+                                         'include_sdn'))}),
+    Route('GET', '/cluster/mapping/pci', get_pci_mappings, {'check-node': S()}, node_proxy=False),
     Route('GET', '/storage', get_storage_config_list,
           {'type': S(enum=('btrfs', 'cephfs', 'cifs', 'dir', 'esxi', 'iscsi', 'iscsidirect', 'lvm', 'lvmthin',
                            'nfs', 'pbs', 'rbd', 'zfs', 'zfspool'))}, node_proxy=False),
@@ -1653,6 +1715,8 @@ ROUTES: list[Route] = [
           ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
     Route('POST', '/nodes/{node}/qemu/{vmid}/status/shutdown', vm_shutdown,
           {**_VMP, 'skiplock': B(), 'timeout': Int(minimum=0), 'forceStop': B(), 'keepActive': B()},
+          ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
+    Route('POST', '/nodes/{node}/qemu/{vmid}/status/reboot', vm_reboot, {**_VMP, 'timeout': Int(minimum=0)},
           ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
     Route('PUT', '/nodes/{node}/qemu/{vmid}/resize', vm_resize,
           {**_VMP, 'disk': S(optional=False), 'size': S(optional=False, pattern=r'\+?\d+(\.\d+)?[KMGT]?'),

@@ -231,3 +231,35 @@ def test_create_and_config_permission_rules(pvesim_fresh):
     response = raw(pvesim_fresh, 'PUT', '/nodes/pve/qemu/170/config', header=header, data={})
     assert _status_line(response) == (500, 'no options specified')
     assert raw(pvesim_fresh, 'PUT', '/nodes/pve/qemu/170/config', header=header, data={'name': 'renamed'}).status_code == 200
+
+
+def test_pool_delegation(pvesim_fresh, tmp_path):
+    """VM.Allocate on /pool/dev is enough to create a VM in that pool, which then inherits the
+    pool's roles."""
+    from tests.pvesim.fixtures import start, stop
+    scenario = tmp_path / 'pool.yml'
+    scenario.write_text(
+        'pools: {dev: {}}\n'
+        'users: [{userid: dev@pve, tokens: [{name: t, secret: s, privsep: false}]}]\n'
+        'acl:\n'
+        '  - {path: /pool/dev, role: PVEVMAdmin, user: dev@pve}\n'
+        '  - {path: /, role: PVEDatastoreUser, user: dev@pve}\n'
+        '  - {path: /sdn, role: PVESDNUser, user: dev@pve}\n')
+    sim = start(str(tmp_path / 'sim'), scenario=str(scenario))
+    try:
+        header = 'PVEAPIToken=dev@pve!t=s'
+        response = raw(sim, 'POST', '/nodes/pve/qemu', header=header, data={'vmid': 300})
+        assert (response.status_code, response.reason) == (403, 'Permission check failed')
+        response = raw(sim, 'POST', '/nodes/pve/qemu', header=header, data={'vmid': 300, 'pool': 'dev', 'cores': 2})
+        assert response.status_code == 200, response.reason
+        time.sleep(0.3)
+        status = raw(sim, 'GET', f"/nodes/pve/tasks/{response.json()['data']}/status", header=header).json()['data']
+        assert status['exitstatus'] == 'OK'
+        perms = raw(sim, 'GET', '/access/permissions', header=header, params={'path': '/vms/300'}).json()['data']
+        assert perms['/vms/300']['VM.Allocate'] == 0  # from the pool, not propagating
+        resources = raw(sim, 'GET', '/cluster/resources', header=header, params={'type': 'vm'}).json()['data']
+        assert [(r['vmid'], r['pool']) for r in resources] == [(300, 'dev')]
+        response = raw(sim, 'POST', '/nodes/pve/qemu', header=header, data={'vmid': 301, 'pool': 'nosuch'})
+        assert (response.status_code, response.reason) == (403, "Permission check failed (pool 'nosuch' does not exist)")
+    finally:
+        stop(sim)

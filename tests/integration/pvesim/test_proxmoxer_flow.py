@@ -305,3 +305,43 @@ def test_downloaded_images_are_checked_like_untrusted_images(pvesim_fresh, file_
         url=url, content='import', filename='../../etc/disk.raw'))  # directories are dropped
     assert status['exitstatus'] == 'OK'
     assert [v['volid'] for v in api.nodes('pve').storage('local').content.get()] == ['local:import/disk.raw']
+
+
+def test_network_mappings_and_reboot(pvesim_fresh):
+    api = proxmox(pvesim_fresh)
+    bridges = api.nodes('pve').network.get(type='any_bridge')
+    assert [(b['iface'], b['type'], b['active']) for b in bridges] == [('vmbr0', 'bridge', 1)]
+    assert [m['id'] for m in api.cluster.mapping.pci.get()] == ['gpu0']
+    assert proxmox(pvesim_fresh, 'noacl').cluster.mapping.pci.get() == []
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(100).status.reboot.post()
+    assert err.value.content == "Configuration file 'nodes/pve/qemu-server/100.conf' does not exist"
+    wait_task(api, api.nodes('pve').qemu.post(vmid=100))
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(100).status.reboot.post()
+    assert err.value.content == 'VM 100 not running'
+    wait_task(api, api.nodes('pve').qemu(100).status.start.post())
+    pid = api.nodes('pve').qemu(100).status.current.get()['pid']
+    assert wait_task(api, api.nodes('pve').qemu(100).status.reboot.post())['exitstatus'] == 'OK'
+    current = api.nodes('pve').qemu(100).status.current.get()
+    assert current['status'] == 'running' and current['pid'] != pid
+
+
+def test_https_download_and_certificate_verification(pvesim_fresh, file_server, tmp_path):
+    """download-url over HTTPS: an unknown CA fails the task like wget (exit code 5) unless
+    verify-certificates=0."""
+    import ssl
+    from tests.pvesim import tls
+    dummy_ca, cert, key = tls.generate(str(tmp_path / 'other-ca'))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    file_server.httpd.socket = context.wrap_socket(file_server.httpd.socket, server_side=True)
+    url, dummy = file_server.add('secure.iso', b'secure' * 100)
+    url = url.replace('http://', 'https://')
+    api = proxmox(pvesim_fresh)
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='iso', filename='secure.iso'))
+    assert status['exitstatus'].startswith('download failed: command ') and status['exitstatus'].endswith('exit code 5')
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='iso', filename='secure.iso', **{'verify-certificates': 0}))
+    assert status['exitstatus'] == 'OK'
