@@ -360,6 +360,32 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     self._cache[cache_key] = {'identity': identity, 'outputs': data}
         self.populate(data)
 
+    def _reuse_compiled_expressions(self) -> None:
+        """Compile each compose/groups/keyed_groups expression once, not once per host.
+
+        ansible-core 2.19 compiles an expression on every evaluation, which is about four fifths of
+        the cost of compose/groups/keyed_groups per host. Compiled expressions are reused only for
+        this plugin's own templar, and only for sources without a backslash (the one thing that
+        compiles differently between expressions and conditionals). On a core without this layout
+        nothing changes.
+        """
+        engine = getattr(self.templar, '_engine', None)
+        environment = getattr(engine, 'environment', None)
+        compile_expression = getattr(environment, 'compile_expression', None)
+        if compile_expression is None or getattr(compile_expression, 'reuses_compiled', False):
+            return
+        compiled: dict = {}
+
+        def reuse(source, *args, **kwargs):
+            if kwargs or not isinstance(source, str) or '\\' in source:
+                return compile_expression(source, *args, **kwargs)
+            key = (source, args)
+            if key not in compiled:
+                compiled[key] = compile_expression(source, *args)
+            return compiled[key]
+        reuse.reuses_compiled = True
+        environment.compile_expression = reuse
+
     def populate(self, data: dict) -> None:
         """Add the validated outputs' hosts, groups and variables to the inventory."""
         inventory = self.inventory
@@ -369,6 +395,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         keyed_groups = self.get_option('keyed_groups')
         strict = self.get_option('strict')
         constructed = bool(compose or groups or keyed_groups)
+        if constructed:
+            self._reuse_compiled_expressions()
         group_names: dict[str, str] = {}
         var_names: dict[str, str | None] = {}
 
