@@ -339,8 +339,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                             f'Remediation: run the terraform_apply step (ansible-playbook playbooks/site.yml)')
             return
         except OSError as err:
-            raise AnsibleParserError(str(CheckError(CHECK, f'cannot read: {err.strerror}', where=outputs_path,
-                                                    remediation='make the file readable by this user'))) from None
+            raise AnsibleParserError(str(CheckError(
+                CHECK, f'cannot read: {err.strerror}', where=outputs_path,
+                remediation='make it a regular file that the user running Ansible can read, or re-run the terraform_apply step'))) from None
         with handle:
             info = os.fstat(handle.fileno())
             identity = [outputs_path, info.st_size, info.st_mtime_ns, info.st_ino]
