@@ -157,12 +157,29 @@ def _is_type(instance, kind: str) -> bool:
     raise NotImplementedError(kind)
 
 
+_TRUE = object()
+_FALSE = object()
+
+
+def _unbool(value):
+    if value is True:
+        return _TRUE
+    if value is False:
+        return _FALSE
+    return value
+
+
 def _json_equal(one, two) -> bool:
-    if isinstance(one, bool) or isinstance(two, bool):
-        return type(one) is type(two) and one == two
-    if isinstance(one, (dict, list)) or isinstance(two, (dict, list)):
-        raise NotImplementedError('const/enum of containers')
-    return one == two
+    """Equality as jsonschema decides it for const and enum: True is not 1, recursively."""
+    if one is two:
+        return True
+    if isinstance(one, str) or isinstance(two, str):
+        return one == two
+    if isinstance(one, list) and isinstance(two, list):
+        return len(one) == len(two) and all(_json_equal(left, right) for left, right in zip(one, two))
+    if isinstance(one, dict) and isinstance(two, dict):
+        return one.keys() == two.keys() and all(_json_equal(one[key], two[key]) for key in one)
+    return _unbool(one) == _unbool(two)
 
 
 _ANNOTATIONS = frozenset(('$schema', '$id', 'title', 'description'))
@@ -279,12 +296,11 @@ def outputs_errors(instance) -> list[tuple[str, str]]:
 
 def make_unsafe(value):
     """``value`` with every string in it marked unsafe (never templated); JSON types only."""
-    kind = type(value)
-    if kind is str:
+    if isinstance(value, str):
         return AnsibleUnsafeText(value)
-    if kind is dict:
-        return {AnsibleUnsafeText(key) if type(key) is str else key: make_unsafe(item) for key, item in value.items()}
-    if kind is list:
+    if isinstance(value, dict):
+        return {AnsibleUnsafeText(key) if isinstance(key, str) else key: make_unsafe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
         return [make_unsafe(item) for item in value]
     return value
 
