@@ -101,7 +101,6 @@ import re
 
 from ansible.errors import AnsibleParserError
 from ansible.inventory.group import to_safe_group_name
-from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.display import Display
 from ansible.utils.unsafe_proxy import AnsibleUnsafeText

@@ -106,9 +106,13 @@ JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-5, max
                          st.floats(allow_nan=False, allow_infinity=False, min_value=-10, max_value=70000),
                          st.sampled_from(['', 'x', 'lab-01', '192.168.1.10', '10.0.0.256', 'controlplane',
                                           'worker', 'gpu-worker', 'base']))
-JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                                  st.dictionaries(st.text(max_size=3), inner, max_size=3)),
-                           max_leaves=6)
+
+
+def _containers(inner):
+    return st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3))
+
+
+JSON_VALUES = st.recursive(JSON_SCALARS, _containers, max_leaves=6)
 
 
 def field(strategy):
