@@ -96,6 +96,7 @@ outputs_path: state/cache/terraform/outputs.json
 """
 
 import json
+import keyword
 import os
 import re
 
@@ -119,7 +120,6 @@ REMEDIATION = ('re-run the terraform_apply step (ansible-playbook playbooks/site
 TALOS_GROUPS = {'controlplane': 'talos_controlplane', 'worker': 'talos_worker', 'gpu-worker': 'talos_gpu_worker'}
 NODE_CONNECTION_KEYS = frozenset(('name', 'ipv4', 'ssh_user', 'ssh_port', 'groups'))
 TALOS_SKIPPED_KEYS = frozenset(('name',))
-_VARIABLE_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 
 
 class _Violation:
@@ -304,6 +304,16 @@ def make_unsafe(value):
     return value
 
 
+def variable_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a host variable taken from outputs.json, or None."""
+    if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name) or name.lower() in ('true', 'false', 'none'):
+        return 'is not a valid variable name'
+    if name.startswith('ansible_'):
+        # connection and become settings come only from the contract's keys, never from extra keys
+        return 'would set an ansible_* variable'
+    return None
+
+
 def read_outputs(path: str, handle) -> dict:
     """Parse and validate an opened outputs.json; raise CheckError naming the file and field."""
     try:
@@ -430,8 +440,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         def var_name(key: str, where: str) -> str | None:
             if key not in var_names:
                 name = f'{prefix}{key}'
-                if not _VARIABLE_NAME.match(name):
-                    display.warning(f'{self.NAME}: {where}: key {key!r} is left out: {name!r} is not a valid variable name')
+                problem = variable_name_problem(name)
+                if problem:
+                    display.warning(f'{self.NAME}: {where}: key {key!r} is left out: {name!r} {problem}')
                     name = None
                 var_names[key] = name
             return var_names[key]
