@@ -448,18 +448,26 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return var_names[key]
 
         def add(name: str, hostvars: dict, host_groups: list[str]) -> None:
+            known = name in inventory.hosts
             inventory.add_host(name)
             host = inventory.get_host(name)
-            for key, value in hostvars.items():
-                host.set_variable(key, value)
+            if known:
+                # a host from another source too: set_variable merges mappings as Ansible does
+                for key, value in hostvars.items():
+                    host.set_variable(key, value)
+            else:
+                # names already checked (variable_name_problem), so one bulk update does it
+                host.vars.update(hostvars)
             for group in host_groups:
                 inventory.add_child(group, name)
             if constructed:
-                # the same variables as the constructed plugin sees: host vars plus group_names
+                # host vars with group_names and inventory_hostname; fetched again once after
+                # compose, instead of once per keyed_groups entry
+                if compose:
+                    self._set_composite_vars(compose, host.get_vars(), name, strict=strict)
                 variables = host.get_vars()
-                self._set_composite_vars(compose, variables, name, strict=strict)
-                self._add_host_to_composed_groups(groups, variables, name, strict=strict)
-                self._add_host_to_keyed_groups(keyed_groups, variables, name, strict=strict)
+                self._add_host_to_composed_groups(groups, variables, name, strict=strict, fetch_hostvars=False)
+                self._add_host_to_keyed_groups(keyed_groups, variables, name, strict=strict, fetch_hostvars=False)
 
         for index, node in enumerate(data.get('nodes') or ()):
             where = f'nodes[{index}]'
