@@ -16,16 +16,24 @@ description:
     C(ssh_user)) and C(ansible_port) (its C(ssh_port), default V(22)). The node's C(groups) become
     inventory groups; a group name that is not a valid Ansible group name is sanitised the way
     Ansible sanitises group names (invalid characters become C(_)) and a warning names the change.
-  - Every other key of a node becomes a host variable named O(hostvar_prefix) plus the key.
+  - Every other key of a node becomes a host variable named O(hostvar_prefix) plus the key. A key whose
+    variable name would be invalid or would start with C(ansible_) is left out with a warning, so
+    outputs.json can never set connection or privilege settings other than the three above.
   - Entries of C(talos_nodes) are added only with O(include_talos=true), to the groups
     C(talos_controlplane), C(talos_worker) or C(talos_gpu_worker) by their C(role). Talos nodes are
     managed by Talos, not over SSH, so they never get C(ansible_host), C(ansible_user) or
     C(ansible_port); their keys other than C(name) become prefixed host variables.
   - The file is validated against the outputs contract (check C(terraform_outputs_valid)). A malformed
-    file, or two hosts with the same name, fails the inventory source with the check id, the file and
-    the field. A missing file gives an empty inventory and one warning, so that a playbook can start
-    before Terraform has run.
+    file, or a name used twice across C(nodes) and C(talos_nodes), fails the inventory source with the
+    check id, the field and the file. A missing file gives an empty inventory and one warning, so that
+    a playbook can start before Terraform has run.
+  - Ansible reports a failed inventory source as a warning and goes on with an empty inventory unless
+    C(any_unparsed_is_failed) is set in the C([inventory]) section of C(ansible.cfg)
+    (E(ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED)); set it where a bad outputs.json must stop the run.
   - Every value taken from the file is marked unsafe, so it is never templated.
+  - With O(compose), O(groups) or O(keyed_groups), each expression is compiled once and evaluated per
+    host; O(groups) and O(keyed_groups) see the host variables after O(compose), including
+    C(group_names) from the node's C(groups).
   - The inventory source file name must end with C(proxmox_dynamic.yml) or C(proxmox_dynamic.yaml).
 extends_documentation_fragment:
   - ansible.builtin.constructed
@@ -44,8 +52,8 @@ options:
   outputs_path:
     description:
       - Path of the Terraform outputs file.
-      - A relative path is resolved against the project root, the nearest directory above the
-        inventory source that holds this collection's C(galaxy.yml).
+      - A relative path is resolved against the project root, which is E(EMINFRA_PROJECT_ROOT) if set, else the
+        nearest directory above the inventory source that holds this collection's C(galaxy.yml).
       - Unset, the contract path C(cache/terraform/outputs.json) under the state root (O(state_dir)).
     type: str
   state_dir:
@@ -72,9 +80,11 @@ options:
 """
 
 EXAMPLES = r"""
+---
 # inventory/proxmox_dynamic.yml: the pipeline's inventory, reading state/cache/terraform/outputs.json
 plugin: eminfra.pipeline.proxmox_dynamic
 
+---
 # Talos nodes too, extra groups built from host variables, and a cache
 plugin: eminfra.pipeline.proxmox_dynamic
 include_talos: true
@@ -90,9 +100,10 @@ cache: true
 cache_plugin: ansible.builtin.jsonfile
 cache_connection: state/cache/inventory
 
-# A file kept somewhere else (relative to the project root)
+---
+# A file kept somewhere else (a relative path is relative to the project root)
 plugin: eminfra.pipeline.proxmox_dynamic
-outputs_path: state/cache/terraform/outputs.json
+outputs_path: build/outputs.json
 """
 
 import json
