@@ -87,10 +87,11 @@ def test_bad_outputs_fail_naming_the_field(inventory_run, tmp_path, case):
     assert 'Traceback' not in proc.stderr
 
 
-def test_default_setting_reports_the_same_message(inventory_run, tmp_path):
+def test_project_config_stops_on_a_malformed_file(inventory_run, tmp_path):
+    """The checkout's ansible.cfg sets any_unparsed_is_failed: a bad outputs.json stops the run."""
     source = write_source(tmp_path, {'nodes': [node(ssh_port=70000)]})
     proc = inventory_run('-i', source, '--graph')
-    assert proc.returncode == 0  # ansible's own choice without any_unparsed_is_failed
+    assert proc.returncode != 0
     assert 'lab-01' not in proc.stdout
     assert 'terraform_outputs_valid: nodes[0].ssh_port: 70000 is greater than 65535' in one_line(proc.stderr)
 
@@ -148,4 +149,5 @@ def test_source_name_must_end_proxmox_dynamic(inventory_run, tmp_path):
     source = write_source(tmp_path, {'nodes': [node()]}, name='outputs_inventory.yml')
     proc = inventory_run('-i', source, '--list', env={'ANSIBLE_INVENTORY_ENABLED': 'eminfra.pipeline.proxmox_dynamic'})
     assert 'lab-01' not in proc.stdout
-    assert 'Unable to parse' in proc.stderr
+    assert proc.returncode != 0  # the checkout's ansible.cfg sets any_unparsed_is_failed
+    assert 'failed to parse' in proc.stderr.lower() or 'unable to parse' in proc.stderr.lower()
