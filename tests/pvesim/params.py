@@ -41,6 +41,7 @@ class Param:
     default_key: str | None = None
     key_alias: dict[str, tuple[str, str]] = field(default_factory=dict)
     max_length: int | None = None
+    requires: str | None = None  # another parameter that must be given with this one
 
 
 def S(**kw) -> Param:  # noqa: N802 - short constructors keep the route table readable
@@ -174,6 +175,8 @@ def verify(spec: dict[str, Param], raw: dict[str, str], path_params: dict[str, s
     for name, decl in spec.items():
         if not decl.optional and '[n]' not in name and name not in merged:
             errors[name] = 'property is missing and it is not optional'
+        if decl.requires and name in merged and decl.requires not in merged:
+            errors[decl.requires] = f"missing property required by '{name}'"
     if errors:
         raise ParamError(errors)
     return values

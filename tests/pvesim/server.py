@@ -259,7 +259,9 @@ class Handler(BaseHTTPRequestHandler):
         header = self.headers.get('Authorization')
         cookie = self.headers.get('Cookie', '')
         if not header and 'PVEAuthCookie=' not in cookie:
+            # pve-http-server delays every failed authentication, this one included
             self.read_body()
+            time.sleep(float(sim.settings['auth_delay']))
             self.send_empty(401, 'No ticket')
             return
         authid = None

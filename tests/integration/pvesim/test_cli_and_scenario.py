@@ -37,6 +37,8 @@ SCENARIO = {
     'volumes': [{'storage': 'tank', 'content': 'iso', 'name': 'seed.iso', 'size': 4096}],
     'vms': [{'vmid': 9000, 'name': 'tmpl', 'template': True, 'config': {'memory': '1024'}}],
     'settings': {'version': '9.0.3'},
+    'faults': [{'kind': 'error', 'method': 'GET', 'path': '/cluster/status', 'status': 503,
+                'message': 'cluster not ready', 'count': 1}],
 }
 
 
@@ -74,6 +76,13 @@ def test_env_files_and_tls(scenario_sim):
 
 def test_scenario_content(scenario_sim):
     header = {'Authorization': 'PVEAPIToken=ci@pve!read=fixed-secret'}
+    # the scenario's fault answers first (faults apply before routing), once
+    response = requests.get(f'{scenario_sim.api_url}/cluster/status', headers=header, verify=scenario_sim.ca_path,
+                            timeout=10)
+    assert (response.status_code, response.reason) == (503, 'cluster not ready')
+    response = requests.get(f'{scenario_sim.api_url}/cluster/status', headers=header, verify=scenario_sim.ca_path,
+                            timeout=10)
+    assert (response.status_code, response.reason) == (501, "Method 'GET /cluster/status' not implemented")
 
     def get(rel, **params):
         return requests.get(f'{scenario_sim.api_url}{rel}', headers=header, params=params,
@@ -126,3 +135,14 @@ def test_clean_stop_on_signal(tmp_path, signum):
     assert process.wait(15) == 0
     assert time.monotonic() - begin < 15
     assert process.stderr.read() == ''
+
+
+def test_routes_listing_matches_readme():
+    result = _run(['--routes'])
+    assert result.returncode == 0
+    with open(os.path.join(ROOT, 'tests', 'pvesim', 'README.md'), encoding='utf-8') as handle:
+        readme = handle.read()
+    lines = result.stdout.splitlines()
+    assert len(lines) >= 40
+    for line in lines:
+        assert line in readme, f'README does not list: {line}'

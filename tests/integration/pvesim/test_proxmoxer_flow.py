@@ -55,7 +55,11 @@ def test_download_url_through_task_to_listed_volume(pvesim_fresh, file_server):
         url=url, content='iso', filename='talos.iso', checksum=digest, **{'checksum-algorithm': 'sha256'}))
     assert again['exitstatus'] == 'OK'
     log = [line['t'] for line in api.nodes('pve').tasks(again['upid']).log.get()]
-    assert f'file already exists {digest}, no need to download' in log
+    assert 'calculating checksum of existing file...OK, got correct file already, no need to download' in log
+    # an existing file with another checksum is never replaced
+    mismatch = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='iso', filename='talos.iso', checksum='0' * 64, **{'checksum-algorithm': 'sha256'}))
+    assert mismatch['exitstatus'] == f"checksum mismatch: got '{digest}' != expect '{'0' * 64}', aborting"
     # without a checksum the existing file is never overwritten
     refused = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
         url=url, content='iso', filename='talos.iso'))
@@ -165,7 +169,11 @@ def test_vm_config_resize_template_clone(pvesim_fresh):
     assert wait_task(api, upid)['exitstatus'] == 'OK'
     with pytest.raises(ResourceException) as err:
         api.nodes('pve').qemu.post(vmid=9000, name='again')
+    assert (err.value.status_code, err.value.content) == (500, "unable to create VM 9000 - VM 9000 already exists on node 'pve'")
+    with pytest.raises(ResourceException) as err:
+        api.cluster.nextid.get(vmid=9000)
     assert err.value.status_code == 400 and err.value.errors == {'vmid': 'VM 9000 already exists'}
+    assert api.cluster.nextid.get(vmid=9001) == '9001'
     assert api.nodes('pve').qemu(9000).config.put(cores=4, description='base') is None
     upid = api.nodes('pve').qemu(9000).config.post(memory='4096', delete='description')
     assert wait_task(api, upid)['exitstatus'] == 'OK'
@@ -178,9 +186,11 @@ def test_vm_config_resize_template_clone(pvesim_fresh):
     assert err.value.content == 'shrinking disks is not supported'
     assert wait_task(api, api.nodes('pve').qemu(9000).template.post())['exitstatus'] == 'OK'
     assert api.nodes('pve').qemu(9000).config.get()['scsi0'].startswith('local-lvm:base-9000-disk-0,')
+    status = wait_task(api, api.nodes('pve').qemu(9000).status.start.post())
+    assert status['exitstatus'] == "you can't start a vm if it's a template"
     with pytest.raises(ResourceException) as err:
-        api.nodes('pve').qemu(9000).status.start.post()
-    assert err.value.content == "you can't start a vm if it's a template"
+        api.nodes('pve').qemu(9000).template.post()
+    assert err.value.content == "you can't convert a template to a template"
     upid = api.nodes('pve').qemu(9000).clone.post(newid=101, name='lab-02')
     assert ':qmclone:9000:' in upid and wait_task(api, upid)['exitstatus'] == 'OK'
     clone = api.nodes('pve').qemu(101).config.get()
@@ -192,7 +202,7 @@ def test_vm_config_resize_template_clone(pvesim_fresh):
 def test_large_upload_is_streamed_and_verified(pvesim_fresh, tmp_path):
     import hashlib
     api = proxmox(pvesim_fresh)
-    data = os.urandom(24 * 1024 * 1024)
+    data = qcow2_image(8 << 30, os.urandom(24 * 1024 * 1024))
     source = tmp_path / 'big.qcow2'
     source.write_bytes(data)
     with open(source, 'rb') as handle:
@@ -247,3 +257,91 @@ def test_import_to_file_and_block_storage(tmp_path, file_server):
         assert api.nodes('pve').storage('local-lvm').content('local-lvm:vm-100-disk-0').get()['size'] == 2 << 30
     finally:
         stop(sim)
+
+
+def test_download_decompression_and_url_rules(pvesim_fresh, file_server):
+    import gzip
+    import hashlib
+    api = proxmox(pvesim_fresh)
+    payload = b'ISO9660' * 5000
+    packed = gzip.compress(payload)
+    url, dummy = file_server.add('live.iso.gz', packed)
+    upid = api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='iso', filename='live.iso', compression='gz',
+        checksum=hashlib.sha256(packed).hexdigest(), **{'checksum-algorithm': 'sha256'})  # covers the .gz
+    assert wait_task(api, upid)['exitstatus'] == 'OK'
+    with open(os.path.join(pvesim_fresh.data_dir, 'local', 'template', 'iso', 'live.iso'), 'rb') as handle:
+        assert handle.read() == payload
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='x.qcow2', compression='gz'))
+    assert status['exitstatus'] == 'decompression not supported for import'
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').storage('local')('download-url').post(url=url, content='iso', filename='x.iso', checksum='ab')
+    assert err.value.errors == {'checksum-algorithm': "missing property required by 'checksum'"}
+    # the simulator never leaves the machine: other hosts fail the task
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url='http://192.0.2.1/x.iso', content='iso', filename='remote.iso'))
+    assert 'loopback only' in status['exitstatus']
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve')('query-url-metadata').get(url=url + '.missing')
+    assert err.value.status_code == 500 and err.value.content == "invalid server response: '404 File not found'"
+
+
+def test_downloaded_images_are_checked_like_untrusted_images(pvesim_fresh, file_server):
+    import struct
+    api = proxmox(pvesim_fresh)
+    url, dummy = file_server.add('fake.qcow2', b'this is not a qcow2 image' * 100)
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='fake.qcow2'))
+    assert status['exitstatus'] == 'failed to verify file: failed to query file information with qemu-img'
+    backed = bytearray(qcow2_image(1 << 30))
+    backed[8:16] = struct.pack('>Q', 512)  # a backing-file offset
+    url, dummy = file_server.add('backed.qcow2', bytes(backed))
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='backed.qcow2'))
+    assert status['exitstatus'].startswith('failed to verify file: backing file not allowed for untrusted image ')
+    url, dummy = file_server.add('disk.raw', b'raw bytes')
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='../../etc/disk.raw'))  # directories are dropped
+    assert status['exitstatus'] == 'OK'
+    assert [v['volid'] for v in api.nodes('pve').storage('local').content.get()] == ['local:import/disk.raw']
+
+
+def test_network_mappings_and_reboot(pvesim_fresh):
+    api = proxmox(pvesim_fresh)
+    bridges = api.nodes('pve').network.get(type='any_bridge')
+    assert [(b['iface'], b['type'], b['active']) for b in bridges] == [('vmbr0', 'bridge', 1)]
+    assert [m['id'] for m in api.cluster.mapping.pci.get()] == ['gpu0']
+    assert proxmox(pvesim_fresh, 'noacl').cluster.mapping.pci.get() == []
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(100).status.reboot.post()
+    assert err.value.content == "Configuration file 'nodes/pve/qemu-server/100.conf' does not exist"
+    wait_task(api, api.nodes('pve').qemu.post(vmid=100))
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(100).status.reboot.post()
+    assert err.value.content == 'VM 100 not running'
+    wait_task(api, api.nodes('pve').qemu(100).status.start.post())
+    pid = api.nodes('pve').qemu(100).status.current.get()['pid']
+    assert wait_task(api, api.nodes('pve').qemu(100).status.reboot.post())['exitstatus'] == 'OK'
+    current = api.nodes('pve').qemu(100).status.current.get()
+    assert current['status'] == 'running' and current['pid'] != pid
+
+
+def test_https_download_and_certificate_verification(pvesim_fresh, file_server, tmp_path):
+    """download-url over HTTPS: an unknown CA fails the task like wget (exit code 5) unless
+    verify-certificates=0."""
+    import ssl
+    from tests.pvesim import tls
+    dummy_ca, cert, key = tls.generate(str(tmp_path / 'other-ca'))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    file_server.httpd.socket = context.wrap_socket(file_server.httpd.socket, server_side=True)
+    url, dummy = file_server.add('secure.iso', b'secure' * 100)
+    url = url.replace('http://', 'https://')
+    api = proxmox(pvesim_fresh)
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='iso', filename='secure.iso'))
+    assert status['exitstatus'].startswith('download failed: command ') and status['exitstatus'].endswith('exit code 5')
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='iso', filename='secure.iso', **{'verify-certificates': 0}))
+    assert status['exitstatus'] == 'OK'

@@ -95,6 +95,7 @@ def test_parameters_are_declared_with_same_shape(route):
             if getattr(param, bound) is not None:
                 assert spec.get(bound) is not None and float(getattr(param, bound)) == float(spec[bound]), \
                     f'{name}: {bound} differs'
+        assert param.requires == spec.get('requires'), f'{name}: requires differs'
         if param.subkeys is not None:
             fmt = spec.get('format')
             if isinstance(fmt, dict):
@@ -283,6 +284,10 @@ def session_responses(pvesim, tmp_path_factory):
         call('GET', '/access/permissions', params={'path': '/vms/100'})
         _grant_user_admin(pvesim)
         call('GET', '/access/users/pipeline@pve/token/full')
+        wait_task(api, call('POST', '/nodes/pve/qemu/100/status/reboot'))
+        call('GET', '/nodes/pve/network')
+        call('GET', '/nodes/pve/network', params={'type': 'any_bridge'})
+        call('GET', '/cluster/mapping/pci')
         wait_task(api, call('POST', '/nodes/pve/qemu/100/status/shutdown'))
         wait_task(api, call('POST', '/nodes/pve/qemu/100/status/start'))
         wait_task(api, call('POST', '/nodes/pve/qemu/100/status/stop'))
