@@ -19,6 +19,7 @@ request never reached the server). 4xx, TLS and DNS failures are never retried.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
@@ -330,7 +331,8 @@ class ProxmoxClient:
             reason = self._tls_reason(exc)
             return ProxmoxTLSError('proxmox_tls', f'TLS verification of {target} failed ({reason}); '
                                    + ('the CA bundle ' + self.ca_bundle + ' does not vouch for this certificate'
-                                      if self.ca_bundle else 'the certificate is not trusted by the system CA store'),
+                                      if self.ca_bundle else 'the certificate is not trusted by the system CA store'
+                                      + self._env_store_note()),
                                    where=where, remediation=CA_REMEDIATION)
         if HAS_PROXMOXER and isinstance(exc, requests.exceptions.Timeout):
             return ProxmoxTimeout('proxmox_reachable', f'no answer from {target} within {self.timeout:g} s '
@@ -360,6 +362,14 @@ class ProxmoxClient:
                                       remediation='check PROXMOX_API_URL and the network path to the host')
         return ProxmoxAPIError('proxmox_api', f'unexpected {type(exc).__name__}: {self.sanitise(self._short(exc))}',
                                where=where, remediation='report this with the task output (it holds no secret)')
+
+    @staticmethod
+    def _env_store_note() -> str:
+        # requests replaces the system store with these variables when verify is True.
+        for name in ('REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE'):
+            if os.environ.get(name):
+                return f' (here {name}={os.environ[name]})'
+        return ''
 
     @staticmethod
     def _short(exc: BaseException) -> str:
