@@ -19,6 +19,7 @@ request never reached the server). 4xx, TLS and DNS failures are never retried.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
@@ -239,21 +240,26 @@ class ProxmoxClient:
         return f'{method} {self.base_url}{self.api_path(path)}'
 
     # ------------------------------------------------------------------ requests
-    def get(self, path: str, **params):
-        return self.request('GET', path, **params)
+    def get(self, endpoint: str, /, **params):
+        return self.request('GET', endpoint, **params)
 
-    def post(self, path: str, **params):
-        return self.request('POST', path, **params)
+    def post(self, endpoint: str, /, **params):
+        return self.request('POST', endpoint, **params)
 
-    def put(self, path: str, **params):
-        return self.request('PUT', path, **params)
+    def put(self, endpoint: str, /, **params):
+        return self.request('PUT', endpoint, **params)
 
-    def delete(self, path: str, **params):
-        return self.request('DELETE', path, **params)
+    def delete(self, endpoint: str, /, **params):
+        return self.request('DELETE', endpoint, **params)
 
-    def request(self, method: str, path: str, **params):
-        """One API call with bounded retries; returns the ``data`` of the answer."""
-        method = method.upper()
+    def request(self, http_method: str, endpoint: str, /, **params):
+        """One API call with bounded retries; returns the ``data`` of the answer.
+
+        ``http_method`` and ``endpoint`` are positional-only, so any API parameter (such as
+        ``path`` in ``GET /access/permissions?path=/vms``) passes as a keyword.
+        """
+        method = http_method.upper()
+        path = endpoint
         resource = self._api(self._segments(path))
         params = {key: (int(val) if isinstance(val, bool) else val) for key, val in params.items()}
         attempt = 0
@@ -325,7 +331,8 @@ class ProxmoxClient:
             reason = self._tls_reason(exc)
             return ProxmoxTLSError('proxmox_tls', f'TLS verification of {target} failed ({reason}); '
                                    + ('the CA bundle ' + self.ca_bundle + ' does not vouch for this certificate'
-                                      if self.ca_bundle else 'the certificate is not trusted by the system CA store'),
+                                      if self.ca_bundle else 'the certificate is not trusted by the system CA store'
+                                      + self._env_store_note()),
                                    where=where, remediation=CA_REMEDIATION)
         if HAS_PROXMOXER and isinstance(exc, requests.exceptions.Timeout):
             return ProxmoxTimeout('proxmox_reachable', f'no answer from {target} within {self.timeout:g} s '
@@ -355,6 +362,14 @@ class ProxmoxClient:
                                       remediation='check PROXMOX_API_URL and the network path to the host')
         return ProxmoxAPIError('proxmox_api', f'unexpected {type(exc).__name__}: {self.sanitise(self._short(exc))}',
                                where=where, remediation='report this with the task output (it holds no secret)')
+
+    @staticmethod
+    def _env_store_note() -> str:
+        # requests replaces the system store with these variables when verify is True.
+        for name in ('REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE'):
+            if os.environ.get(name):
+                return f' (here {name}={os.environ[name]})'
+        return ''
 
     @staticmethod
     def _short(exc: BaseException) -> str:
