@@ -18,16 +18,11 @@ import os
 import re
 import stat
 
-try:
-    import yaml
-    HAS_YAML = True
-except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
-    HAS_YAML = False
-
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _privileges as privileges
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import PROXMOX_ENV_SCHEMA, validate
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._intent import load_intent
 from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import (
     ProxmoxAuthError, ProxmoxClient, ProxmoxError, ProxmoxPermissionError, ProxmoxTLSError,
     ProxmoxUnreachable, parse_api_url,
@@ -87,33 +82,17 @@ def validate_env_values(values: dict[str, str], source: str) -> None:
 
 
 def load_intent_context(cluster_file: str, nodes_file: str) -> dict:
-    """Storages, bridge and PCI mappings from the intent files (only the fields this check needs)."""
-    if not HAS_YAML:
-        raise CheckError('intent_valid', 'PyYAML is missing', remediation='install PyYAML')
-    docs = {}
-    for name, path in (('cluster', cluster_file), ('nodes', nodes_file)):
+    """Storages, bridge and PCI mappings from the validated intent (``_intent.load_intent``)."""
+    for path in (cluster_file, nodes_file):
         if not os.path.isfile(path):
             raise CheckError('intent_valid', 'the intent file does not exist', where=path,
                              remediation='write the intent (inventory/dev/cluster.yaml and nodes.yaml) or pass '
                              'vm_storage, template_storage, bridge and pci_mappings as options')
-        try:
-            with open(path, encoding='utf-8') as handle:
-                docs[name] = yaml.safe_load(handle) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise CheckError('intent_valid', f'cannot read it as YAML: {str(exc).splitlines()[0]}', where=path,
-                             remediation='fix the YAML syntax') from None
-    proxmox = ((docs['cluster'] or {}).get('cluster') or {}).get('proxmox') or {}
-    missing = [key for key in ('vm_storage', 'template_storage', 'bridge') if not isinstance(proxmox.get(key), str)]
-    if missing:
-        raise CheckError('intent_valid', 'missing ' + ', '.join(f'cluster.proxmox.{key}' for key in missing),
-                         where=cluster_file, remediation='set them to the Proxmox storage and bridge names')
-    nodes = (docs['nodes'] or {}).get('nodes') or []
-    if not isinstance(nodes, list):
-        raise CheckError('intent_valid', 'nodes is not a list', where=nodes_file, remediation='write nodes: as a list')
-    mappings = [str(node['pci_mapping']) for node in nodes
-                if isinstance(node, dict) and node.get('pci_mapping') and node.get('enabled', True) is not False]
+    intent = load_intent(os.path.abspath(cluster_file), os.path.abspath(nodes_file))
+    proxmox = intent['proxmox']
     return {'vm_storage': proxmox['vm_storage'], 'template_storage': proxmox['template_storage'],
-            'bridge': proxmox['bridge'], 'pci_mappings': mappings, 'source': f'{cluster_file}, {nodes_file}'}
+            'bridge': proxmox['bridge'], 'pci_mappings': list(proxmox['pci_mappings']),
+            'source': f"{intent['sources']['cluster']}, {intent['sources']['nodes']}"}
 
 
 def check_pci_mappings(mappings, source: str) -> None:

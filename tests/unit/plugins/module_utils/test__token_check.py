@@ -47,6 +47,13 @@ def test_bad_env_files(tmp_path, text, mode, check, fragment):
     assert SECRET not in str(info.value)
 
 
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+with open(os.path.join(CHECKOUT, 'inventory', 'dev', 'cluster.yaml'), encoding='utf-8') as _handle:
+    CHECKOUT_INTENT_CLUSTER = _handle.read()
+with open(os.path.join(CHECKOUT, 'inventory', 'dev', 'nodes.yaml'), encoding='utf-8') as _handle:
+    CHECKOUT_INTENT_NODES = _handle.read()
+
+
 def test_missing_and_not_regular(tmp_path):
     with pytest.raises(CheckError) as info:
         tc.load_proxmox_env(str(tmp_path / 'nope.env'))
@@ -57,15 +64,20 @@ def test_missing_and_not_regular(tmp_path):
 
 
 def test_intent_context_reads_enabled_mappings(tmp_path):
-    (tmp_path / 'cluster.yaml').write_text('cluster:\n  proxmox: {vm_storage: a, template_storage: b, bridge: vmbr1}\n')
-    (tmp_path / 'nodes.yaml').write_text('nodes:\n  - {name: x, pci_mapping: gpu0}\n'
-                                         '  - {name: y, pci_mapping: gpu1, enabled: false}\n')
-    ctx = tc.load_intent_context(str(tmp_path / 'cluster.yaml'), str(tmp_path / 'nodes.yaml'))
-    assert (ctx['vm_storage'], ctx['template_storage'], ctx['bridge'], ctx['pci_mappings']) == ('a', 'b', 'vmbr1', ['gpu0'])
-    (tmp_path / 'cluster.yaml').write_text('cluster:\n  proxmox: {vm_storage: a}\n')
+    """The context comes from the validated intent: enabled nodes' mappings only."""
+    cluster = tmp_path / 'cluster.yaml'
+    nodes = tmp_path / 'nodes.yaml'
+    cluster.write_text(CHECKOUT_INTENT_CLUSTER.replace('vm_storage: local-lvm', 'vm_storage: fast'))
+    nodes.write_text(CHECKOUT_INTENT_NODES.replace('enabled: false', 'enabled: true'))
+    ctx = tc.load_intent_context(str(cluster), str(nodes))
+    assert (ctx['vm_storage'], ctx['template_storage'], ctx['bridge'], ctx['pci_mappings']) == \
+        ('fast', 'local', 'vmbr0', ['gpu0'])
+    nodes.write_text(CHECKOUT_INTENT_NODES)
+    assert tc.load_intent_context(str(cluster), str(nodes))['pci_mappings'] == []
+    cluster.write_text('cluster:\n  proxmox: {vm_storage: a}\n')
     with pytest.raises(CheckError) as info:
-        tc.load_intent_context(str(tmp_path / 'cluster.yaml'), str(tmp_path / 'nodes.yaml'))
-    assert info.value.check == 'intent_valid' and 'cluster.proxmox.template_storage' in str(info.value)
+        tc.load_intent_context(str(cluster), str(nodes))
+    assert info.value.check == 'intent_valid' and 'template_storage' in str(info.value)
 
 
 def test_raw_pci_address_refused():
