@@ -344,7 +344,9 @@ def outputs_errors(instance) -> list[tuple[str, str]]:
     _CHECK_OUTPUTS(instance, (), found)
     if not found:
         return []
-    found.sort(key=lambda err: ([str(part) for part in err.path], err.validator))
+    # the same order as schema_errors: list indexes numerically, then keys as text
+    found.sort(key=lambda err: ([(0, part, '') if isinstance(part, int) else (1, 0, str(part)) for part in err.path],
+                                str(err.validator)))
     result: list[tuple[str, str]] = []
     for error in found:
         path = list(error.path)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.integration.proxmox_access.helpers import run_module, write_env, write_intent
+from tests.integration.proxmox_access.helpers import INTENT, run_module, write_env, write_intent
 
 
 def _state(tmp_path, pvesim, token='full', **override):
@@ -176,7 +176,8 @@ def test_unknown_node_fails_with_node_present(tmp_path, pvesim):
 
 
 def test_missing_storage_fails_storage_content(tmp_path, pvesim):
-    cluster = ('cluster:\n  proxmox: {vm_storage: fast-ssd, template_storage: local, bridge: vmbr0}\n')
+    cluster = INTENT['cluster.yaml'].replace('vm_storage: local-lvm', 'vm_storage: fast-ssd')
+    assert 'fast-ssd' in cluster
     state, env_file, values = _state(tmp_path, pvesim)
     args = dict(write_intent(tmp_path / 'intent', cluster=cluster), env_file=str(env_file))
     run = run_module(tmp_path, state, args)

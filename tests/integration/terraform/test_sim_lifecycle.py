@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -80,7 +81,12 @@ def sim_project(project, pvesim_fresh):  # noqa: F811
         manifest = json.load(handle)
     for name in ('ubuntu', 'talos'):
         volid = manifest[name]['proxmox_volid']
-        api.upload_import(volid.split('/', 1)[1], f'{name} image bytes\n'.encode() * 4096)
+        filename = volid.split('/', 1)[1]
+        body = f'{name} image bytes\n'.encode() * 4096
+        if filename.endswith('.qcow2'):
+            # pve-storage checks an uploaded import image with qemu-img: it must be what it says.
+            body = b'QFI\xfb' + struct.pack('>I', 3) + bytes(16) + struct.pack('>Q', 1 << 30) + body
+        api.upload_import(filename, body)
     project.api = api
     project.secret = pvesim_fresh.token('full')[1]
     project.sim = pvesim_fresh

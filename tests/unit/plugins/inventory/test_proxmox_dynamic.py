@@ -87,7 +87,7 @@ CHOSEN = [
     {'nodes': [], 'talos_nodes': [dict(TALOS, vmid=1000000000)]},
     {'nodes': [], 'talos_nodes': [dict(TALOS, vmid=False)]},
     {'nodes': [], 'talos_nodes': [dict(TALOS, vmid='101', ipv4='x', name='')]},
-    # paths compare as text: nodes[10] sorts before nodes[2], as in jsonschema's ordering
+    # list indexes compare as numbers: nodes[2] sorts before nodes[10], as schema_errors orders them
     {'nodes': [dict(NODE, name=f'n{index}', ssh_port=0 if index in (2, 10) else 22) for index in range(12)]},
 ]
 
