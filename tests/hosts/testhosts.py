@@ -94,10 +94,10 @@ def run(argv: list[str], check: bool = True, capture: bool = True, **kw) -> subp
 
 
 # ------------------------------------------------------------------------- configuration
-def machine_apt_mirrors() -> list[dict]:
+def machine_apt_mirrors(paths: tuple[str, ...] = APT_SOURCE_FILES) -> list[dict]:
     """The Debian mirrors of the machine's apt sources: [{'uri', 'suites', 'components'}]."""
     entries: list[dict] = []
-    for path in APT_SOURCE_FILES:
+    for path in paths:
         try:
             with open(path, encoding='utf-8') as handle:
                 text = handle.read()
