@@ -437,13 +437,14 @@ def processes_rooted_under(path: str) -> list[int]:
 
 
 def proxy_pids(lab: Lab) -> list[int]:
-    """Running apt proxies of this lab (matched by their command line, never by PID file alone)."""
-    marker = f'--lab-file={lab.file}'
+    """Running apt proxies of this lab, by their command line: its lab file, or its prefix when
+    the state directory is gone."""
+    markers = (f'--lab-file={lab.file}', f'--lab-prefix={lab.prefix}')
     pids = []
     for entry in os.listdir('/proc'):
         if entry.isdigit() and int(entry) != os.getpid():
             argv = pid_cmdline(int(entry))
-            if 'apt-proxy' in argv and marker in argv:
+            if 'apt-proxy' in argv and any(marker in argv for marker in markers):
                 pids.append(int(entry))
     return pids
 
@@ -595,7 +596,7 @@ def start_proxy(lab: Lab, lab_cfg: dict, cache_dir: str, port: int, mirrors: lis
         proc = subprocess.Popen(  # pylint: disable=consider-using-with
             [sys.executable, os.path.abspath(__file__), 'apt-proxy', f'--listen={lab_cfg["gateway"]}',
              f'--port={port}', f'--cache={os.path.join(cache_dir, "apt-proxy")}', f'--allow={",".join(allow)}',
-             f'--lab-file={lab.file}'],
+             f'--lab-file={lab.file}', f'--lab-prefix={lab.prefix}'],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -931,6 +932,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_proxy.add_argument('--cache', required=True)
     p_proxy.add_argument('--allow', required=True)
     p_proxy.add_argument('--lab-file', required=True)
+    p_proxy.add_argument('--lab-prefix', help='the lab this proxy belongs to (down finds it by either)')
     return parser
 
 

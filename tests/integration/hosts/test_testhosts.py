@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tests.integration.hosts.conftest import SCRIPT, leftovers, requires_root
+from tests.integration.hosts.conftest import SCRIPT, LabCli, leftovers, requires_root
 
 
 def load_script():
@@ -179,3 +179,21 @@ def test_up_after_a_killed_run_cleans_leftovers(lab_factory):
     assert sorted(status['netns']) == ['emtk-k1', 'emtk-k2']
     lab.down()
     assert leftovers('emtk', lab.state_dir) == {'netns': [], 'links': [], 'mounts': [], 'processes': [], 'host_dirs': []}
+
+
+@requires_root
+@pytest.mark.root
+def test_down_without_the_state_directory_still_stops_the_lab(lab_factory, tmp_path):
+    lab = lab_factory('emts')
+    lab.up('s1=10.199.75.10', cidr='10.199.75.0/24')
+    stranger = LabCli(str(tmp_path / 'other-state'), 'emts')
+    removed = json.loads(stranger.run('down').stdout)
+    assert removed['netns'] == ['emts-s1'] and 'emts-br' in removed['links']
+    gone = leftovers('emts', lab.state_dir)
+    assert gone['netns'] == [] and gone['links'] == [] and gone['processes'] == [] and gone['mounts'] == []
+    assert json.loads(lab.run('status').stdout)['proxy_pids'] == []
+    # The lab's own down then removes its files; a new lab of the prefix starts cleanly.
+    lab.down()
+    lab.up('s1=10.199.75.10', cidr='10.199.75.0/24')
+    assert lab.ssh('10.199.75.10', 'true').returncode == 0
+    lab.down()
