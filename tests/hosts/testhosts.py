@@ -60,7 +60,8 @@ SUITE = 'bookworm'
 VARIANT = 'minbase'
 INCLUDE = ('python3', 'openssh-server', 'sudo')
 REQUIRED_TOOLS = ('ip', 'unshare', 'ssh', 'ssh-keygen', 'debootstrap', 'mount', 'umount')
-PREFIX_RE = re.compile(r'^[a-z][a-z0-9]{0,7}$')
+# Six characters keep PREFIXv255x255p within the 15 characters of an interface name.
+PREFIX_RE = re.compile(r'^[a-z][a-z0-9]{0,5}$')
 USER_RE = re.compile(r'^[a-z_][a-z0-9_-]{0,31}$')
 NAME_RE = re.compile(r'^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$')
 APT_SOURCE_FILES = ('/etc/apt/sources.list.d/debian.sources', '/etc/apt/sources.list')
@@ -192,7 +193,7 @@ def parse_nodes(args) -> tuple[list[tuple[str, str]], str | None, str | None, di
 def validate_lab(prefix: str, nodes: list[tuple[str, str]], gateway: str | None, cidr: str | None,
                  ssh_users: dict[str, str] | None = None) -> dict:
     if not PREFIX_RE.match(prefix):
-        raise CheckError('testhosts_usage', f'prefix {prefix!r} must be 1-8 of [a-z0-9], starting with a letter',
+        raise CheckError('testhosts_usage', f'prefix {prefix!r} must be 1-6 of [a-z0-9], starting with a letter',
                          where='--prefix', remediation='choose a short prefix such as emt')
     if not nodes:
         raise CheckError('testhosts_usage', 'no SSH-managed nodes given', remediation='pass name=ipv4 pairs, --outputs FILE or --intent DIR')
@@ -228,8 +229,8 @@ def validate_lab(prefix: str, nodes: list[tuple[str, str]], gateway: str | None,
 
 def names_for(prefix: str, node: dict) -> dict:
     octets = node['ipv4'].split('.')
-    tag = f'{octets[2]}x{octets[3]}'
-    return {'netns': f'{prefix}-{node["name"]}', 'veth': f'{prefix}{tag}'[:15], 'peer': f'{prefix}{tag}p'[:15]}
+    tag = f'v{octets[2]}x{octets[3]}'
+    return {'netns': f'{prefix}-{node["name"]}', 'veth': f'{prefix}{tag}', 'peer': f'{prefix}{tag}p'}
 
 
 def bridge_name(prefix: str) -> str:
@@ -417,7 +418,12 @@ def links_with_prefix(prefix: str) -> list[str]:
         names = [entry['ifname'] for entry in json.loads(proc.stdout or '[]')]
     except ValueError:
         names = []
-    return [n for n in names if n == bridge_name(prefix) or re.match(rf'^{re.escape(prefix)}\d+x\d+p?$', n)]
+    return [n for n in names if is_lab_link(prefix, n)]
+
+
+def is_lab_link(prefix: str, name: str) -> bool:
+    """Whether an interface is the bridge or a veth end of the lab ``prefix`` (and of no other)."""
+    return name == bridge_name(prefix) or re.match(rf'^{re.escape(prefix)}v\d+x\d+p?$', name) is not None
 
 
 def processes_rooted_under(path: str) -> list[int]:
@@ -951,7 +957,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_MISSING_TOOL
     lab = Lab(args.state_dir, args.prefix)
     if not PREFIX_RE.match(args.prefix):
-        print(f'testhosts_usage: --prefix {args.prefix!r} must be 1-8 of [a-z0-9]', file=sys.stderr)
+        print(f'testhosts_usage: --prefix {args.prefix!r} must be 1-6 of [a-z0-9], starting with a letter', file=sys.stderr)
         return EXIT_USAGE
     try:
         if args.command == 'down':

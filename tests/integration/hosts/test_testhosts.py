@@ -64,13 +64,19 @@ def test_no_bookworm_mirror_is_a_named_check():
 def test_lab_defaults_and_refusals():
     lab = th.validate_lab('emt', [('utility-01', '10.77.0.20'), ('b', '10.77.0.21')], None, None)
     assert lab['cidr'] == '10.77.0.0/24' and lab['gateway'] == '10.77.0.1' and lab['prefixlen'] == 24
-    assert th.names_for('emt', lab['nodes'][0]) == {'netns': 'emt-utility-01', 'veth': 'emt0x20', 'peer': 'emt0x20p'}
+    # Interface names stay within 15 characters and one prefix never matches another's.
+    longest = th.names_for('abcdef', {'name': 'x', 'ipv4': '10.255.255.255'})
+    assert longest['peer'] == 'abcdefv255x255p' and len(longest['peer']) == 15
+    assert th.is_lab_link('emt', 'emtv0x20') and th.is_lab_link('emt', 'emtv0x20p') and th.is_lab_link('emt', 'emt-br')
+    assert not th.is_lab_link('emt', 'emtvv0x20') and not th.is_lab_link('emtv', 'emtv0x20')
+    assert not th.is_lab_link('emt', 'emt1v0x20') and not th.is_lab_link('emt', 'eth0')
+    assert th.names_for('emt', lab['nodes'][0]) == {'netns': 'emt-utility-01', 'veth': 'emtv0x20', 'peer': 'emtv0x20p'}
     bad = [
         (('emt', [('a', '10.77.0.20')], '10.78.0.1', None), 'outside'),
         (('emt', [('a', '10.77.0.20'), ('b', '10.77.0.20')], None, None), 'repeats'),
         (('emt', [('a', '10.77.0.1')], None, None), 'other than the gateway'),
         (('emt', [('A_b', '10.77.0.5')], None, None), 'lowercase'),
-        (('toolongprefix', [('a', '10.77.0.5')], None, None), 'prefix'),
+        (('emt1234', [('a', '10.77.0.5')], None, None), 'prefix'),
         (('emt', [], None, None), 'no SSH-managed nodes'),
     ]
     for args, fragment in bad:
