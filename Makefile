@@ -12,13 +12,19 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup test test-unit lint sanity build-check demo bench
 .PHONY: gate validate-intent
+.PHONY: help setup test test-unit lint sanity build-check schema demo bench
+
+# Runs a step and reports how long it took: $(call timed,label,command)
+timed = start=$$(date +%s); $(2); rc=$$?; echo "make: $(1) took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 help:
 	@echo "make setup   create .venv with pinned tools (as root also the Debian packages)"
 	@echo "make test    set up, then run every check (unit, integration, sanity, lint, build)"
 	@echo "make lint    ansible-lint (production profile)"
+	@echo "make sanity  ansible-test sanity on a copy under build/sanity/ansible_collections/eminfra/pipeline"
+	@echo "make build-check  build, inspect and install the collection tarball"
+	@echo "make schema  regenerate schema.json from plugins/module_utils/_contracts.py"
 	@echo "make demo    run the whole pipeline against the embedded Proxmox simulator"
 	@echo "make bench   benchmarks, reported as ratios against a baseline"
 	@echo "make gate    Phase 1 validation gate (records evidence in the Phase 1 tracker)"
@@ -36,14 +42,25 @@ $(COLLECTION_LINK):
 	@ln -sfn ../../.. $(COLLECTION_LINK)
 
 test: setup
-	$(PY) -m pytest tests
-	$(MAKE) --no-print-directory lint
+	@$(call timed,pytest,$(PY) -m pytest tests)
+	@$(MAKE) --no-print-directory sanity
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory build-check
 
 test-unit: setup
 	$(PY) -m pytest tests/unit
 
 lint: setup
-	$(BIN)/ansible-lint --profile production
+	@$(call timed,lint,$(BIN)/ansible-lint --profile production)
+
+sanity: setup
+	@$(call timed,sanity,$(PY) -m tests.tools.sanity)
+
+build-check: setup
+	@$(call timed,build-check,$(PY) -m tests.tools.build_check)
+
+schema: setup
+	$(PY) -m tests.tools.gen_schema
 
 demo:
 	@echo "make demo: not built yet (the end-to-end demo comes with the pipeline steps)." >&2

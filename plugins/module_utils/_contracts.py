@@ -161,6 +161,8 @@ LATEST_ENV_SCHEMA = {
         'DRY_RUN': {'type': 'string', 'enum': ['true', 'false']},
         'LAST_STEP_COMPLETED': {'type': 'string', 'enum': [''] + list(STEPS)},
         'LAST_STEP_FAILED': {'type': 'string', 'enum': [''] + list(STEPS)},
+        'LAST_FAILED_CHECK': {'type': 'string', 'pattern': r'^([a-z][a-z0-9_]*)?$'},
+        'DRY_RUN_LAST_STEP': {'type': 'string', 'enum': [''] + list(STEPS)},
         'RUN_STATUS': {'type': 'string', 'enum': ['running', 'succeeded', 'failed']},
     },
     'propertyNames': {'pattern': r'^[A-Za-z_][A-Za-z0-9_]*$',
@@ -334,7 +336,8 @@ def schema_errors(instance, schema: dict) -> list[tuple[str, str]]:
         raise RuntimeError('the jsonschema Python library is required: pip install jsonschema')
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(instance),
-                    key=lambda err: ([str(p) for p in err.absolute_path], err.validator))
+                    key=lambda err: ([(0, p, '') if isinstance(p, int) else (1, 0, str(p)) for p in err.absolute_path],
+                                     str(err.validator)))
     result: list[tuple[str, str]] = []
     for error in errors:
         path = list(error.absolute_path)

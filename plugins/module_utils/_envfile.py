@@ -21,6 +21,9 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import Ch
 
 KEY_RE = re.compile(r'[A-Za-z_][A-Za-z0-9_]*\Z')
 _DQ_ESCAPABLE = '\\"$`\n'
+#: Characters that never occur in a text env file (tab and newline are text).
+_CONTROL_RE = re.compile('[\x00-\x08\x0b-\x1f\x7f]')
+_BLANK = ' \t'
 
 
 class EnvFileError(CheckError):
@@ -47,7 +50,7 @@ def _parse_value(text: str, pos: int, line: int, source: str) -> tuple[str, int,
         if char in ' \t':
             # Whitespace ends an unquoted value; only a comment may follow.
             rest_end = text.find('\n', pos)
-            rest = text[pos:rest_end if rest_end != -1 else length].strip()
+            rest = text[pos:rest_end if rest_end != -1 else length].strip(_BLANK)
             if rest and not rest.startswith('#'):
                 raise EnvFileError(source, line, f'unexpected text after the value: {rest[:40]!r} '
                                    '(quote values that contain spaces)')
@@ -64,9 +67,10 @@ def _parse_value(text: str, pos: int, line: int, source: str) -> tuple[str, int,
             continue
         if char == '"':
             pos += 1
+            open_line = line
             while True:
                 if pos >= length:
-                    raise EnvFileError(source, line, 'double quote is never closed')
+                    raise EnvFileError(source, open_line, 'double quote is never closed')
                 char = text[pos]
                 if char == '"':
                     pos += 1
@@ -111,6 +115,11 @@ def parse_env(text: str, source: str = '<string>', allow_empty: bool = False) ->
     if '\x00' in text:
         line = text[:text.index('\x00')].count('\n') + 1
         raise EnvFileError(source, line, 'binary content (NUL byte); this is not a text env file')
+    control = _CONTROL_RE.search(text)
+    if control:
+        line = text[:control.start()].count('\n') + 1
+        raise EnvFileError(source, line, f'control character {control.group()!r}; this is not a '
+                           'text env file')
     result: dict[str, str] = {}
     first_line: dict[str, int] = {}
     pos = 0
@@ -119,13 +128,13 @@ def parse_env(text: str, source: str = '<string>', allow_empty: bool = False) ->
     while pos < length:
         end = text.find('\n', pos)
         raw_end = end if end != -1 else length
-        stripped = text[pos:raw_end].strip()
+        stripped = text[pos:raw_end].strip(_BLANK)
         if not stripped or stripped.startswith('#'):
             pos = raw_end + 1
             line += 1
             continue
         start_line = line
-        lead = len(text[pos:raw_end]) - len(text[pos:raw_end].lstrip())
+        lead = len(text[pos:raw_end]) - len(text[pos:raw_end].lstrip(_BLANK))
         pos += lead
         if text.startswith('export', pos) and pos + 6 < length and text[pos + 6] in ' \t':
             pos += 6
@@ -139,9 +148,6 @@ def parse_env(text: str, source: str = '<string>', allow_empty: bool = False) ->
             raise EnvFileError(source, start_line, f'invalid key {key[:40]!r}: keys are letters, '
                                'digits and underscores, not starting with a digit, with no space '
                                'before "="')
-        for char in text[pos:raw_end]:
-            if ord(char) < 32 and char not in '\t':
-                raise EnvFileError(source, start_line, f'control character {char!r} in the line')
         value, pos, line = _parse_value(text, eq + 1, start_line, source)
         if key in result:
             raise EnvFileError(source, start_line, f'duplicate key {key} (first set on line '
@@ -151,7 +157,8 @@ def parse_env(text: str, source: str = '<string>', allow_empty: bool = False) ->
         pos += 1  # past the newline
         line += 1
     if not result and not allow_empty:
-        raise EnvFileError(source, 1, 'the file has no KEY=VALUE lines (it is empty)')
+        raise EnvFileError(source, 1, 'the file has no KEY=VALUE lines (it is empty or only '
+                           'comments)')
     return result
 
 
@@ -177,6 +184,23 @@ def quote(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
 
+def check_value(key: str, value: str) -> None:
+    """Raise ValueError when ``value`` cannot be written so that it reads back exactly.
+
+    Newlines and tabs are stored as they are inside single quotes; other control characters
+    (NUL, carriage return, escape ...) are refused: bash would keep some and drop others, and
+    they are never part of a path, an id or a URL.
+    """
+    control = _CONTROL_RE.search(value)
+    if control:
+        raise ValueError(f'{key}: the value holds the control character {control.group()!r}, '
+                         'which an env file cannot store')
+    try:
+        value.encode('utf-8')
+    except UnicodeEncodeError:
+        raise ValueError(f'{key}: the value is not valid Unicode text') from None
+
+
 def render_env(values: dict[str, str]) -> str:
     """Render ``KEY='value'`` lines that bash sources back to exactly ``values``."""
     lines = []
@@ -184,8 +208,7 @@ def render_env(values: dict[str, str]) -> str:
         if not isinstance(key, str) or not KEY_RE.match(key):
             raise ValueError(f'invalid env key {key!r}')
         value = '' if value is None else str(value)
-        if '\x00' in value:
-            raise ValueError(f'{key}: a NUL byte cannot be stored in an env file')
+        check_value(key, value)
         lines.append(f'{key}={quote(value)}')
     return '\n'.join(lines) + ('\n' if lines else '')
 

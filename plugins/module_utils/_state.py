@@ -60,15 +60,26 @@ def resolve_state_dir(state_dir: str | None = None, project_root: str | None = N
     return os.path.join(root, 'state')
 
 
+#: The inventory source the pipeline's Ansible steps use, relative to the project root.
+INVENTORY_SOURCE = os.path.join('inventory', 'proxmox_dynamic.yml')
+
+
+def state_dir_argument_spec() -> dict:
+    """The ``state_dir`` option, as documented by the ``eminfra.pipeline.state`` doc fragment."""
+    return {'state_dir': {'type': 'path'}}
+
+
 class StateLayout:
     """The contract's paths under one state root."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, project_root: str | None = None) -> None:
         self.root = os.path.abspath(root)
+        self.project_root = os.path.abspath(project_root) if project_root else find_project_root()
 
     @classmethod
     def resolve(cls, state_dir: str | None = None, project_root: str | None = None) -> 'StateLayout':
-        return cls(resolve_state_dir(state_dir, project_root))
+        root = project_root or find_project_root()
+        return cls(resolve_state_dir(state_dir, root), project_root=root)
 
     def _join(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
@@ -105,6 +116,11 @@ class StateLayout:
     def lock(self) -> str:
         return self._join('runs', 'run.lock')
 
+    @property
+    def inventory_source(self) -> str:
+        """``inventory/proxmox_dynamic.yml`` in the project (ANSIBLE_INVENTORY_PATH)."""
+        return os.path.join(self.project_root, INVENTORY_SOURCE)
+
     def run_dir(self, run_id: str) -> str:
         return self._join('runs', run_id)
 
@@ -119,4 +135,5 @@ class StateLayout:
             'outputs_json': self.outputs_json,
             'runs_dir': self.runs_dir,
             'latest_env': self.latest_env,
+            'inventory_source': self.inventory_source,
         }

@@ -1,0 +1,91 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Run ansible-playbook and ansible-doc from tests, the way an operator runs them.
+
+``run_playbook(path, state_dir=...)`` runs the virtualenv's ansible-playbook with the
+checkout's ansible.cfg, cwd at the checkout root, and returns rc, stdout, stderr and every
+task result as parsed JSON (``.results``; ``.task('name')`` for one task's results).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+CALLBACKS = os.path.join(ROOT, 'tests', 'tools', 'callback_plugins')
+
+
+@dataclasses.dataclass
+class AnsibleRun:
+    argv: list[str]
+    rc: int
+    stdout: str
+    stderr: str
+    results: list[dict]
+
+    def task(self, name: str) -> list[dict]:
+        """The results (host, status, result) of the tasks named ``name``."""
+        return [entry for entry in self.results if entry['task'] == name]
+
+    def result(self, name: str) -> dict:
+        """The one result of the task named ``name``."""
+        found = self.task(name)
+        assert len(found) == 1, f'{len(found)} results for task {name!r}:\n{self.output}'
+        return found[0]['result']
+
+    @property
+    def output(self) -> str:
+        return f'$ {" ".join(self.argv)}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}'
+
+
+def ansible_env(state_dir: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env['PATH'] = BIN + os.pathsep + env.get('PATH', '')
+    env['ANSIBLE_CONFIG'] = os.path.join(ROOT, 'ansible.cfg')
+    env['EMINFRA_PROJECT_ROOT'] = ROOT
+    env.setdefault('ANSIBLE_NOCOLOR', '1')
+    env.setdefault('ANSIBLE_LOCAL_TEMP', os.path.join(tempfile.gettempdir(), 'eminfra-ansible-local'))
+    if state_dir is not None:
+        env['EMINFRA_STATE_DIR'] = str(state_dir)
+    env.update(extra or {})
+    return env
+
+
+def run_playbook(playbook: str, *args: str, state_dir: str | None = None, env: dict[str, str] | None = None,
+                 cwd: str = ROOT, timeout: float = 900) -> AnsibleRun:
+    """Run ``ansible-playbook playbook args...``; ``state_dir`` becomes EMINFRA_STATE_DIR."""
+    run_env = ansible_env(state_dir, env)
+    with tempfile.NamedTemporaryFile(prefix='eminfra-results-', suffix='.jsonl') as results:
+        run_env['EMINFRA_TEST_RESULTS'] = results.name
+        enabled = [name for name in run_env.get('ANSIBLE_CALLBACKS_ENABLED', '').split(',') if name]
+        run_env['ANSIBLE_CALLBACKS_ENABLED'] = ','.join(enabled + ['eminfra_results'])
+        run_env['ANSIBLE_CALLBACK_PLUGINS'] = os.pathsep.join(
+            filter(None, [CALLBACKS, run_env.get('ANSIBLE_CALLBACK_PLUGINS')]))
+        argv = [os.path.join(BIN, 'ansible-playbook'), str(playbook), *args]
+        proc = subprocess.run(argv, cwd=cwd, env=run_env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        with open(results.name, encoding='utf-8') as handle:
+            parsed = [json.loads(line) for line in handle if line.strip()]
+    return AnsibleRun(argv, proc.returncode, proc.stdout, proc.stderr, parsed)
+
+
+def run_tool(tool: str, *args: str, env: dict[str, str] | None = None, cwd: str = ROOT,
+             timeout: float = 300) -> AnsibleRun:
+    """Run another ansible command (ansible-doc, ansible-inventory, ansible-galaxy ...)."""
+    argv = [os.path.join(BIN, tool), *args]
+    proc = subprocess.run(argv, cwd=cwd, env=ansible_env(extra=env), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    return AnsibleRun(argv, proc.returncode, proc.stdout, proc.stderr, [])
+
+
+def run_doc(name: str, *args: str, env: dict[str, str] | None = None) -> AnsibleRun:
+    """``ansible-doc [args] name``."""
+    return run_tool('ansible-doc', *args, name, env=env)
