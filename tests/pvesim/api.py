@@ -1,0 +1,1637 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The served API as data: ``ROUTES`` lists every (method, schema path, parameters, permission
+check, handler). Tests enumerate it to hold the simulator to the official schema."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import ipaddress
+import os
+import random
+import re
+import shutil
+import ssl
+import struct
+import subprocess
+import tarfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tests.pvesim.acl import Checker, PermissionDenied
+from tests.pvesim.params import B, Int, N, Param, S, parse_property_string
+from tests.pvesim.state import (IMPORT_RE, ISO_RE, VZTMPL_RE, VM, ApiError, Simulator, Task,
+                                TaskError, format_size, image_virtual_size, param_error, parse_size)
+
+NODE = S(optional=False, pattern=r'[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?')
+VMID = Int(optional=False, minimum=100, maximum=999999999)
+STORAGE = S(optional=False, pattern=r'[a-z][a-z0-9\-_.]*[a-z0-9]')
+CONTENT_DL = S(optional=False, enum=('iso', 'vztmpl', 'import'))
+CHECKSUM_ALGOS = ('md5', 'sha1', 'sha224', 'sha256', 'sha384', 'sha512')
+
+
+@dataclass
+class Ctx:
+    sim: Simulator
+    authid: str
+    checker: Checker
+    params: dict[str, object]
+    files: dict[str, tuple[str, str]] = field(default_factory=dict)  # part -> (filename, tmp path)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Callable[[Ctx], object]
+    params: dict[str, Param]
+    check: list | None = None     # the schema's ``check``; None means "user: all" plus handler checks
+    node_proxy: bool = True       # proxyto node: an unknown node fails the hostname lookup
+    multipart: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# property-string formats used by the handlers
+_DRIVE_SUB = {
+    'file': S(optional=False), 'size': S(), 'format': S(enum=('raw', 'qcow', 'qed', 'qcow2', 'vmdk', 'cloop')),
+    'import-from': S(), 'media': S(enum=('cdrom', 'disk')), 'cache': S(enum=('none', 'writethrough', 'writeback', 'unsafe', 'directsync')),
+    'discard': S(enum=('ignore', 'on')), 'iothread': B(), 'ssd': B(), 'backup': B(), 'replicate': B(),
+    'serial': S(), 'aio': S(enum=('native', 'threads', 'io_uring')), 'snapshot': B(), 'ro': B(),
+}
+DRIVE = S(subkeys=_DRIVE_SUB, default_key='file')  # the union, for reading stored drives
+_BUS_LACKS = {'scsi': set(), 'virtio': {'ssd'}, 'sata': {'iothread', 'ro'}, 'ide': {'iothread', 'ro'}}
+BUS_DRIVE = {bus: S(subkeys={k: v for k, v in _DRIVE_SUB.items() if k not in lacks}, default_key='file')
+             for bus, lacks in _BUS_LACKS.items()}
+_NET_MODELS = ('e1000', 'e1000-82540em', 'e1000-82544gc', 'e1000-82545em', 'e1000e', 'i82551', 'i82557b',
+               'i82559er', 'ne2k_isa', 'ne2k_pci', 'pcnet', 'rtl8139', 'virtio', 'vmxnet3')
+NET = S(subkeys={'model': S(optional=False, enum=_NET_MODELS), 'macaddr': S(pattern=r'[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}'),
+                 'bridge': S(), 'firewall': B(), 'link_down': B(), 'mtu': Int(minimum=1, maximum=65520),
+                 'queues': Int(minimum=0, maximum=64), 'rate': N(minimum=0), 'tag': Int(minimum=1, maximum=4094),
+                 'trunks': S()},
+        default_key='model', key_alias={m: ('model', 'macaddr') for m in _NET_MODELS})
+IPCONFIG = S(subkeys={'ip': S(), 'gw': S(), 'ip6': S(), 'gw6': S()})
+HOSTPCI = S(subkeys={'host': S(), 'mapping': S(), 'pcie': B(), 'rombar': B(), 'x-vga': B(), 'romfile': S(),
+                     'mdev': S(), 'device-id': S(), 'vendor-id': S(), 'sub-device-id': S(),
+                     'sub-vendor-id': S(), 'legacy-igd': B(), 'driver': S(enum=('vfio', 'keep'))},
+            default_key='host')
+AGENT = S(subkeys={'enabled': B(optional=False), 'freeze-fs': B(), 'fstrim_cloned_disks': B(),
+                   'type': S(enum=('virtio', 'isa'))}, default_key='enabled')
+MEMORY = S(subkeys={'current': Int(optional=False, minimum=16)}, default_key='current')
+
+VM_CONFIG_PARAMS: dict[str, Param] = {
+    'name': S(), 'description': S(max_length=8192), 'tags': S(), 'memory': MEMORY,
+    'balloon': Int(minimum=0), 'cores': Int(minimum=1), 'sockets': Int(minimum=1), 'cpu': S(),
+    'numa': B(),
+    'ostype': S(enum=('other', 'wxp', 'w2k', 'w2k3', 'w2k8', 'wvista', 'win7', 'win8', 'win10', 'win11', 'l24',
+                      'l26', 'solaris')),
+    'scsihw': S(enum=('lsi', 'lsi53c810', 'virtio-scsi-pci', 'virtio-scsi-single', 'megasas', 'pvscsi')),
+    'bios': S(enum=('seabios', 'ovmf')), 'machine': S(), 'boot': S(), 'bootdisk': S(),
+    'onboot': B(), 'agent': AGENT, 'vga': S(), 'serial[n]': S(pattern=r'(/dev/.+|socket)'),
+    'scsi[n]': BUS_DRIVE['scsi'], 'virtio[n]': BUS_DRIVE['virtio'], 'sata[n]': BUS_DRIVE['sata'],
+    'ide[n]': BUS_DRIVE['ide'], 'efidisk0': S(),
+    'net[n]': NET, 'ipconfig[n]': IPCONFIG, 'hostpci[n]': HOSTPCI, 'ciuser': S(), 'cipassword': S(),
+    'citype': S(enum=('configdrive2', 'nocloud', 'opennebula')), 'ciupgrade': B(), 'cicustom': S(),
+    'sshkeys': S(), 'nameserver': S(), 'searchdomain': S(), 'tablet': B(), 'protection': B(),
+    'kvm': B(), 'acpi': B(), 'hotplug': S(), 'startup': S(), 'smbios1': S(max_length=512),
+    'vmgenid': S(),
+}
+DISK_RE = re.compile(r'(scsi|virtio|sata|ide)\d+\Z|efidisk0\Z|tpmstate0\Z')
+CLOUDINIT_KEYS = {'ciuser', 'cipassword', 'citype', 'ciupgrade', 'cicustom', 'sshkeys', 'nameserver', 'searchdomain'}
+HWTYPE_KEYS = {'vga', 'scsihw', 'machine', 'bios', 'tablet', 'kvm', 'acpi', 'smbios1', 'vmgenid', 'hotplug'}
+CPU_KEYS = {'cores', 'sockets', 'cpu', 'numa', 'vcpus', 'cpulimit', 'cpuunits', 'affinity'}
+MEMORY_KEYS = {'memory', 'balloon', 'shares'}
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+def _node(ctx: Ctx) -> str:
+    return str(ctx.params['node'])
+
+
+def _perm(ctx: Ctx, path: str, privs: list[str], any_of: bool = False) -> None:
+    ctx.checker.require(path, privs, any_of)
+
+
+def _bool(value: object) -> int:
+    return 1 if value in (1, '1', True, 'true', 'yes', 'on') else 0
+
+
+def _encode_text(text: str) -> str:
+    return re.sub(r'[^A-Za-z0-9\-_.+=/@! ]', lambda m: f'\\x{ord(m.group(0)):02x}', text)
+
+
+def _url_host_is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ''
+    if host == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _open_url(url: str, verify: bool, method: str = 'GET'):
+    if urllib.parse.urlsplit(url).scheme not in ('http', 'https'):
+        raise TaskError(f"invalid URL scheme in '{url}'")
+    if not _url_host_is_loopback(url):
+        # the simulator never leaves the machine: only loopback URLs are fetched
+        raise TaskError(f"unable to resolve host address '{urllib.parse.urlsplit(url).hostname}' (simulated network: loopback only)")
+    context = ssl.create_default_context() if verify else ssl._create_unverified_context()  # noqa: S323
+    request = urllib.request.Request(url, method=method, headers={'User-Agent': 'Wget/1.21.3'})
+    return urllib.request.urlopen(request, timeout=30, context=context)  # noqa: S310
+
+
+def _normalize_filename(name: str) -> str:
+    """PVE::Storage::normalize_content_filename: drop directories, then replace unsafe characters."""
+    name = re.sub(r'^.*[/\\]', '', name.rstrip('\n'))
+    return re.sub(r'[^a-zA-Z0-9_.-]', '_', name)
+
+
+def _check_file_name(content: str, filename: str, upload: bool) -> str | None:
+    """The extension rules of download-url and upload; returns the import image format."""
+    if content == 'iso':
+        if not ISO_RE.fullmatch(filename):
+            raise param_error({'filename': 'wrong file extension'})
+    elif content == 'vztmpl':
+        if not VZTMPL_RE.fullmatch(filename):
+            raise param_error({'filename': 'wrong file extension'})
+    elif content == 'import':
+        if not IMPORT_RE.fullmatch(filename):
+            raise param_error({'filename': 'invalid filename or wrong extension'})
+        return filename.rsplit('.', 1)[1]
+    elif upload:
+        raise param_error({'content': f"upload content type '{content}' not allowed"})
+    else:
+        raise param_error({'content': f"upload content-type '{content}' is not allowed"})
+    return None
+
+
+def _file_based(store: dict) -> bool:
+    return store['type'] in ('dir', 'nfs', 'cifs', 'btrfs', 'cephfs')
+
+
+def _assert_file_validity(path: str, image_format: str | None) -> None:
+    """What pve-storage checks on an untrusted file (with qemu-img): the declared image format
+    must be what the file is, and no backing file."""
+    with open(path, 'rb') as handle:
+        header = handle.read(512)
+    is_qcow2 = header[:4] == b'QFI\xfb'
+    if is_qcow2 and len(header) >= 16 and struct.unpack('>Q', header[8:16])[0]:
+        raise TaskError(f"backing file not allowed for untrusted image '{path}'!")
+    if image_format == 'qcow2' and not is_qcow2:
+        raise TaskError('failed to query file information with qemu-img')
+    if image_format == 'vmdk' and not (header[:4] == b'KDMV' or header.startswith(b'# Disk DescriptorFile')):
+        raise TaskError('failed to query file information with qemu-img')
+    if image_format == 'ova' and not tarfile.is_tarfile(path):
+        raise TaskError('failed to query file information with qemu-img')
+
+
+def _file_digest(algorithm: str, path: str) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, 'rb') as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# version, nodes, cluster, access
+def get_version(ctx: Ctx) -> object:
+    version = ctx.sim.settings['version']
+    return {'version': version, 'release': '.'.join(version.split('.')[:2]), 'repoid': ctx.sim.settings['repoid']}
+
+
+def _node_entry(sim: Simulator, name: str, detail: bool) -> dict:
+    node = sim.nodes[name]
+    entry = {'node': name, 'status': 'online', 'id': f'node/{name}', 'type': 'node', 'level': ''}
+    if detail:
+        maxmem = int(node.get('maxmem', 34359738368))
+        entry.update({'maxcpu': int(node.get('maxcpu', 8)), 'maxmem': maxmem, 'cpu': 0.02,
+                      'mem': _node_mem(sim, name), 'uptime': int(time.time() - sim.started) + 86400,
+                      'disk': 5368709120, 'maxdisk': 107374182400,
+                      'ssl_fingerprint': node.get('ssl_fingerprint', '00:' * 31 + '00')})
+    return entry
+
+
+def _node_mem(sim: Simulator, name: str) -> int:
+    used = 2147483648
+    for vm in list(sim.vms.values()):
+        if vm.node == name and vm.status == 'running':
+            used += _vm_memory(vm)
+    return used
+
+
+def get_nodes(ctx: Ctx) -> object:
+    return [_node_entry(ctx.sim, name, ctx.checker.has(f'/nodes/{name}', ['Sys.Audit']))
+            for name in sorted(ctx.sim.nodes)]
+
+
+def get_node_status(ctx: Ctx) -> object:
+    sim = ctx.sim
+    node = sim.nodes[_node(ctx)]
+    maxmem = int(node.get('maxmem', 34359738368))
+    used = _node_mem(sim, _node(ctx))
+    cpus = int(node.get('maxcpu', 8))
+    return {
+        'boot-info': {'mode': 'efi', 'secureboot': 0},
+        'cpu': 0.02,
+        'cpuinfo': {'cores': cpus, 'cpus': cpus, 'model': 'Simulated CPU', 'sockets': 1, 'mhz': '2400.000',
+                    'hvm': '1', 'flags': 'fpu vme de pse'},
+        'current-kernel': {'machine': 'x86_64', 'release': '6.14.11-4-pve', 'sysname': 'Linux',
+                           'version': '#1 SMP PREEMPT_DYNAMIC PMX 6.14.11-4'},
+        'loadavg': ['0.10', '0.08', '0.05'],
+        'memory': {'available': maxmem - used, 'free': maxmem - used, 'total': maxmem, 'used': used},
+        'pveversion': f"pve-manager/{sim.settings['version']}/{sim.settings['repoid']}",
+        'rootfs': {'avail': 100 << 30, 'free': 100 << 30, 'total': 120 << 30, 'used': 20 << 30},
+        'uptime': int(time.time() - sim.started) + 86400,
+        'kversion': 'Linux 6.14.11-4-pve #1 SMP PREEMPT_DYNAMIC PMX 6.14.11-4',
+        'idle': 0, 'wait': 0.0,
+        'swap': {'free': 0, 'total': 0, 'used': 0},
+        'ksm': {'shared': 0},
+    }
+
+
+def _vm_memory(vm: VM) -> int:
+    raw = str(vm.config.get('memory', '512'))
+    match = re.match(r'(?:current=)?(\d+)', raw)
+    return int(match.group(1) if match else 512) * 1048576
+
+
+def _vm_maxdisk(vm: VM) -> int:
+    for key in sorted(vm.config):
+        if DISK_RE.match(key) and 'media=cdrom' not in str(vm.config[key]):
+            match = re.search(r'size=(\d+[KMGT]?)', str(vm.config[key]))
+            if match:
+                return parse_size(match.group(1))
+    return 0
+
+
+def _vm_summary(vm: VM) -> dict:
+    running = vm.status == 'running'
+    entry = {'vmid': vm.vmid, 'name': str(vm.config.get('name', f'VM {vm.vmid}')), 'status': vm.status,
+             'maxmem': _vm_memory(vm), 'maxdisk': _vm_maxdisk(vm),
+             'cpus': int(vm.config.get('cores', 1)) * int(vm.config.get('sockets', 1)),
+             'cpu': 0.01 if running else 0, 'mem': _vm_memory(vm) // 4 if running else 0, 'disk': 0,
+             'uptime': int(time.time() - vm.started_at) if running and vm.started_at else 0,
+             'netin': 0, 'netout': 0, 'diskread': 0, 'diskwrite': 0}
+    if running:
+        entry['pid'] = vm.pid
+    if vm.template:
+        entry['template'] = 1
+    if vm.config.get('tags'):
+        entry['tags'] = str(vm.config['tags'])
+    if vm.lock:
+        entry['lock'] = vm.lock
+    return entry
+
+
+def get_cluster_resources(ctx: Ctx) -> object:
+    sim = ctx.sim
+    wanted = ctx.params.get('type')
+    out: list[dict] = []
+    if wanted in (None, 'vm'):
+        with sim.lock:
+            vms = sorted(sim.vms.values(), key=lambda v: v.vmid)
+        for vm in vms:
+            if not ctx.checker.has(f'/vms/{vm.vmid}', ['VM.Audit']):
+                continue
+            entry = _vm_summary(vm)
+            entry.update({'id': f'qemu/{vm.vmid}', 'type': 'qemu', 'node': vm.node,
+                          'template': 1 if vm.template else 0, 'hastate': None})
+            entry.pop('hastate')
+            entry.pop('pid', None)
+            entry['maxcpu'] = entry.pop('cpus')
+            if vm.pool:
+                entry['pool'] = vm.pool
+            out.append(entry)
+    if wanted in (None, 'node'):
+        for name in sorted(sim.nodes):
+            entry = _node_entry(sim, name, True)
+            entry.pop('ssl_fingerprint', None)
+            entry['cgroup-mode'] = 2
+            out.append(entry)
+    if wanted in (None, 'storage'):
+        for storeid, store in sorted(sim.storages.items()):
+            if not ctx.checker.has(f'/storage/{storeid}', ['Datastore.Audit', 'Datastore.AllocateSpace'], True):
+                continue
+            for name in store.get('nodes') or sorted(sim.nodes):
+                used = sim.storage_usage(storeid)
+                out.append({'id': f'storage/{name}/{storeid}', 'type': 'storage', 'storage': storeid,
+                            'node': name, 'status': 'available', 'content': ','.join(sorted(store['content'])),
+                            'plugintype': store['type'], 'shared': 1 if store.get('shared') else 0,
+                            'disk': used, 'maxdisk': int(store['total'])})
+    if wanted in (None, 'sdn'):
+        for name in sorted(sim.nodes):
+            out.append({'id': f'sdn/{name}/{sim.sdn_zone}', 'type': 'sdn', 'sdn': sim.sdn_zone,
+                        'node': name, 'status': 'ok'})
+    return out
+
+
+def get_nextid(ctx: Ctx) -> object:
+    sim = ctx.sim
+    wanted = ctx.params.get('vmid')
+    with sim.lock:
+        if wanted is not None:
+            if int(wanted) in sim.vms:
+                raise param_error({'vmid': f'VM {wanted} already exists'})
+            return str(wanted)
+        vmid = 100
+        while vmid in sim.vms:
+            vmid += 1
+        return str(vmid)
+
+
+PERMISSION_ROOTS = ['/', '/access', '/access/groups', '/nodes', '/pool', '/sdn', '/storage', '/vms',
+                    '/mapping', '/mapping/pci', '/mapping/usb', '/mapping/dir']
+
+
+def get_permissions(ctx: Ctx) -> object:
+    sim = ctx.sim
+    target = ctx.params.get('userid')
+    authid = ctx.authid
+    if target:
+        target = str(target)
+        owner = authid.split('!', 1)[0]
+        own = target == authid or (target.startswith(owner + '!') and '!' not in authid)
+        if not own:
+            ctx.checker.require('/access', ['Sys.Audit'])
+        authid = target
+    checker = Checker(sim.access, authid)
+    if ctx.params.get('path'):
+        paths = [str(ctx.params['path'])]
+    else:
+        paths = sorted(set(PERMISSION_ROOTS) | set(sim.access.acl_paths()))
+    out = {}
+    for path in paths:
+        privs = checker.privs(path)
+        if privs:
+            out[path] = {priv: 1 if prop else 0 for priv, prop in sorted(privs.items())}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# storage
+def _storage_visible(ctx: Ctx, storeid: str) -> bool:
+    return ctx.checker.has(f'/storage/{storeid}', ['Datastore.Audit', 'Datastore.AllocateSpace'], True)
+
+
+def _storage_status_entry(sim: Simulator, storeid: str) -> dict:
+    store = sim.storages[storeid]
+    used = sim.storage_usage(storeid)
+    total = int(store['total'])
+    return {'storage': storeid, 'type': store['type'], 'content': ','.join(sorted(store['content'])),
+            'active': 1, 'enabled': 1 if store.get('enabled', True) else 0, 'shared': 1 if store.get('shared') else 0,
+            'total': total, 'used': used, 'avail': max(total - used, 0),
+            'used_fraction': (used / total) if total else 0.0}
+
+
+def get_node_storage(ctx: Ctx) -> object:
+    sim = ctx.sim
+    out = []
+    wanted_content = set(str(ctx.params['content']).split(',')) if ctx.params.get('content') else None
+    for storeid, store in sorted(sim.storages.items()):
+        if ctx.params.get('storage') and ctx.params['storage'] != storeid:
+            continue
+        if not _storage_visible(ctx, storeid):
+            continue
+        if wanted_content and not wanted_content & set(store['content']):
+            continue
+        if ctx.params.get('enabled') and not store.get('enabled', True):
+            continue
+        out.append(_storage_status_entry(sim, storeid))
+    return out
+
+
+def get_storage_config_list(ctx: Ctx) -> object:
+    out = []
+    for storeid, store in sorted(ctx.sim.storages.items()):
+        if ctx.params.get('type') and ctx.params['type'] != store['type']:
+            continue
+        if not _storage_visible(ctx, storeid):
+            continue
+        entry = {'storage': storeid, 'type': store['type'], 'content': ','.join(sorted(store['content'])),
+                 'digest': hashlib.sha1(repr(sorted(store.items())).encode()).hexdigest()}
+        if store['type'] == 'dir':
+            entry['path'] = store.get('path', '/var/lib/vz')
+        if store['type'] == 'lvmthin':
+            entry.update({'thinpool': 'data', 'vgname': 'pve'})
+        if store.get('shared'):
+            entry['shared'] = 1
+        out.append(entry)
+    return out
+
+
+def get_storage_status(ctx: Ctx) -> object:
+    storeid = str(ctx.params['storage'])
+    ctx.sim.storage(storeid)
+    entry = _storage_status_entry(ctx.sim, storeid)
+    entry.pop('storage')
+    entry.pop('used_fraction')
+    return entry
+
+
+def get_storage_content(ctx: Ctx) -> object:
+    storeid = str(ctx.params['storage'])
+    ctx.sim.storage(storeid)
+    out = []
+    for entry in ctx.sim.list_volumes(storeid):
+        if ctx.params.get('content') and entry['content'] != ctx.params['content']:
+            continue
+        if ctx.params.get('vmid') is not None and entry.get('vmid') != ctx.params['vmid']:
+            continue
+        # VM images are listed only where the caller may audit the VM (or allocate on the storage)
+        if entry['content'] == 'images' and not (
+                ctx.checker.has(f"/vms/{entry['vmid']}", ['VM.Audit'])
+                or ctx.checker.has(f'/storage/{storeid}', ['Datastore.Allocate'])):
+            continue
+        out.append(entry)
+    return out
+
+
+def _resolve_volume(ctx: Ctx) -> tuple[str, str, str, int | None, str]:
+    volume = str(ctx.params['volume'])
+    storeid = ctx.params.get('storage')
+    if ':' not in volume:
+        if not storeid:
+            raise ApiError(500, f"unable to parse volume ID '{volume}'")
+        volume = f'{storeid}:{volume}'
+    try:
+        parsed = ctx.sim.parse_volid(volume)
+    except ValueError as exc:
+        raise ApiError(500, str(exc)) from None
+    if storeid and parsed[0] != storeid:
+        raise ApiError(500, f"volume '{volume}' is not on storage '{storeid}'")
+    return parsed
+
+
+def _check_volume_access(ctx: Ctx, storeid: str, content: str, owner: int | None, vmid: int | None = None) -> None:
+    if content in ('iso', 'vztmpl', 'import'):
+        _perm(ctx, f'/storage/{storeid}', ['Datastore.AllocateSpace', 'Datastore.Audit'], True)
+    elif owner is not None and vmid is not None and owner == vmid:
+        return
+    else:
+        _perm(ctx, f'/storage/{storeid}', ['Datastore.Allocate'])
+
+
+def get_volume(ctx: Ctx) -> object:
+    storeid, content, name, owner, path = _resolve_volume(ctx)
+    _check_volume_access(ctx, storeid, content, owner)
+    if not os.path.exists(path):
+        raise ApiError(500, f"volume '{storeid}:{name}' does not exist")
+    stat = os.stat(path)
+    size = image_virtual_size(path) if content in ('images', 'import') else stat.st_size
+    return {'path': path, 'size': size, 'used': stat.st_size, 'format': _fmt(content, name)}
+
+
+def _fmt(content: str, name: str) -> str:
+    from tests.pvesim.state import volume_format
+    return volume_format(content, name)
+
+
+def delete_volume(ctx: Ctx) -> object:
+    storeid, content, name, owner, path = _resolve_volume(ctx)
+    _perm(ctx, f'/storage/{storeid}', ['Datastore.Allocate'])
+    if not os.path.exists(path):
+        raise ApiError(500, f"volume '{storeid}:{name}' does not exist")
+    if owner is not None and owner in ctx.sim.vms:
+        vm = ctx.sim.vms[owner]
+        if any(name in str(value) for value in vm.config.values()):
+            raise ApiError(500, f"unable to delete volume '{storeid}:{name}' - still in use by VM {owner}")
+
+    def work(task: Task) -> None:
+        os.unlink(path)
+        task.write(f"Removed volume '{storeid}:{name}'")
+    return ctx.sim.start_task(_node(ctx), 'imgdel', _encode_text(f'{storeid}:{name}'), ctx.authid, work)
+
+
+def get_url_metadata(ctx: Ctx) -> object:
+    url = str(ctx.params['url'])
+    verify = _bool(ctx.params.get('verify-certificates', 1))
+    try:
+        with _open_url(url, bool(verify), 'HEAD') as response:
+            headers = response.headers
+            final = response.geturl()
+    except urllib.error.HTTPError as exc:
+        raise ApiError(500, f"invalid server response: '{exc.code} {exc.reason}'") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ApiError(500, f"invalid server response: '500 Can't connect ({exc})'") from None
+    except TaskError as exc:
+        raise ApiError(500, str(exc)) from None
+    result: dict[str, object] = {}
+    disposition = headers.get('Content-Disposition', '')
+    match = re.search(r'filename="?([^";]+)"?', disposition)
+    filename = match.group(1) if match else os.path.basename(urllib.parse.urlsplit(final).path)
+    if filename:
+        result['filename'] = filename
+    if headers.get('Content-Length'):
+        result['size'] = int(headers['Content-Length'])
+    if headers.get('Content-Type'):
+        result['mimetype'] = headers['Content-Type'].split(';')[0].strip()
+    return result
+
+
+DECOMPRESSORS = {'gz': ['zcat'], 'lzo': ['lzop', '-d', '-c'], 'zst': ['zstd', '-q', '-d', '-c'],
+                 'bz2': ['bzcat', '-q']}
+
+
+def _decompress(compression: str, src: str, dest: str) -> None:
+    """Run the decompressor PVE uses (zcat, lzop, zstd, bzcat) when installed; gz and bz2 fall
+    back to Python's own modules so the simulator needs no extra packages."""
+    command = DECOMPRESSORS[compression]
+    shown = ' '.join([*command, src])
+    if shutil.which(command[0]):
+        with open(dest, 'wb') as out:
+            proc = subprocess.run([*command, src], stdout=out, stderr=subprocess.PIPE, check=False)  # noqa: S603
+        if proc.returncode:
+            raise TaskError(f"command '{shown}' failed: exit code {proc.returncode}")
+        return
+    opener = {'gz': gzip.open, 'bz2': bz2.open}.get(compression)
+    if opener is None:
+        raise TaskError(f"command '{shown}' failed: exec failed: No such file or directory")
+    try:
+        with opener(src, 'rb') as handle, open(dest, 'wb') as out:
+            shutil.copyfileobj(handle, out, 1 << 20)
+    except OSError as exc:
+        raise TaskError(f"command '{shown}' failed: {exc}") from None
+
+
+def _fetch(task: Task, url: str, verify: bool, tmp: str) -> None:
+    """Download like wget does for PVE; failures end the task with wget's exit code."""
+    wget = f"download failed: command 'wget --progress=dot:giga -O {tmp} {url}' failed: exit code"
+    try:
+        with _open_url(url, verify) as response, open(tmp, 'wb') as out:
+            total = 0
+            for chunk in iter(lambda: response.read(1 << 20), b''):
+                out.write(chunk)
+                total += len(chunk)
+        task.write(f'{total} bytes received')
+    except urllib.error.HTTPError as exc:
+        task.write(f'ERROR {exc.code}: {exc.reason}.')
+        raise TaskError(f'{wget} 8') from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, 'reason', exc)
+        task.write(f'failed: {reason}.')
+        raise TaskError(f'{wget} {5 if isinstance(reason, ssl.SSLError) else 4}') from None
+
+
+def post_download_url(ctx: Ctx) -> object:
+    """pve-storage API2::Storage::Status download_url + pve-common Tools::download_file_from_url."""
+    sim = ctx.sim
+    storeid = str(ctx.params['storage'])
+    content = str(ctx.params['content'])
+    url = str(ctx.params['url'])
+    store = sim.storage(storeid)
+    if not _file_based(store):
+        raise ApiError(500, f"can't upload to storage type '{store['type']}', not a file based storage!")
+    if content not in store['content']:
+        raise ApiError(500, f"storage '{storeid}' is not configured for content-type '{content}'")
+    filename = _normalize_filename(str(ctx.params['filename']))
+    image_format = _check_file_name(content, filename, upload=False)
+    dest = sim.volume_path(storeid, content, filename)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    checksum = ctx.params.get('checksum')
+    algorithm = ctx.params.get('checksum-algorithm') if checksum else None
+    compression = ctx.params.get('compression')
+    verify = bool(_bool(ctx.params.get('verify-certificates', 1)))
+
+    def work(task: Task) -> None:
+        if compression:
+            if content != 'iso':
+                raise TaskError(f'decompression not supported for {content}')
+            if compression not in DECOMPRESSORS:
+                raise TaskError('no decompression method found')
+        task.write(f'downloading {url} to {dest}')
+        if os.path.isfile(dest):
+            if algorithm:
+                got = _file_digest(str(algorithm), dest)
+                if got.lower() == str(checksum).lower():
+                    task.write('calculating checksum of existing file...OK, got correct file already, no need to download')
+                    return
+                task.write('calculating checksum of existing file...')
+                raise TaskError(f"checksum mismatch: got '{got}' != expect '{checksum}', aborting")
+            raise TaskError(f"refusing to override existing file '{dest}'")
+        tmp = f'{dest}.tmp_dwnl.{task.pid}'
+        tmp_decomp = f'{dest}.tmp_dcom.{task.pid}'
+        try:
+            _fetch(task, url, verify, tmp)
+            if algorithm:
+                got = _file_digest(str(algorithm), tmp)
+                if got.lower() != str(checksum).lower():
+                    task.write('calculating checksum...')
+                    raise TaskError(f"checksum mismatch: got '{got}' != expect '{checksum}'")
+                task.write('calculating checksum...OK, checksum verified')
+            current = tmp
+            if compression:
+                task.write(f'decompressing {tmp} to {tmp_decomp}')
+                _decompress(str(compression), tmp, tmp_decomp)
+                os.unlink(tmp)
+                current = tmp_decomp
+            try:
+                _assert_file_validity(current, image_format)
+            except TaskError as exc:
+                raise TaskError(f'failed to verify file: {exc}') from None
+            os.replace(current, dest)
+        finally:
+            for leftover in (tmp, tmp_decomp):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+        task.write(f"download of '{url}' to '{dest}' finished")
+    return sim.start_task(_node(ctx), 'download', _encode_text(filename), ctx.authid, work)
+
+
+def post_upload(ctx: Ctx) -> object:
+    """pve-storage API2::Storage::Status upload (the file arrives as the ``filename`` part)."""
+    sim = ctx.sim
+    storeid = str(ctx.params['storage'])
+    content = str(ctx.params['content'])
+    store = sim.storage(storeid)
+    if not _file_based(store):
+        raise ApiError(500, f"can't upload to storage type '{store['type']}'")
+    upload = ctx.files.get('filename')
+    if upload is None:
+        raise ApiError(500, 'missing temporary file name')
+    filename = _normalize_filename(upload[0])
+    image_format = _check_file_name(content, filename, upload=True)
+    if content not in store['content']:
+        raise ApiError(500, f"storage '{storeid}' does not support '{content}' content")
+    dest = sim.volume_path(storeid, content, filename)
+    checksum = ctx.params.get('checksum')
+    algorithm = ctx.params.get('checksum-algorithm')
+    tmp = upload[1]
+    ctx.files.pop('filename')  # the task owns the temporary file now
+    node = _node(ctx)
+
+    def work(task: Task) -> None:
+        try:
+            task.write(f'starting file import from: {tmp}')
+            if algorithm:
+                got = _file_digest(str(algorithm), tmp)
+                if got.lower() != str(checksum).lower():
+                    task.write('calculating checksum...')
+                    raise TaskError(f"checksum mismatch: got '{got}' != expect '{checksum}'")
+                task.write('calculating checksum...OK, checksum verified')
+            _assert_file_validity(tmp, image_format)
+            task.write(f'target node: {node}')
+            task.write(f'target file: {dest}')
+            task.write(f'file size is: {os.path.getsize(tmp)}')
+            task.write(f'command: cp -- {tmp} {dest}')
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.move(tmp, dest)  # like the real server, an existing file is overwritten
+            task.write('finished file import successfully')
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return sim.start_task(node, 'imgcopy', '', ctx.authid, work)
+
+
+# ---------------------------------------------------------------------------------------------
+# tasks
+def _task(ctx: Ctx) -> Task:
+    upid = str(ctx.params['upid'])
+    match = re.fullmatch(r'UPID:([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?):([0-9A-Fa-f]{8}):([0-9A-Fa-f]{8,9}):'
+                         r'([0-9A-Fa-f]{8}):([^:\s]+):([^:\s]*):([^:\s]+):', upid)
+    if not match:
+        raise ApiError(500, f"unable to parse worker upid '{upid}'")
+    task = ctx.sim.tasks.get(upid)
+    if task is None:
+        raise ApiError(500, 'no such task')
+    if task.user != ctx.authid:
+        _perm(ctx, f'/nodes/{task.node}', ['Sys.Audit'])
+    return task
+
+
+def get_task_index(ctx: Ctx) -> object:
+    _task(ctx)
+    return [{'name': 'log'}, {'name': 'status'}]
+
+
+def get_task_status(ctx: Ctx) -> object:
+    task = _task(ctx)
+    with ctx.sim.lock:
+        out = {'upid': task.upid, 'node': task.node, 'pid': task.pid, 'pstart': task.pstart,
+               'starttime': task.starttime, 'type': task.type, 'id': task.id, 'user': task.user,
+               'status': task.status}
+        if task.status == 'stopped':
+            out['exitstatus'] = task.exitstatus
+    return out
+
+
+def get_task_log(ctx: Ctx) -> object:
+    task = _task(ctx)
+    start = int(ctx.params.get('start') or 0)
+    limit = int(ctx.params.get('limit') or 50)
+    with ctx.sim.lock:
+        lines = list(task.log)
+    if not lines:
+        lines = ['no content']
+    return [{'n': index + 1, 't': text} for index, text in enumerate(lines)][start:start + limit]
+
+
+def list_tasks(ctx: Ctx) -> object:
+    sim = ctx.sim
+    node = _node(ctx)
+    params = ctx.params
+    source = params.get('source', 'archive')
+    statusfilter = set(str(params['statusfilter']).split(',')) if params.get('statusfilter') else None
+    may_audit = ctx.checker.has(f'/nodes/{node}', ['Sys.Audit'])
+    with sim.lock:
+        tasks = sorted(sim.tasks.values(), key=lambda t: (t.starttime, t.pid), reverse=True)
+        rows = []
+        for task in tasks:
+            if task.node != node or (task.user != ctx.authid and not may_audit):
+                continue
+            running = task.status == 'running'
+            if (source == 'archive' and running) or (source == 'active' and not running):
+                continue
+            if params.get('userfilter') and str(params['userfilter']) not in task.user:
+                continue
+            if params.get('typefilter') and params['typefilter'] != task.type:
+                continue
+            if params.get('vmid') is not None and task.id != str(params['vmid']):
+                continue
+            if params.get('since') is not None and task.starttime < int(params['since']):
+                continue
+            if params.get('until') is not None and task.starttime > int(params['until']):
+                continue
+            kind = 'ok' if task.exitstatus == 'OK' else 'warning' if str(task.exitstatus).startswith('WARNINGS') else 'error'
+            if params.get('errors') and (running or kind == 'ok'):
+                continue
+            if statusfilter and (running or kind not in statusfilter):
+                continue
+            row = {'upid': task.upid, 'node': task.node, 'pid': task.pid, 'pstart': task.pstart,
+                   'starttime': task.starttime, 'type': task.type, 'id': task.id, 'user': task.user}
+            if not running:
+                row['status'] = task.exitstatus
+                row['endtime'] = int(task.endtime or task.starttime)
+            rows.append(row)
+    start = int(params.get('start') or 0)
+    limit = int(params['limit']) if params.get('limit') is not None else 50
+    return rows[start:start + limit]
+
+
+def get_token_info(ctx: Ctx) -> object:
+    userid = str(ctx.params['userid'])
+    name = str(ctx.params['tokenid'])
+    user = ctx.sim.access.users.get(userid)
+    if user is None:
+        raise ApiError(500, f"no such user ('{userid}')")
+    token = user['tokens'].get(name)
+    if token is None:
+        raise ApiError(500, f"no such token '{name}' for user '{userid}'")
+    out: dict[str, object] = {'privsep': 1 if token.get('privsep', True) else 0, 'expire': int(token.get('expire', 0))}
+    if token.get('comment'):
+        out['comment'] = token['comment']
+    return out
+
+
+def delete_task(ctx: Ctx) -> object:
+    upid = str(ctx.params['upid'])
+    task = ctx.sim.tasks.get(upid)
+    if task is None:
+        raise ApiError(500, 'no such task')
+    if task.user != ctx.authid:
+        _perm(ctx, f'/nodes/{task.node}', ['Sys.Modify'])
+    with ctx.sim.lock:
+        if task.status == 'running':
+            task.write('received interrupt')
+            task.status = 'stopped'
+            task.exitstatus = 'interrupted by signal'
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# qemu
+def list_qemu(ctx: Ctx) -> object:
+    node = _node(ctx)
+    with ctx.sim.lock:
+        vms = [vm for vm in ctx.sim.vms.values() if vm.node == node]
+    return [_vm_summary(vm) for vm in sorted(vms, key=lambda v: v.vmid)
+            if ctx.checker.has(f'/vms/{vm.vmid}', ['VM.Audit'])]
+
+
+def _config_perm_for_key(key: str, value: object = None) -> str | None:
+    if key in ('node', 'vmid', 'pool', 'start', 'storage', 'unique', 'force', 'digest', 'skiplock',
+               'background_delay', 'delete', 'revert', 'archive', 'bwlimit', 'live-restore'):
+        return None
+    if key in ('cdrom',) or (DISK_RE.match(key) and 'media=cdrom' in str(value or '')):
+        return 'VM.Config.CDROM'
+    if DISK_RE.match(key) or key.startswith('unused'):
+        return 'VM.Config.Disk'
+    if key in CPU_KEYS:
+        return 'VM.Config.CPU'
+    if key in MEMORY_KEYS:
+        return 'VM.Config.Memory'
+    if re.fullmatch(r'net\d+', key):
+        return 'VM.Config.Network'
+    if key in CLOUDINIT_KEYS or re.fullmatch(r'ipconfig\d+', key):
+        return 'VM.Config.Cloudinit'
+    if key in HWTYPE_KEYS or re.fullmatch(r'(hostpci|usb|serial|parallel)\d+', key):
+        return 'VM.Config.HWType'
+    return 'VM.Config.Options'
+
+
+def _check_modify_perms(ctx: Ctx, vmid: int, keys: dict[str, object]) -> None:
+    for key in sorted(keys):
+        priv = _config_perm_for_key(key, keys[key])
+        if priv:
+            _perm(ctx, f'/vms/{vmid}', [priv])
+
+
+def _check_hostpci(ctx: Ctx, vmid: int, settings: dict[str, object]) -> None:
+    if ctx.authid == 'root@pam':
+        return
+    for key in sorted(settings):
+        if not re.fullmatch(r'hostpci\d+', key):
+            continue
+        device, dummy = parse_property_string(str(settings[key]), HOSTPCI)
+        if device.get('host') and not device.get('mapping'):
+            raise ApiError(500, f"only root can set '{key}' config for non-mapped devices")
+        mapping = device.get('mapping')
+        _perm(ctx, f'/mapping/pci/{mapping}', ['Mapping.Use'])
+        _perm(ctx, f'/vms/{vmid}', ['VM.Config.HWType'])
+        if mapping not in ctx.sim.mappings.get('pci', {}):
+            raise ApiError(500, f"PCI mapping '{mapping}' not found")
+
+
+def _check_bridges(ctx: Ctx, settings: dict[str, object]) -> None:
+    if ctx.authid == 'root@pam':
+        return
+    for key in sorted(settings):
+        if not re.fullmatch(r'net\d+', key):
+            continue
+        net, dummy = parse_property_string(str(settings[key]), NET)
+        bridge = net.get('bridge')
+        if not bridge:
+            continue
+        path = f'/sdn/zones/{ctx.sim.sdn_zone}/{bridge}'
+        if net.get('tag'):
+            path += f"/{net['tag']}"
+        _perm(ctx, path, ['SDN.Use'], True)
+
+
+def _check_storage_access(ctx: Ctx, vmid: int, settings: dict[str, object]) -> list[tuple[str, dict]]:
+    """PVE's check_storage_access; returns the new disks to allocate as (key, parsed drive)."""
+    sim = ctx.sim
+    new_disks = []
+    for key in sorted(settings):
+        if not DISK_RE.match(key):
+            continue
+        drive, dummy = parse_property_string(str(settings[key]), DRIVE)
+        volid = str(drive.get('file', ''))
+        is_cdrom = drive.get('media') == 'cdrom'
+        if volid in ('', 'none', 'cloudinit') or volid.endswith(':cloudinit'):
+            if volid.endswith(':cloudinit'):
+                storeid = volid.split(':', 1)[0]
+                _perm(ctx, f'/storage/{storeid}', ['Datastore.AllocateSpace'])
+                sim.storage(storeid)
+                new_disks.append((key, drive))
+            continue
+        if is_cdrom and volid == 'cdrom':
+            _perm(ctx, '/', ['Sys.Console'])
+            continue
+        match = re.fullmatch(r'(?:([a-z][a-z0-9\-_.]*[a-z0-9]):)?(\d+(?:\.\d+)?)', volid)
+        if not is_cdrom and match:
+            storeid = match.group(1)
+            if not storeid:
+                raise ApiError(500, 'no storage ID specified (and no default storage)')
+            _perm(ctx, f'/storage/{storeid}', ['Datastore.AllocateSpace'])
+            store = sim.storage(storeid)
+            if 'images' not in store['content']:
+                raise param_error({'storage': f"storage '{storeid}' does not support vm images"})
+            source = drive.get('import-from')
+            if source:
+                try:
+                    src_store, src_content, dummy_name, src_owner, src_path = sim.parse_volid(str(source))
+                except ValueError:
+                    raise ApiError(500, 'Only root can pass arbitrary filesystem paths.') from None
+                if src_content not in ('images', 'import'):
+                    raise param_error({key: f"{source} has wrong type '{src_content}' - needs to be 'images' or 'import'"})
+                if src_owner:
+                    _perm(ctx, f'/vms/{src_owner}', ['VM.Clone'])
+                _check_volume_access(ctx, src_store, src_content, src_owner, vmid)
+                if not os.path.exists(src_path):
+                    raise ApiError(500, f"volume '{source}' does not exist")
+            new_disks.append((key, drive))
+            continue
+        try:
+            storeid, content, dummy_name, owner, dummy_path = sim.parse_volid(volid)
+        except ValueError:
+            raise ApiError(500, 'Only root can pass arbitrary filesystem paths.') from None
+        _check_volume_access(ctx, storeid, content, owner, vmid)
+    return new_disks
+
+
+def _random_mac() -> str:
+    return 'BC:24:11:' + ':'.join(f'{random.randint(0, 255):02X}' for dummy in range(3))
+
+
+def _print_net(net: dict[str, object]) -> str:
+    parts = [f"{net['model']}={net.get('macaddr') or _random_mac()}"]
+    for key in sorted(net):
+        if key not in ('model', 'macaddr'):
+            parts.append(f'{key}={net[key]}')
+    return ','.join(parts)
+
+
+def _disk_name(sim: Simulator, storeid: str, vmid: int, taken: set[str], cloudinit: bool = False,
+               prefix: str = 'vm') -> str:
+    store = sim.storage(storeid)
+    ext = '.qcow2' if store['type'] in ('dir', 'nfs', 'cifs') else ''
+    if cloudinit:
+        return f'vm-{vmid}-cloudinit{ext}'
+    index = 0
+    while True:
+        name = f'{prefix}-{vmid}-disk-{index}{ext}'
+        if name not in taken and not os.path.exists(sim.volume_path(storeid, 'images', name, vmid)):
+            taken.add(name)
+            return name
+        index += 1
+
+
+def _allocate(sim: Simulator, vmid: int, key: str, drive: dict, task: Task | None, taken: set[str]) -> str:
+    """Create the volume for one new disk; return the drive string for the config."""
+    volid = str(drive['file'])
+    storeid = volid.split(':', 1)[0]
+    if volid.endswith(':cloudinit'):
+        name = _disk_name(sim, storeid, vmid, taken, cloudinit=True)
+        path = sim.volume_path(storeid, 'images', name, vmid)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as handle:
+            handle.truncate(4 << 20)
+        return f'{sim.volid_for(storeid, "images", name, vmid)},media=cdrom'
+    source = drive.get('import-from')
+    if source:
+        dummy_store, dummy_content, dummy_name, dummy_owner, src_path = sim.parse_volid(str(source))
+        size = image_virtual_size(src_path)
+    else:
+        size = int(float(volid.split(':', 1)[1]) * (1 << 30))
+    store = sim.storage(storeid)
+    if sim.storage_usage(storeid) + (os.path.getsize(src_path) if source else 0) > int(store['total']):
+        raise TaskError(f"unable to create image: not enough free space on storage '{storeid}'")
+    name = _disk_name(sim, storeid, vmid, taken)
+    path = sim.volume_path(storeid, 'images', name, vmid)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if source:
+        if task:
+            task.write(f"importing disk '{source}' to VM {vmid} ...")
+        sparse_copy(src_path, path)
+        # file storages keep the image format (a qcow2 stays small, its header has the size);
+        # block storages (lvmthin, zfs ...) hold raw volumes of the full virtual size
+        raw_target = store['type'] not in ('dir', 'nfs', 'cifs', 'btrfs', 'cephfs')
+        if raw_target or not _is_qcow2(path):
+            with open(path, 'r+b') as handle:
+                if raw_target and _is_qcow2(path):
+                    handle.write(b'\0' * 512)  # converted: no qcow2 header left on a raw volume
+                if os.path.getsize(path) < size:
+                    handle.truncate(size)
+        if task:
+            task.write(f'Successfully imported disk as \'{key}:{sim.volid_for(storeid, "images", name, vmid)}\'')
+    else:
+        with open(path, 'wb') as handle:
+            handle.truncate(size)
+    rest = [f'{k}={v}' for k, v in drive.items() if k not in ('file', 'import-from', 'size')]
+    return ','.join([sim.volid_for(storeid, 'images', name, vmid), *rest, f'size={format_size(size)}'])
+
+
+def sparse_copy(src: str, dest: str, data: bool = True) -> None:
+    """Copy ``src`` keeping holes (only data extents are written); ``data=False`` makes an
+    empty file of the same size, like a linked clone that shares its base's blocks."""
+    size = os.path.getsize(src)
+    with open(src, 'rb') as fin, open(dest, 'wb') as fout:
+        fout.truncate(size)
+        if not data:
+            return
+        fd = fin.fileno()
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError:  # no more data after offset
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            fin.seek(start)
+            fout.seek(start)
+            remaining = end - start
+            while remaining > 0:
+                chunk = fin.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                fout.write(chunk)
+                remaining -= len(chunk)
+            offset = end
+
+
+def _is_qcow2(path: str) -> bool:
+    with open(path, 'rb') as handle:
+        return handle.read(4) == b'QFI\xfb'
+
+
+def _normalise_settings(settings: dict[str, object]) -> dict[str, object]:
+    out = {}
+    for key, value in settings.items():
+        if re.fullmatch(r'net\d+', key):
+            net, dummy = parse_property_string(str(value), NET)
+            out[key] = _print_net(net)
+        else:
+            out[key] = value
+    return out
+
+
+def create_qemu(ctx: Ctx) -> object:
+    sim = ctx.sim
+    node = _node(ctx)
+    vmid = int(ctx.params['vmid'])
+    pool = ctx.params.get('pool')
+    settings = {k: v for k, v in ctx.params.items() if k not in ('node', 'vmid', 'pool', 'start', 'storage', 'force')}
+    if pool is not None and pool not in sim.pools:
+        raise ApiError(500, f"pool '{pool}' does not exist")
+    if ctx.params.get('storage'):
+        _perm(ctx, f"/storage/{ctx.params['storage']}", ['Datastore.AllocateSpace'])
+    if not ctx.checker.has(f'/vms/{vmid}', ['VM.Allocate']) and not (
+            pool and ctx.checker.has(f'/pool/{pool}', ['VM.Allocate'])):
+        _perm(ctx, f'/vms/{vmid}', ['VM.Allocate'])
+    with sim.lock:
+        if vmid in sim.vms:
+            raise param_error({'vmid': f'VM {vmid} already exists'})
+    _check_hostpci(ctx, vmid, settings)
+    _check_bridges(ctx, settings)
+    _check_modify_perms(ctx, vmid, settings)
+    new_disks = _check_storage_access(ctx, vmid, settings)
+    settings = _normalise_settings(settings)
+    for key, value in list(settings.items()):
+        if key in VM_CONFIG_PARAMS and VM_CONFIG_PARAMS[key].type == 'boolean':
+            settings[key] = int(value)
+    with sim.lock:
+        if vmid in sim.vms:
+            raise param_error({'vmid': f'VM {vmid} already exists'})
+        vm = VM(vmid, node, {}, pool=pool)
+        vm.lock = 'create'
+        sim.vms[vmid] = vm
+    start = _bool(ctx.params.get('start', 0))
+    new_keys = {key for key, dummy in new_disks}
+
+    def work(task: Task) -> None:
+        taken: set[str] = set()
+        config: dict[str, object] = {}
+        try:
+            for key, value in settings.items():
+                if key not in new_keys:
+                    config[key] = value
+            for key, drive in new_disks:
+                config[key] = _allocate(sim, vmid, key, drive, task, taken)
+            config.setdefault('smbios1', f'uuid={_uuid()}')
+            config.setdefault('vmgenid', _uuid())
+            if 'boot' not in config:
+                order = [k for k in sorted(config) if DISK_RE.match(k) or re.fullmatch(r'net\d+', k)]
+                if order:
+                    config['boot'] = 'order=' + ';'.join(order)
+        except Exception:
+            cleanup()
+            raise
+        with sim.lock:
+            vm.config = config
+            vm.lock = None
+        if start:
+            _do_start(sim, vm, task)
+
+    def cleanup() -> None:
+        with sim.lock:
+            if sim.vms.get(vmid) is vm and vm.lock == 'create':
+                sim.vms.pop(vmid, None)
+                _remove_vm_files(sim, vmid)
+    return sim.start_task(node, 'qmcreate', str(vmid), ctx.authid, work, cleanup)
+
+
+def _uuid() -> str:
+    import uuid
+    return str(uuid.uuid4())
+
+
+def _remove_vm_files(sim: Simulator, vmid: int) -> None:
+    for storeid in sim.storages:
+        shutil.rmtree(os.path.join(sim.storage_root(storeid), 'images', str(vmid)), ignore_errors=True)
+
+
+def _vm_for(ctx: Ctx) -> VM:
+    return ctx.sim.vm(int(ctx.params['vmid']), _node(ctx))
+
+
+def get_vm_index(ctx: Ctx) -> object:
+    _vm_for(ctx)
+    return [{'subdir': name} for name in ('config', 'pending', 'status', 'agent', 'resize', 'clone', 'template')]
+
+
+def _digest(config: dict[str, object]) -> str:
+    text = ''.join(f'{k}: {config[k]}\n' for k in sorted(config))
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def get_vm_config(ctx: Ctx) -> object:
+    vm = _vm_for(ctx)
+    with ctx.sim.lock:
+        config = dict(vm.config)
+    out: dict[str, object] = {}
+    for key, value in config.items():
+        decl = VM_CONFIG_PARAMS.get(key) or VM_CONFIG_PARAMS.get(re.sub(r'\d+$', '[n]', key))
+        if decl is not None and decl.type in ('integer', 'boolean'):
+            out[key] = int(value)
+        elif decl is not None and decl.type == 'number':
+            out[key] = float(value)
+        else:
+            out[key] = str(value)
+    if vm.lock:
+        out['lock'] = vm.lock
+    out['digest'] = _digest(config)
+    return out
+
+
+def _update_config(ctx: Ctx, sync: bool) -> object:
+    sim = ctx.sim
+    vm = _vm_for(ctx)
+    vmid = vm.vmid
+    settings = {k: v for k, v in ctx.params.items()
+                if k not in ('node', 'vmid', 'digest', 'delete', 'skiplock', 'background_delay', 'revert', 'force')}
+    deletes = [k for k in re.split(r'[,;\s]+', str(ctx.params.get('delete') or '')) if k]
+    for key in deletes:
+        priv = _config_perm_for_key(key, vm.config.get(key))
+        if priv:
+            _perm(ctx, f'/vms/{vmid}', [priv])
+    _check_hostpci(ctx, vmid, settings)
+    _check_bridges(ctx, settings)
+    _check_modify_perms(ctx, vmid, settings)
+    new_disks = _check_storage_access(ctx, vmid, settings)
+    settings = _normalise_settings(settings)
+    digest = ctx.params.get('digest')
+    with sim.lock:
+        if digest and digest != _digest(vm.config):
+            raise ApiError(500, 'detected modified configuration - file changed by other user? Try again.')
+        if vm.lock and not ctx.params.get('skiplock'):
+            raise ApiError(500, f"VM is locked ({vm.lock})")
+    new_keys = {key for key, dummy in new_disks}
+
+    def apply(task: Task | None) -> None:
+        taken: set[str] = set()
+        allocated = {key: _allocate(sim, vmid, key, drive, task, taken) for key, drive in new_disks}
+        with sim.lock:
+            for key in deletes:
+                vm.config.pop(key, None)
+            for key, value in settings.items():
+                if key not in new_keys:
+                    vm.config[key] = int(value) if VM_CONFIG_PARAMS.get(key, S()).type == 'boolean' else value
+            vm.config.update(allocated)
+    if sync:
+        try:
+            apply(None)
+        except TaskError as exc:
+            raise ApiError(500, str(exc)) from None
+        return None
+    return sim.start_task(_node(ctx), 'qmconfig', str(vmid), ctx.authid, apply)
+
+
+def post_vm_config(ctx: Ctx) -> object:
+    return _update_config(ctx, sync=False)
+
+
+def put_vm_config(ctx: Ctx) -> object:
+    return _update_config(ctx, sync=True)
+
+
+def _agent_enabled(vm: VM) -> bool:
+    value = vm.config.get('agent')
+    if value is None:
+        return False
+    parsed, err = parse_property_string(str(value), AGENT)
+    return not err and bool(parsed.get('enabled'))
+
+
+def get_vm_status(ctx: Ctx) -> object:
+    vm = _vm_for(ctx)
+    entry = _vm_summary(vm)
+    entry.update({'qmpstatus': vm.status, 'ha': {'managed': 0}, 'agent': 1 if _agent_enabled(vm) else 0})
+    if vm.status == 'running':
+        entry.update({'running-machine': 'pc-i440fx-10.0+pve0', 'running-qemu': '10.0.2'})
+    return entry
+
+
+def _do_start(sim: Simulator, vm: VM, task: Task) -> None:
+    with sim.lock:
+        if vm.status == 'running':
+            raise TaskError(f'VM {vm.vmid} already running')
+        config = dict(vm.config)
+    for key, value in sorted(config.items()):
+        if re.fullmatch(r'net\d+', key):
+            net, dummy = parse_property_string(str(value), NET)
+            if net.get('bridge') and net['bridge'] not in sim.bridges:
+                raise TaskError(f"bridge '{net['bridge']}' does not exist")
+        if DISK_RE.match(key):
+            drive, dummy = parse_property_string(str(value), DRIVE)
+            volid = str(drive.get('file', ''))
+            if ':' in volid and volid not in ('none',):
+                try:
+                    dummy_s, dummy_c, dummy_n, dummy_o, path = sim.parse_volid(volid)
+                except (ValueError, ApiError):
+                    continue
+                if not os.path.exists(path):
+                    raise TaskError(f"volume '{volid}' does not exist")
+        if re.fullmatch(r'hostpci\d+', key):
+            device, dummy = parse_property_string(str(value), HOSTPCI)
+            if device.get('mapping') and device['mapping'] not in sim.mappings.get('pci', {}):
+                raise TaskError(f"PCI mapping '{device['mapping']}' not found")
+    with sim.lock:
+        sim.mark_running(vm)
+    task.write(f'VM {vm.vmid} started with PID {vm.pid}.')
+
+
+def vm_start(ctx: Ctx) -> object:
+    vm = _vm_for(ctx)
+    if vm.template:
+        raise ApiError(500, "you can't start a vm if it's a template")
+    if vm.lock:
+        raise ApiError(500, f'VM is locked ({vm.lock})')
+    return ctx.sim.start_task(_node(ctx), 'qmstart', str(vm.vmid), ctx.authid, lambda task: _do_start(ctx.sim, vm, task))
+
+
+def _do_stop(sim: Simulator, vm: VM, task: Task) -> None:
+    with sim.lock:
+        vm.status = 'stopped'
+        vm.started_at = None
+        vm.pid = None
+
+
+def vm_stop(ctx: Ctx) -> object:
+    vm = _vm_for(ctx)
+    return ctx.sim.start_task(_node(ctx), 'qmstop', str(vm.vmid), ctx.authid, lambda task: _do_stop(ctx.sim, vm, task))
+
+
+def vm_shutdown(ctx: Ctx) -> object:
+    vm = _vm_for(ctx)
+
+    def work(task: Task) -> None:
+        if vm.status != 'running':
+            raise TaskError(f'VM {vm.vmid} not running')
+        _do_stop(ctx.sim, vm, task)
+    return ctx.sim.start_task(_node(ctx), 'qmshutdown', str(vm.vmid), ctx.authid, work)
+
+
+def vm_resize(ctx: Ctx) -> object:
+    sim = ctx.sim
+    vm = _vm_for(ctx)
+    disk = str(ctx.params['disk'])
+    size_text = str(ctx.params['size'])
+    match = re.fullmatch(r'(\+)?(\d+(?:\.\d+)?)([KMGT])?', size_text)
+    if not match:
+        raise param_error({'size': 'value does not match the regex pattern'})
+    value = vm.config.get(disk)
+    if value is None:
+        raise ApiError(500, f"disk '{disk}' does not exist")
+    drive, dummy = parse_property_string(str(value), DRIVE)
+    current = parse_size(str(drive.get('size', '0')))
+    amount = parse_size(match.group(2) + (match.group(3) or ''))
+    new = current + amount if match.group(1) else amount
+    if new < current:
+        raise ApiError(500, "shrinking disks is not supported")
+
+    def work(task: Task) -> None:
+        dummy_s, dummy_c, dummy_n, dummy_o, path = sim.parse_volid(str(drive['file']))
+        if os.path.exists(path):
+            with open(path, 'r+b') as handle:
+                if _is_qcow2(path):
+                    handle.seek(24)
+                    handle.write(struct.pack('>Q', new))  # the virtual size in the qcow2 header
+                else:
+                    handle.truncate(new)
+        drive['size'] = format_size(new)
+        with sim.lock:
+            vm.config[disk] = ','.join([str(drive['file'])] + [f'{k}={v}' for k, v in drive.items() if k != 'file'])
+        task.write(f"Image resized to {format_size(new)}")
+    return sim.start_task(_node(ctx), 'resize', str(vm.vmid), ctx.authid, work)
+
+
+def vm_template(ctx: Ctx) -> object:
+    sim = ctx.sim
+    vm = _vm_for(ctx)
+    if vm.status == 'running':
+        raise ApiError(500, "you can't convert a VM to template if VM is running")
+    if vm.template:
+        raise ApiError(500, 'VM is already a template')
+
+    def work(task: Task) -> None:
+        with sim.lock:
+            config = dict(vm.config)
+        for key, value in sorted(config.items()):
+            if not DISK_RE.match(key) or 'media=cdrom' in str(value):
+                continue
+            drive, dummy = parse_property_string(str(value), DRIVE)
+            storeid, content, name, owner, path = sim.parse_volid(str(drive['file']))
+            base = name.replace('vm-', 'base-', 1)
+            new_path = sim.volume_path(storeid, content, base, owner)
+            os.replace(path, new_path)
+            new_volid = sim.volid_for(storeid, content, base, owner)
+            config[key] = ','.join([new_volid] + [f'{k}={v}' for k, v in drive.items() if k != 'file'])
+        config['template'] = 1
+        with sim.lock:
+            vm.config = config
+    return sim.start_task(_node(ctx), 'qmtemplate', str(vm.vmid), ctx.authid, work)
+
+
+def vm_clone(ctx: Ctx) -> object:
+    sim = ctx.sim
+    src = _vm_for(ctx)
+    newid = int(ctx.params['newid'])
+    with sim.lock:
+        if newid in sim.vms:
+            raise ApiError(500, f'unable to create VM {newid}: config file already exists')
+    full = _bool(ctx.params['full']) if 'full' in ctx.params else (0 if src.template else 1)
+    if not src.template and not full:
+        raise param_error({'full': 'linked clone feature is not supported for drive (only for templates)'})
+    target_store = ctx.params.get('storage')
+    config = dict(src.config)
+    for key, value in sorted(config.items()):
+        if DISK_RE.match(key) and 'media=cdrom' not in str(value):
+            drive, dummy = parse_property_string(str(value), DRIVE)
+            storeid = str(target_store or str(drive['file']).split(':', 1)[0])
+            _perm(ctx, f'/storage/{storeid}', ['Datastore.AllocateSpace'])
+        if re.fullmatch(r'net\d+', key):
+            _check_bridges(ctx, {key: value})
+    with sim.lock:
+        if newid in sim.vms:
+            raise ApiError(500, f'unable to create VM {newid}: config file already exists')
+        clone = VM(newid, src.node, {}, pool=ctx.params.get('pool'))
+        clone.lock = 'clone'
+        sim.vms[newid] = clone
+        src_lock = src.lock
+        src.lock = src_lock or 'clone'
+
+    def work(task: Task) -> None:
+        taken: set[str] = set()
+        new_config: dict[str, object] = {}
+        try:
+            for key, value in config.items():
+                if key in ('template', 'vmgenid', 'smbios1'):
+                    continue
+                if DISK_RE.match(key) and 'media=cdrom' not in str(value) or str(value).endswith('-cloudinit,media=cdrom') or \
+                        re.search(r'vm-\d+-cloudinit', str(value)):
+                    drive, dummy = parse_property_string(str(value), DRIVE)
+                    storeid, content, name, owner, path = sim.parse_volid(str(drive['file']))
+                    target = str(target_store or storeid)
+                    cloudinit = 'cloudinit' in name
+                    new_name = _disk_name(sim, target, newid, taken, cloudinit=cloudinit)
+                    new_path = sim.volume_path(target, 'images', new_name, newid)
+                    os.makedirs(os.path.dirname(new_path), exist_ok=True)
+                    sparse_copy(path, new_path, data=bool(full) or cloudinit)
+                    volid = sim.volid_for(target, 'images', new_name, newid)
+                    if not full and not cloudinit:
+                        volid = f'{storeid}:{name}/{new_name}'
+                    new_config[key] = ','.join([volid] + [f'{k}={v}' for k, v in drive.items() if k != 'file'])
+                    task.write(f'clone {key}: {drive["file"]} -> {volid}')
+                elif re.fullmatch(r'net\d+', key):
+                    net, dummy = parse_property_string(str(value), NET)
+                    net['macaddr'] = _random_mac()
+                    new_config[key] = _print_net(net)
+                else:
+                    new_config[key] = value
+            new_config['smbios1'] = f'uuid={_uuid()}'
+            new_config['vmgenid'] = _uuid()
+            new_config['name'] = str(ctx.params.get('name') or f'Copy-of-VM-{config.get("name", src.vmid)}')
+            if ctx.params.get('description'):
+                new_config['description'] = ctx.params['description']
+        except Exception:
+            cleanup()
+            raise
+        finally:
+            with sim.lock:
+                src.lock = src_lock
+        with sim.lock:
+            clone.config = new_config
+            clone.lock = None
+
+    def cleanup() -> None:
+        with sim.lock:
+            src.lock = src_lock
+            if sim.vms.get(newid) is clone and clone.lock == 'clone':
+                sim.vms.pop(newid, None)
+                _remove_vm_files(sim, newid)
+    return sim.start_task(_node(ctx), 'qmclone', str(src.vmid), ctx.authid, work, cleanup)
+
+
+def vm_delete(ctx: Ctx) -> object:
+    sim = ctx.sim
+    vm = _vm_for(ctx)
+    if vm.status == 'running':
+        raise ApiError(500, f'VM {vm.vmid} is running - destroy failed')
+    if vm.lock and not ctx.params.get('skiplock'):
+        raise ApiError(500, f'VM is locked ({vm.lock})')
+    with sim.lock:
+        vm.lock = 'destroyed'
+
+    def work(task: Task) -> None:
+        _remove_vm_files(sim, vm.vmid)
+        with sim.lock:
+            sim.vms.pop(vm.vmid, None)
+            sim.ip_leases.pop(vm.vmid, None)
+        task.write(f'Removed VM {vm.vmid}')
+
+    def cleanup() -> None:
+        with sim.lock:
+            vm.lock = None
+    return sim.start_task(_node(ctx), 'qmdestroy', str(vm.vmid), ctx.authid, work, cleanup)
+
+
+# ---------------------------------------------------------------------------------------------
+# guest agent
+def _agent_guard(ctx: Ctx) -> tuple[VM, float]:
+    sim = ctx.sim
+    vm = _vm_for(ctx)
+    if not _agent_enabled(vm):
+        raise ApiError(500, 'No QEMU guest agent configured')
+    if vm.status != 'running' or vm.started_at is None:
+        raise ApiError(500, f'VM {vm.vmid} is not running')
+    elapsed = time.time() - vm.started_at
+    if sim.has_fault('agent_never_up', vm.vmid) or elapsed < float(sim.settings['agent_delay']):
+        raise ApiError(500, 'QEMU guest agent is not running')
+    return vm, elapsed
+
+
+def agent_ping(ctx: Ctx) -> object:
+    _agent_guard(ctx)
+    return {'result': {}}
+
+
+def _vm_ipv4(sim: Simulator, vm: VM) -> tuple[str, int] | None:
+    raw = vm.config.get('ipconfig0')
+    if raw is None:
+        return None
+    parsed, err = parse_property_string(str(raw), IPCONFIG)
+    ip = str(parsed.get('ip') or '') if not err else ''
+    if ip == 'dhcp':
+        with sim.lock:
+            if vm.vmid not in sim.ip_leases:
+                sim.ip_leases[vm.vmid] = f"{sim.settings['dhcp_prefix']}{100 + len(sim.ip_leases) % 150}"
+            return sim.ip_leases[vm.vmid], 24
+    if '/' in ip:
+        address, prefix = ip.split('/', 1)
+        return address, int(prefix)
+    return None
+
+
+def agent_network(ctx: Ctx) -> object:
+    sim = ctx.sim
+    vm, elapsed = _agent_guard(ctx)
+    mac = 'bc:24:11:00:00:01'
+    net0 = vm.config.get('net0')
+    if net0:
+        net, dummy = parse_property_string(str(net0), NET)
+        mac = str(net.get('macaddr', mac)).lower()
+    suffix = mac.split(':')
+    link_local = f'fe80::{int(suffix[0], 16) ^ 2:x}{suffix[1]}:{suffix[2]}ff:fe{suffix[3]}:{suffix[4]}{suffix[5]}'
+    eth_addrs = [{'ip-address': link_local, 'ip-address-type': 'ipv6', 'prefix': 64}]
+    if elapsed >= float(sim.settings['agent_delay']) + float(sim.settings['agent_linklocal']):
+        ipv4 = _vm_ipv4(sim, vm)
+        if ipv4:
+            eth_addrs.insert(0, {'ip-address': ipv4[0], 'ip-address-type': 'ipv4', 'prefix': ipv4[1]})
+    return {'result': [
+        {'name': 'lo', 'hardware-address': '00:00:00:00:00:00',
+         'ip-addresses': [{'ip-address': '127.0.0.1', 'ip-address-type': 'ipv4', 'prefix': 8},
+                          {'ip-address': '::1', 'ip-address-type': 'ipv6', 'prefix': 128}],
+         'statistics': {'rx-bytes': 0, 'rx-packets': 0, 'tx-bytes': 0, 'tx-packets': 0,
+                        'rx-errs': 0, 'rx-dropped': 0, 'tx-errs': 0, 'tx-dropped': 0}},
+        {'name': 'eth0', 'hardware-address': mac, 'ip-addresses': eth_addrs,
+         'statistics': {'rx-bytes': 1024, 'rx-packets': 10, 'tx-bytes': 2048, 'tx-packets': 12,
+                        'rx-errs': 0, 'rx-dropped': 0, 'tx-errs': 0, 'tx-dropped': 0}},
+    ]}
+
+
+# ---------------------------------------------------------------------------------------------
+# the route table
+_VMP = {'node': NODE, 'vmid': VMID}
+_SP = {'node': NODE, 'storage': STORAGE}
+_TP = {'node': NODE, 'upid': S(optional=False)}
+_CONFIG_ANY = ['perm', '/vms/{vmid}', ['VM.Config.Disk', 'VM.Config.CDROM', 'VM.Config.CPU', 'VM.Config.Memory',
+                                       'VM.Config.Network', 'VM.Config.HWType', 'VM.Config.Options',
+                                       'VM.Config.Cloudinit'], 'any', 1]
+_NET_ACCESS = ['or', ['perm', '/', ['Sys.Audit', 'Sys.Modify']], ['perm', '/nodes/{node}', ['Sys.AccessNetwork']]]
+
+ROUTES: list[Route] = [
+    Route('GET', '/version', get_version, {}, node_proxy=False),
+    Route('GET', '/access/permissions', get_permissions, {'path': S(), 'userid': S()}, node_proxy=False),
+    Route('GET', '/nodes', get_nodes, {}, node_proxy=False),
+    Route('GET', '/nodes/{node}/status', get_node_status, {'node': NODE}, ['perm', '/nodes/{node}', ['Sys.Audit']]),
+    Route('GET', '/cluster/resources', get_cluster_resources,
+          {'type': S(enum=('vm', 'storage', 'node', 'sdn'))}, node_proxy=False),
+    Route('GET', '/cluster/nextid', get_nextid, {'vmid': Int(minimum=100, maximum=999999999)}, node_proxy=False),
+    Route('GET', '/storage', get_storage_config_list,
+          {'type': S(enum=('btrfs', 'cephfs', 'cifs', 'dir', 'esxi', 'iscsi', 'iscsidirect', 'lvm', 'lvmthin',
+                           'nfs', 'pbs', 'rbd', 'zfs', 'zfspool'))}, node_proxy=False),
+    Route('GET', '/nodes/{node}/storage', get_node_storage,
+          {'node': NODE, 'content': S(), 'enabled': B(), 'format': B(), 'storage': S(pattern=STORAGE.pattern),
+           'target': S()}),
+    Route('GET', '/nodes/{node}/storage/{storage}/status', get_storage_status, dict(_SP),
+          ['perm', '/storage/{storage}', ['Datastore.Audit', 'Datastore.AllocateSpace'], 'any', 1]),
+    Route('GET', '/nodes/{node}/storage/{storage}/content', get_storage_content,
+          {**_SP, 'content': S(), 'vmid': Int(minimum=100, maximum=999999999)},
+          ['perm', '/storage/{storage}', ['Datastore.Audit', 'Datastore.AllocateSpace'], 'any', 1]),
+    Route('GET', '/nodes/{node}/storage/{storage}/content/{volume}', get_volume,
+          {'node': NODE, 'storage': S(pattern=STORAGE.pattern), 'volume': S(optional=False)}),
+    Route('DELETE', '/nodes/{node}/storage/{storage}/content/{volume}', delete_volume,
+          {'node': NODE, 'storage': S(pattern=STORAGE.pattern), 'volume': S(optional=False),
+           'delay': Int(minimum=1, maximum=30)}),
+    Route('GET', '/nodes/{node}/query-url-metadata', get_url_metadata,
+          {'node': NODE, 'url': S(optional=False, pattern=r'https?://.*'), 'verify-certificates': B()}, _NET_ACCESS),
+    Route('POST', '/nodes/{node}/storage/{storage}/download-url', post_download_url,
+          {**_SP, 'url': S(optional=False, pattern=r'https?://.*'), 'content': CONTENT_DL,
+           'filename': S(optional=False, max_length=255), 'checksum': S(requires='checksum-algorithm'),
+           'checksum-algorithm': S(enum=CHECKSUM_ALGOS, requires='checksum'), 'compression': S(),
+           'verify-certificates': B()},
+          ['and', ['perm', '/storage/{storage}', ['Datastore.AllocateTemplate']], _NET_ACCESS]),
+    Route('POST', '/nodes/{node}/storage/{storage}/upload', post_upload,
+          {**_SP, 'content': CONTENT_DL, 'filename': S(optional=False, max_length=255),
+           'checksum': S(requires='checksum-algorithm'),
+           'checksum-algorithm': S(enum=CHECKSUM_ALGOS, requires='checksum'),
+           'tmpfilename': S(pattern=r'/var/tmp/pveupload-[0-9a-f]+')},
+          ['perm', '/storage/{storage}', ['Datastore.AllocateTemplate']], node_proxy=False, multipart=True),
+    Route('GET', '/access/users/{userid}/token/{tokenid}', get_token_info,
+          {'userid': S(optional=False, max_length=64), 'tokenid': S(optional=False, pattern=r'[A-Za-z][A-Za-z0-9.\-_]+')},
+          ['or', ['userid-param', 'self'], ['userid-group', ['User.Modify']]], node_proxy=False),
+    Route('GET', '/nodes/{node}/tasks', list_tasks,
+          {'node': NODE, 'errors': B(), 'limit': Int(minimum=0), 'since': Int(), 'until': Int(),
+           'source': S(enum=('archive', 'active', 'all')), 'start': Int(minimum=0), 'statusfilter': S(),
+           'typefilter': S(), 'userfilter': S(), 'vmid': Int(minimum=100, maximum=999999999)}),
+    Route('GET', '/nodes/{node}/tasks/{upid}', get_task_index, dict(_TP), node_proxy=False),
+    Route('GET', '/nodes/{node}/tasks/{upid}/status', get_task_status, dict(_TP)),
+    Route('GET', '/nodes/{node}/tasks/{upid}/log', get_task_log,
+          {**_TP, 'start': Int(minimum=0), 'limit': Int(minimum=0), 'download': B()}),
+    Route('DELETE', '/nodes/{node}/tasks/{upid}', delete_task, dict(_TP)),
+    Route('GET', '/nodes/{node}/qemu', list_qemu, {'node': NODE, 'full': B()}),
+    Route('POST', '/nodes/{node}/qemu', create_qemu,
+          {**_VMP, **VM_CONFIG_PARAMS, 'pool': S(), 'start': B(), 'storage': S(pattern=STORAGE.pattern),
+           'template': B()}),
+    Route('GET', '/nodes/{node}/qemu/{vmid}', get_vm_index, dict(_VMP)),
+    Route('DELETE', '/nodes/{node}/qemu/{vmid}', vm_delete,
+          {**_VMP, 'purge': B(), 'skiplock': B(), 'destroy-unreferenced-disks': B()},
+          ['perm', '/vms/{vmid}', ['VM.Allocate']]),
+    Route('GET', '/nodes/{node}/qemu/{vmid}/config', get_vm_config,
+          {**_VMP, 'current': B(), 'snapshot': S()}, ['perm', '/vms/{vmid}', ['VM.Audit']]),
+    Route('POST', '/nodes/{node}/qemu/{vmid}/config', post_vm_config,
+          {**_VMP, **VM_CONFIG_PARAMS, 'delete': S(), 'digest': S(max_length=64), 'skiplock': B(),
+           'background_delay': Int(minimum=1, maximum=30)}, _CONFIG_ANY),
+    Route('PUT', '/nodes/{node}/qemu/{vmid}/config', put_vm_config,
+          {**_VMP, **VM_CONFIG_PARAMS, 'delete': S(), 'digest': S(max_length=64), 'skiplock': B()}, _CONFIG_ANY),
+    Route('GET', '/nodes/{node}/qemu/{vmid}/status/current', get_vm_status, dict(_VMP),
+          ['perm', '/vms/{vmid}', ['VM.Audit']]),
+    Route('POST', '/nodes/{node}/qemu/{vmid}/status/start', vm_start,
+          {**_VMP, 'skiplock': B(), 'timeout': Int(minimum=0)}, ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
+    Route('POST', '/nodes/{node}/qemu/{vmid}/status/stop', vm_stop,
+          {**_VMP, 'skiplock': B(), 'timeout': Int(minimum=0), 'overrule-shutdown': B(), 'keepActive': B()},
+          ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
+    Route('POST', '/nodes/{node}/qemu/{vmid}/status/shutdown', vm_shutdown,
+          {**_VMP, 'skiplock': B(), 'timeout': Int(minimum=0), 'forceStop': B(), 'keepActive': B()},
+          ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
+    Route('PUT', '/nodes/{node}/qemu/{vmid}/resize', vm_resize,
+          {**_VMP, 'disk': S(optional=False), 'size': S(optional=False, pattern=r'\+?\d+(\.\d+)?[KMGT]?'),
+           'digest': S(max_length=64), 'skiplock': B()}, ['perm', '/vms/{vmid}', ['VM.Config.Disk']]),
+    Route('POST', '/nodes/{node}/qemu/{vmid}/clone', vm_clone,
+          {**_VMP, 'newid': VMID, 'name': S(), 'description': S(), 'full': B(), 'pool': S(),
+           'storage': S(pattern=STORAGE.pattern), 'target': S(), 'format': S(enum=('raw', 'qcow2', 'vmdk')),
+           'snapname': S(), 'bwlimit': Int(minimum=0)},
+          ['and', ['perm', '/vms/{vmid}', ['VM.Clone']],
+           ['or', ['perm', '/vms/{newid}', ['VM.Allocate']],
+            ['perm', '/pool/{pool}', ['VM.Allocate'], 'require_param', 'pool']]]),
+    Route('POST', '/nodes/{node}/qemu/{vmid}/template', vm_template, {**_VMP, 'disk': S()},
+          ['perm', '/vms/{vmid}', ['VM.Allocate']]),
+    Route('POST', '/nodes/{node}/qemu/{vmid}/agent/ping', agent_ping, dict(_VMP),
+          ['perm', '/vms/{vmid}', ['VM.GuestAgent.Audit', 'VM.GuestAgent.Unrestricted'], 'any', 1]),
+    Route('GET', '/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces', agent_network, dict(_VMP),
+          ['perm', '/vms/{vmid}', ['VM.GuestAgent.Audit', 'VM.GuestAgent.Unrestricted'], 'any', 1]),
+]
+
+
+def _compile(path: str) -> re.Pattern:
+    # a trailing {volume} takes the rest of the path: clients send volume IDs such as
+    # local:iso/x.iso with the slash unencoded
+    pattern = re.sub(r'\\\{([a-z_-]+)\\\}',
+                     lambda m: f'(?P<{m.group(1)}>.+)' if m.group(1) == 'volume' else f'(?P<{m.group(1)}>[^/]+)',
+                     re.escape(path))
+    return re.compile(pattern + r'\Z')
+
+
+COMPILED = [(route, _compile(route.path)) for route in ROUTES]
+
+
+def find_route(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    for route, pattern in COMPILED:
+        if route.method != method:
+            continue
+        match = pattern.match(path)
+        if match:
+            return route, {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
+    return None
+
+
+__all__ = ['ROUTES', 'Route', 'Ctx', 'find_route', 'PermissionDenied', 'ApiError']
