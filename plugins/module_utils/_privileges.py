@@ -1,0 +1,271 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Which Proxmox VE privileges each pipeline step needs, and the pveum commands that grant them.
+
+This is a private module_utils file of eminfra.pipeline; its API may change at any time.
+
+The matrix is data (``MATRIX``), taken from the permission rules of the API calls each step
+makes (see the ``permissions`` of the calls in the official API schema):
+
+- templates: ``POST /nodes/{node}/storage/{storage}/download-url`` needs
+  Datastore.AllocateTemplate on /storage/{storage} and either Sys.AccessNetwork on
+  /nodes/{node} or Sys.Audit + Sys.Modify on /. An upload needs Datastore.AllocateTemplate only.
+- terraform_apply: ``POST /nodes/{node}/qemu`` needs VM.Allocate on /vms/{vmid}, VM.Config.* for
+  the options set, Datastore.AllocateSpace on every storage used (the VM storage and the import
+  source), SDN.Use on every bridge (/sdn/zones/localnetwork/{bridge}), Mapping.Use on
+  /mapping/pci/{id} for a mapped PCI device; reading and starting VMs needs VM.Audit and
+  VM.PowerMgmt.
+- ansible_inventory: guest-agent reads need VM.GuestAgent.Audit on PVE 9 (VM.Monitor on PVE 8).
+
+Privileges are evaluated against ``GET /access/permissions``: ``{path: {privilege: 0|1}}`` with
+each path's effective privileges; a path without an entry inherits the privileges flagged 1
+(propagate) on its nearest listed ancestor.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Role name the remediation creates.
+ROLE_NAME = 'EMInfraPipeline'
+
+STEP_ORDER = ('templates', 'terraform_apply', 'ansible_inventory')
+
+VM_CONFIG_PRIVS = ('VM.Config.Disk', 'VM.Config.CPU', 'VM.Config.Memory', 'VM.Config.Network',
+                   'VM.Config.Options', 'VM.Config.Cloudinit', 'VM.Config.HWType')
+
+#: Each rule: the step, a rule id, what the step does with it, ``all`` (path, privileges) pairs
+#: that must all hold, optional ``any_of`` alternatives (each a tuple of pairs; the first is the
+#: one the remediation grants), ``foreach`` (a context list; ``{item}`` in paths), and the PVE
+#: major versions it applies to. Paths are templates over the context (node, storages ...).
+MATRIX: tuple[dict, ...] = (
+    {
+        'step': 'templates', 'id': 'download_url',
+        'what': 'download the template artefacts into {template_storage} (download-url)',
+        'all': (('/storage/{template_storage}', ('Datastore.AllocateTemplate',)),),
+        'any_of': ((('/nodes/{node}', ('Sys.AccessNetwork',)),),
+                   (('/', ('Sys.Audit', 'Sys.Modify')),)),
+        'fallback': 'without them the artefacts can still be uploaded from this machine, which needs '
+                    'only Datastore.AllocateTemplate on /storage/{template_storage}',
+    },
+    {
+        'step': 'terraform_apply', 'id': 'vm_lifecycle',
+        'what': 'create, configure, start and read the VMs',
+        'all': (('/vms', ('VM.Allocate', 'VM.Audit', 'VM.PowerMgmt') + VM_CONFIG_PRIVS),),
+    },
+    {
+        'step': 'terraform_apply', 'id': 'storage_space', 'foreach': 'storages',
+        'what': 'allocate disks on {item} and import from it',
+        'all': (('/storage/{item}', ('Datastore.AllocateSpace', 'Datastore.Audit')),),
+    },
+    {
+        'step': 'terraform_apply', 'id': 'bridge', 'foreach': 'bridges',
+        'what': 'attach VM NICs to bridge {item}',
+        'all': (('/sdn/zones/localnetwork/{item}', ('SDN.Use',)),),
+    },
+    {
+        'step': 'terraform_apply', 'id': 'pci_mapping', 'foreach': 'pci_mappings',
+        'what': 'pass the mapped PCI device {item} through',
+        'all': (('/mapping/pci/{item}', ('Mapping.Use',)),),
+    },
+    {
+        'step': 'ansible_inventory', 'id': 'guest_agent', 'max_major': 8,
+        'what': 'read VM state and guest-agent addresses (PVE 8: VM.Monitor)',
+        'all': (('/vms', ('VM.Audit', 'VM.Monitor')),),
+    },
+    {
+        'step': 'ansible_inventory', 'id': 'guest_agent', 'min_major': 9,
+        'what': 'read VM state and guest-agent addresses (PVE 9: VM.GuestAgent.Audit)',
+        'all': (('/vms', ('VM.Audit', 'VM.GuestAgent.Audit')),),
+    },
+)
+
+RAW_PCI_RE = re.compile(r'^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(\.[0-7])?$')
+
+
+def is_raw_pci_address(value: str) -> bool:
+    """True for ``0000:01:00.0`` / ``01:00.0`` / ``01:00``: host PCI ids, not mapping names."""
+    return bool(RAW_PCI_RE.match(str(value).strip()))
+
+
+def normalise_path(path: str) -> str:
+    path = '/' + '/'.join(seg for seg in str(path).split('/') if seg)
+    return path
+
+
+def ancestors(path: str) -> list[str]:
+    """Proper ancestors of ``path``, nearest first, ending with ``/``."""
+    path = normalise_path(path)
+    out = []
+    while path != '/':
+        path = path.rsplit('/', 1)[0] or '/'
+        out.append(path)
+    return out
+
+
+class Permissions:
+    """The answer of ``GET /access/permissions`` with PVE's propagation rules."""
+
+    def __init__(self, dump: dict | None) -> None:
+        self.dump: dict[str, dict[str, bool]] = {}
+        for path, privs in (dump or {}).items():
+            if isinstance(privs, dict):
+                self.dump[normalise_path(path)] = {str(priv): bool(int(flag or 0)) for priv, flag in privs.items()}
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.dump.values())
+
+    def privileges_at(self, path: str) -> set[str]:
+        path = normalise_path(path)
+        if path in self.dump:
+            return set(self.dump[path])
+        for parent in ancestors(path):
+            if parent in self.dump:
+                return {priv for priv, propagate in self.dump[parent].items() if propagate}
+        return set()
+
+    def has(self, path: str, privilege: str) -> bool:
+        return privilege in self.privileges_at(path)
+
+    def missing(self, pairs) -> list[tuple[str, str]]:
+        return [(path, priv) for path, privs in pairs for priv in privs if not self.has(path, priv)]
+
+
+def pve_major(version: str | None) -> int | None:
+    match = re.match(r'\s*(\d+)', str(version or ''))
+    return int(match.group(1)) if match else None
+
+
+def rules_for(steps, major: int | None) -> list[dict]:
+    out = []
+    for rule in MATRIX:
+        if rule['step'] not in steps:
+            continue
+        if major is not None and (major < rule.get('min_major', 0) or major > rule.get('max_major', 99)):
+            continue
+        if major is None and 'min_major' in rule:
+            continue  # unknown version: the PVE 8 rule (older name) is checked
+        out.append(rule)
+    return out
+
+
+def _expand(pairs, context: dict, item: str | None = None):
+    values = dict(context, item=item)
+    return tuple((normalise_path(path.format(**values)), tuple(privs)) for path, privs in pairs)
+
+
+def evaluate(perms: Permissions, steps, context: dict, major: int | None) -> list[dict]:
+    """One result per rule instance: {step, rule, what, path pairs, missing, alternatives, ok}.
+
+    ``context``: node, template_storage, storages (list), bridges (list), pci_mappings (list).
+    """
+    results = []
+    for rule in rules_for(steps, major):
+        items = [None]
+        if rule.get('foreach'):
+            items = list(dict.fromkeys(context.get(rule['foreach']) or []))
+            if not items:
+                continue
+        for item in items:
+            fmt = dict(context, item=item)
+            required = _expand(rule['all'], context, item)
+            missing = perms.missing(required)
+            alternatives = [_expand(alt, context, item) for alt in rule.get('any_of', ())]
+            alt_missing = [perms.missing(alt) for alt in alternatives]
+            any_ok = not alternatives or any(not miss for miss in alt_missing)
+            if not any_ok:
+                missing = missing + alt_missing[0]
+            results.append({
+                'step': rule['step'],
+                'rule': rule['id'],
+                'what': rule['what'].format(**fmt),
+                'required': required,
+                'alternatives': alternatives,
+                'missing': missing,
+                'alternatives_missing': [] if any_ok else alt_missing,
+                'fallback': rule.get('fallback', '').format(**fmt) if rule.get('fallback') else '',
+                'ok': not missing,
+            })
+    return results
+
+
+def describe_alternatives(alternatives) -> str:
+    """``Sys.AccessNetwork on /nodes/pve or Sys.Audit+Sys.Modify on /``."""
+    texts = []
+    for alt in alternatives:
+        texts.append(' and '.join(f'{"+".join(privs)} on {path}' for path, privs in alt))
+    return ' or '.join(texts)
+
+
+def step_detail(results: list[dict], step: str) -> tuple[str, str]:
+    """(status, detail) of one step from ``evaluate`` results."""
+    mine = [res for res in results if res['step'] == step]
+    if not mine:
+        return 'skip', f'no privilege rule applies to {step}'
+    failed = [res for res in mine if not res['ok']]
+    if not failed:
+        return 'pass', 'all privileges present: ' + '; '.join(res['what'] for res in mine)
+    parts = []
+    for res in failed:
+        text = f'cannot {res["what"]}: missing ' + ', '.join(f'{priv} on {path}' for path, priv in res['missing'])
+        if res['alternatives_missing']:
+            text += f' (needs {describe_alternatives(res["alternatives"])})'
+        if res['fallback']:
+            text += f'; {res["fallback"]}'
+        parts.append(text)
+    return 'fail', '; '.join(parts)
+
+
+def missing_privileges(results: list[dict]) -> list[dict]:
+    """The flat list {step, path, privilege}, without duplicates, in matrix order."""
+    seen = set()
+    out = []
+    for res in results:
+        for path, priv in res['missing']:
+            key = (res['step'], path, priv)
+            if key not in seen:
+                seen.add(key)
+                out.append({'step': res['step'], 'path': path, 'privilege': priv})
+    return out
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def remediation(missing: list[dict], token_id: str, user_missing: list[dict] | None = None,
+                user_known: bool = False, role: str = ROLE_NAME, alternatives_note: str = '') -> list[str]:
+    """Ready ``pveum`` commands that grant exactly the missing privileges.
+
+    One role holding the union of the missing privileges, then one ACL per path for the token.
+    A privilege-separated token gets at most what its user has: when the user's own
+    privileges are known (``user_known``) the ``--users`` lines cover exactly what the user
+    lacks (``user_missing``); otherwise they are given for every path, to run if the user lacks
+    them.
+    """
+    if not missing:
+        return []
+    user = token_id.split('!', 1)[0]
+    privs = sorted({entry['privilege'] for entry in missing})
+    paths = list(dict.fromkeys(entry['path'] for entry in missing))
+    priv_text = ','.join(privs)
+    commands = [
+        f'pveum role add {role} --privs {_quote(priv_text)}',
+        f'# if the role {role} already exists: pveum role modify {role} --append 1 --privs {_quote(priv_text)}',
+    ]
+    for path in paths:
+        commands.append(f'pveum acl modify {path} --tokens {_quote(token_id)} --roles {role}')
+    if user_known:
+        user_paths = list(dict.fromkeys(entry['path'] for entry in (user_missing or [])))
+        if user_paths:
+            commands.append(f'# {user} lacks them too, and a privilege-separated token gets only what its user has:')
+            commands.extend(f'pveum acl modify {path} --users {_quote(user)} --roles {role}' for path in user_paths)
+    else:
+        commands.append(f'# a privilege-separated token gets only what its user has; if {user} lacks them too:')
+        commands.extend(f'pveum acl modify {path} --users {_quote(user)} --roles {role}' for path in paths)
+    if alternatives_note:
+        commands.append(f'# {alternatives_note}')
+    return commands
