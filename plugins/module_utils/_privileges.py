@@ -21,7 +21,9 @@ makes (see the ``permissions`` of the calls in the official API schema):
 
 Privileges are evaluated against ``GET /access/permissions``: ``{path: {privilege: 0|1}}`` with
 each path's effective privileges; a path without an entry inherits the privileges flagged 1
-(propagate) on its nearest listed ancestor.
+(propagate) on its nearest listed ancestor. Proxmox always evaluates the top-level paths
+(``ALWAYS_EVALUATED``) and leaves out paths where nothing is granted, so a missing top-level
+path means no privileges below it (unless a deeper path is listed).
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ MATRIX: tuple[dict, ...] = (
     },
 )
 
+#: Paths PVE's get_effective_permissions always evaluates (absent from the answer: nothing there).
+ALWAYS_EVALUATED = frozenset({'/', '/access', '/access/groups', '/nodes', '/pool', '/sdn', '/storage', '/vms'})
+
 RAW_PCI_RE = re.compile(r'^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(\.[0-7])?$')
 
 
@@ -122,9 +127,13 @@ class Permissions:
         path = normalise_path(path)
         if path in self.dump:
             return set(self.dump[path])
+        if path in ALWAYS_EVALUATED:
+            return set()
         for parent in ancestors(path):
             if parent in self.dump:
                 return {priv for priv, propagate in self.dump[parent].items() if propagate}
+            if parent in ALWAYS_EVALUATED:
+                return set()
         return set()
 
     def has(self, path: str, privilege: str) -> bool:
@@ -192,6 +201,14 @@ def evaluate(perms: Permissions, steps, context: dict, major: int | None) -> lis
     return results
 
 
+def describe_missing(missing) -> str:
+    """``VM.Allocate, VM.Audit on /vms; SDN.Use on /sdn/zones/localnetwork/vmbr0``."""
+    by_path: dict[str, list[str]] = {}
+    for path, priv in missing:
+        by_path.setdefault(path, []).append(priv)
+    return '; '.join(f'{", ".join(privs)} on {path}' for path, privs in by_path.items())
+
+
 def describe_alternatives(alternatives) -> str:
     """``Sys.AccessNetwork on /nodes/pve or Sys.Audit+Sys.Modify on /``."""
     texts = []
@@ -210,7 +227,7 @@ def step_detail(results: list[dict], step: str) -> tuple[str, str]:
         return 'pass', 'all privileges present: ' + '; '.join(res['what'] for res in mine)
     parts = []
     for res in failed:
-        text = f'cannot {res["what"]}: missing ' + ', '.join(f'{priv} on {path}' for path, priv in res['missing'])
+        text = f'cannot {res["what"]}: missing ' + describe_missing(res['missing'])
         if res['alternatives_missing']:
             text += f' (needs {describe_alternatives(res["alternatives"])})'
         if res['fallback']:

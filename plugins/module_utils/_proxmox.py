@@ -267,7 +267,7 @@ class ProxmoxClient:
             return True
         if method != 'GET':
             return False
-        if isinstance(error, (ProxmoxTimeout,)) or type(error) is ProxmoxUnreachable:
+        if isinstance(error, ProxmoxUnreachable) and not isinstance(error, ProxmoxDNSError):
             return True
         return isinstance(error, ProxmoxAPIError) and error.status is not None \
             and error.status >= 500 and error.status != 501
@@ -367,6 +367,8 @@ class ProxmoxClient:
         status = int(exc.status_code)
         reason = self.sanitise(str(exc.content or exc.status_message or '').strip())
         errors = exc.errors if isinstance(exc.errors, dict) else None
+        if errors and isinstance(errors.get('errors'), bytes):
+            errors = None  # proxmoxer's stand-in for a body that is not JSON (401 has an empty one)
         if errors:
             reason += ' (' + '; '.join(f'{key}: {str(val).strip()}' for key, val in errors.items()) + ')'
             reason = self.sanitise(reason)

@@ -10,9 +10,9 @@ module: proxmox_token_check
 short_description: Check a Proxmox VE API token for every privilege the pipeline's later steps need
 version_added: 0.1.0
 description:
-  - Validates C(state/proxmox.env) (or the same values given as options) without any network call
-    first: presence, file mode (refused when the group or others can read it), syntax, the
-    contract's keys, the token id form C(user@realm!tokenid), the URL form.
+  - Validates C(state/proxmox.env) (or the same values given as options) before any network call,
+    namely its presence, file mode (refused when the group or others can read it), syntax, the
+    contract's keys, the token id form C(user@realm!tokenid) and the URL form.
   - Then asks the Proxmox VE API, read-only, through proxmoxer with token authentication
     C(GET /version) (token valid, Proxmox VE 8.0 or newer), C(GET /nodes) and
     C(GET /nodes/{node}/status) (node present and online), C(GET /access/permissions) (the token's
@@ -23,18 +23,15 @@ description:
   - Fails when a check fails; the message starts with the check id and ends with the remediation.
     The token secret never appears in any result or message.
 author:
-  - EM-Infra maintainers
+  - EM-Infra maintainers (@eminfra)
+extends_documentation_fragment:
+  - eminfra.pipeline.state
 options:
   env_file:
     description:
       - Path of the C(proxmox.env) file.
-      - Defaults to C(proxmox.env) under the state directory (O(state_dir)) when O(api_url) is not set.
+      - Defaults to C(proxmox.env) under the state root (O(state_dir)) when O(api_url) is not set.
       - Mutually exclusive with O(api_url).
-    type: path
-  state_dir:
-    description:
-      - State root used to find C(proxmox.env) when neither O(env_file) nor O(api_url) is set.
-      - Defaults to E(EMINFRA_STATE_DIR), else C(state/) under the project root.
     type: path
   api_url:
     description:
@@ -106,6 +103,7 @@ attributes:
     description: The module only reads; check mode runs the same checks.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
   idempotent:
     support: full
     description: Never changes anything; C(changed) is always false.
@@ -196,7 +194,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _proxmox
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
-from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout, find_project_root
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout, find_project_root, state_dir_argument_spec
 from ansible_collections.eminfra.pipeline.plugins.module_utils._token_check import (
     PUBLIC_ENV_KEYS, TokenCheck, check_pci_mappings, load_intent_context, load_proxmox_env, validate_env_values,
 )
@@ -207,7 +205,7 @@ STEPS = ['templates', 'terraform_apply', 'ansible_inventory']
 def argument_spec() -> dict:
     return {
         'env_file': {'type': 'path'},
-        'state_dir': {'type': 'path'},
+        **state_dir_argument_spec(),
         'api_url': {'type': 'str'},
         'node': {'type': 'str'},
         'token_id': {'type': 'str'},

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.proxmox_access.helpers import ConnectionRecorder
+from tests.pvesim.fixtures import pvesim  # noqa: F401  pylint: disable=unused-import
 
 
 @pytest.fixture()

@@ -46,17 +46,32 @@ def test_full_token_passes_every_step():
 
 
 def test_propagation_flag_decides_inheritance():
-    perms = priv.Permissions({'/': {'Sys.Audit': 1, 'Sys.Modify': 0}})
+    # ACL on / : Sys.Audit propagated, Sys.Modify not; PVE lists / and the evaluated /nodes.
+    perms = priv.Permissions({'/': {'Sys.Audit': 1, 'Sys.Modify': 0}, '/nodes': {'Sys.Audit': 1}})
     assert perms.has('/', 'Sys.Modify')
     assert perms.has('/', 'Sys.Audit')
     assert perms.has('/nodes/pve', 'Sys.Audit')
     assert not perms.has('/nodes/pve', 'Sys.Modify')
+    assert perms.has('/nodes/pve/disks', 'Sys.Audit')
+
+
+def test_absent_top_level_path_means_nothing_there():
+    # PVE always evaluates /vms; its absence means no privilege there even though / propagates.
+    perms = priv.Permissions({'/': {'VM.Audit': 1}, '/nodes': {'VM.Audit': 1}})
+    assert not perms.has('/vms', 'VM.Audit')
+    assert not perms.has('/vms/100', 'VM.Audit')
+    assert perms.has('/nodes/pve', 'VM.Audit')
+    # below a path that is not always evaluated, the nearest listed ancestor decides
+    perms = priv.Permissions({'/sdn/zones/localnetwork': {'SDN.Use': 1}})
+    assert perms.has('/sdn/zones/localnetwork/vmbr0', 'SDN.Use')
+    assert not perms.has('/sdn/zones/other/vmbr1', 'SDN.Use')
 
 
 def test_nearest_listed_ancestor_wins():
     # The dump holds effective privileges per path: /vms lists what is in force there, so a
     # privilege propagated from / but overridden at /vms is not inherited by /vms/100.
-    perms = priv.Permissions({'/': {'VM.Allocate': 1, 'VM.Audit': 1}, '/vms': {'VM.Audit': 1}})
+    perms = priv.Permissions({'/': {'VM.Allocate': 1, 'VM.Audit': 1}, '/vms': {'VM.Audit': 1},
+                              '/storage': {'VM.Allocate': 1, 'VM.Audit': 1}})
     assert perms.has('/vms/100', 'VM.Audit')
     assert not perms.has('/vms/100', 'VM.Allocate')
     assert perms.has('/storage/local', 'VM.Allocate')
@@ -85,7 +100,7 @@ def test_nodownload_fails_only_templates_and_names_alternatives():
 def test_sys_audit_and_modify_on_root_satisfy_download():
     dump = full_dump()
     del dump['/nodes/pve']
-    dump['/'] = {'Sys.Audit': 0, 'Sys.Modify': 0}
+    dump['/'] = {'Sys.Audit': 0, 'Sys.Modify': 0}  # a non-propagating ACL on / only
     results = priv.evaluate(priv.Permissions(dump), ['templates'], CONTEXT, 9)
     assert all(r['ok'] for r in results)
 

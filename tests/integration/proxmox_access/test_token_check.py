@@ -1,0 +1,254 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""proxmox_token_check against pvesim over verified HTTPS, each case through ansible-playbook -vvvv.
+
+Every case also proves the token secret appears nowhere: not in the output, the log, the task
+result, or any file under the state directory other than proxmox.env.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.proxmox_access.helpers import run_module, write_env, write_intent
+
+
+def _state(tmp_path, pvesim, token='full', **override):
+    """A state dir whose proxmox.env is pvesim's env file for ``token`` with ``override``s."""
+    values = dict(pvesim.env(token))
+    values.update(override)
+    values = {key: val for key, val in values.items() if val is not None}
+    state = tmp_path / 'state'
+    env_file = write_env(state / 'proxmox.env', values)
+    return state, env_file, values
+
+
+def _check(tmp_path, pvesim, token='full', nodes=None, **override):
+    state, env_file, values = _state(tmp_path, pvesim, token, **override)
+    args = dict(write_intent(tmp_path / 'intent', nodes=nodes), env_file=str(env_file))
+    run = run_module(tmp_path, state, args)
+    run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+    return run, values
+
+
+def _by_id(result, check, step=None):
+    return [c for c in result['checks'] if c['id'] == check and (step is None or c.get('step') == step)]
+
+
+GPU_NODES = ('nodes:\n  - {name: cp-01, role: controlplane, os: talos, vmid: 7701, cores: 2, memory: 4096,'
+             ' disk: 20, ipv4: 10.77.0.10}\n'
+             '  - {name: gpu-01, role: gpu-worker, os: talos, vmid: 7703, cores: 4, memory: 8192, disk: 40,'
+             ' ipv4: 10.77.0.30, pci_mapping: gpu0}\n')
+
+
+def test_full_token_passes(tmp_path, pvesim):
+    run, values = _check(tmp_path, pvesim, nodes=GPU_NODES)
+    result = run.result
+    assert run.rc == 0, result.get('msg')
+    assert result['changed'] is False and not result.get('failed')
+    assert [c for c in result['checks'] if c['status'] == 'fail'] == []
+    assert result['proxmox_version']['version'] == '9.1.1'
+    assert result['missing_privileges'] == [] and result['remediation'] == []
+    for step in ('templates', 'terraform_apply', 'ansible_inventory'):
+        assert [c['status'] for c in _by_id(result, 'token_privileges', step)] == ['pass']
+    assert 'Mapping.Use' not in str(result['missing_privileges'])
+    assert 'pass the mapped PCI device gpu0 through' in _by_id(result, 'token_privileges', 'terraform_apply')[0]['detail']
+    assert [c['status'] for c in _by_id(result, 'storage_content')] == ['pass']
+    assert result['proxmox_env'] == {key: values[key] for key in ('PROXMOX_API_URL', 'PROXMOX_NODE', 'PROXMOX_TOKEN_ID',
+                                                                  'PROXMOX_TLS_VERIFY', 'PROXMOX_CA_BUNDLE')}
+    assert 'certificate verified against ' + values['PROXMOX_CA_BUNDLE'] in _by_id(result, 'proxmox_reachable')[0]['detail']
+
+
+def test_noacl_names_privilege_separated_token_without_acls(tmp_path, pvesim):
+    run, dummy = _check(tmp_path, pvesim, token='noacl')
+    result = run.result
+    assert run.rc != 0
+    assert result['failed_check'] == 'token_privileges'
+    msg = result['msg']
+    assert msg.startswith('token_privileges: ')
+    assert 'pipeline@pve!noacl' in msg and 'is privilege-separated and has no ACLs' in msg
+    for step in ('templates', 'terraform_apply', 'ansible_inventory'):
+        assert [c['status'] for c in _by_id(result, 'token_privileges', step)] == ['fail']
+    commands = result['remediation']
+    assert commands[0].startswith("pveum role add EMInfraPipeline --privs '")
+    for path in ('/vms', '/storage/local', '/storage/local-lvm', '/sdn/zones/localnetwork/vmbr0', '/nodes/pve'):
+        assert f"pveum acl modify {path} --tokens 'pipeline@pve!noacl' --roles EMInfraPipeline" in commands
+    assert "pveum acl modify /vms --users 'pipeline@pve' --roles EMInfraPipeline" in commands
+    assert "pveum acl modify /vms --tokens 'pipeline@pve!noacl' --roles EMInfraPipeline" in msg
+    assert msg.rstrip().endswith(')') or msg.rstrip().endswith('EMInfraPipeline')
+
+
+def test_nodownload_fails_only_templates(tmp_path, pvesim):
+    run, dummy = _check(tmp_path, pvesim, token='nodownload')
+    result = run.result
+    assert result['failed_check'] == 'token_privileges'
+    assert [c['status'] for c in _by_id(result, 'token_privileges', 'templates')] == ['fail']
+    assert [c['status'] for c in _by_id(result, 'token_privileges', 'terraform_apply')] == ['pass']
+    assert [c['status'] for c in _by_id(result, 'token_privileges', 'ansible_inventory')] == ['pass']
+    assert {m['step'] for m in result['missing_privileges']} == {'templates'}
+    assert result['missing_privileges'] == [{'step': 'templates', 'path': '/nodes/pve', 'privilege': 'Sys.AccessNetwork'}]
+    assert "pveum role add EMInfraPipeline --privs 'Sys.AccessNetwork'" in result['remediation']
+    assert "pveum acl modify /nodes/pve --tokens 'pipeline@pve!nodownload' --roles EMInfraPipeline" in result['remediation']
+    msg = result['msg']
+    assert 'Sys.AccessNetwork on /nodes/pve or Sys.Audit+Sys.Modify on /' in msg
+    assert 'uploaded' in msg  # the upload fallback is named
+    assert 'Remediation: run on the Proxmox host: pveum role add EMInfraPipeline' in msg
+
+
+@pytest.mark.parametrize('case', ['wrong_secret', 'unknown_token', 'expired_token'])
+def test_rejected_token_says_why(case, tmp_path, pvesim):
+    if case == 'wrong_secret':
+        override = {'PROXMOX_TOKEN_SECRET': '00000000-dead-beef-0000-000000000000'}
+        token_id = 'pipeline@pve!full'
+    elif case == 'unknown_token':
+        override = {'PROXMOX_TOKEN_ID': 'pipeline@pve!nosuchtoken'}
+        token_id = 'pipeline@pve!nosuchtoken'
+    else:
+        token_id = 'pipeline@pve!expired'
+        made = pvesim.control('token', tokenid=token_id, privsep=0, expire=int(time.time()) - 3600)
+        override = {'PROXMOX_TOKEN_ID': token_id, 'PROXMOX_TOKEN_SECRET': made['secret']}
+    run, dummy = _check(tmp_path, pvesim, **override)
+    result = run.result
+    assert result['failed_check'] == 'token_valid'
+    msg = result['msg']
+    assert msg.startswith('token_valid: GET ' + pvesim.url + '/api2/json/version: Proxmox answered 401 '
+                          'Authentication failed! for token ' + token_id)
+    for cause in ('secret is wrong', 'has expired', 'user is disabled'):
+        assert cause in msg
+    user, name = token_id.split('!')
+    assert f'pveum user token list {user}' in msg and f'pveum user token add {user} {name}' in msg
+    assert [c['status'] for c in _by_id(result, 'proxmox_reachable')] == ['pass']
+
+
+def test_untrusted_certificate_then_ca_bundle(tmp_path, pvesim):
+    run, dummy = _check(tmp_path / 'untrusted', pvesim, PROXMOX_CA_BUNDLE=None)
+    result = run.result
+    assert result['failed_check'] == 'proxmox_tls'
+    msg = result['msg']
+    assert msg.startswith(f'proxmox_tls: GET {pvesim.url}/api2/json/version: TLS verification of ')
+    assert 'failed (unable to get local issuer certificate)' in msg
+    assert 'not trusted by the system CA store' in msg
+    assert 'Remediation: set PROXMOX_CA_BUNDLE' in msg and 'PROXMOX_TLS_VERIFY' in msg
+    run, dummy = _check(tmp_path / 'trusted', pvesim)
+    assert run.rc == 0, run.result.get('msg')
+
+
+def test_server_error_that_clears_after_two_tries_passes(tmp_path, pvesim):
+    pvesim.control('clear_faults')
+    pvesim.control('fault', kind='error', method='GET', path='/version', status=500, count=2,
+                   message='simulated pveproxy restart')
+    try:
+        run, dummy = _check(tmp_path, pvesim)
+        assert run.rc == 0, run.result.get('msg')
+        assert pvesim.control('faults') == []  # both faults were answered, then the third try passed
+    finally:
+        pvesim.control('clear_faults')
+
+
+def test_server_error_that_persists_fails_with_proxmox_api(tmp_path, pvesim):
+    pvesim.control('clear_faults')
+    pvesim.control('fault', kind='error', method='GET', path='/nodes', status=500, count=10,
+                   message='simulated persistent failure')
+    try:
+        run, dummy = _check(tmp_path, pvesim)
+        assert run.result['failed_check'] == 'proxmox_api'
+        assert '500 simulated persistent failure' in run.result['msg']
+        remaining = pvesim.control('faults')
+        assert remaining and remaining[0]['count'] == 6  # one try and three retries, then it stops
+    finally:
+        pvesim.control('clear_faults')
+
+
+def test_unknown_node_fails_with_node_present(tmp_path, pvesim):
+    run, dummy = _check(tmp_path, pvesim, PROXMOX_NODE='pve-nosuch')
+    result = run.result
+    assert result['failed_check'] == 'node_present'
+    assert result['msg'].startswith(f"node_present: {pvesim.url}/api2/json/nodes: node 'pve-nosuch' is not in the cluster")
+    assert result['msg'].endswith('Remediation: set PROXMOX_NODE in proxmox.env to one of: pve')
+
+
+def test_missing_storage_fails_storage_content(tmp_path, pvesim):
+    cluster = ('cluster:\n  proxmox: {vm_storage: fast-ssd, template_storage: local, bridge: vmbr0}\n')
+    state, env_file, values = _state(tmp_path, pvesim)
+    args = dict(write_intent(tmp_path / 'intent', cluster=cluster), env_file=str(env_file))
+    run = run_module(tmp_path, state, args)
+    run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+    assert run.result['failed_check'] == 'storage_content'
+    assert 'fast-ssd does not exist on node pve' in run.result['msg']
+
+
+def test_values_as_options_without_verification_warn(tmp_path, pvesim):
+    """The options form: token_secret is no_log, validate_certs=false passes with a proxmox_tls warning."""
+    values = pvesim.env('full')
+    state = tmp_path / 'state'
+    state.mkdir()
+    args = {'api_url': values['PROXMOX_API_URL'] + '/api2/json', 'node': values['PROXMOX_NODE'],
+            'token_id': values['PROXMOX_TOKEN_ID'], 'token_secret': values['PROXMOX_TOKEN_SECRET'],
+            'validate_certs': False, 'vm_storage': 'local-lvm', 'template_storage': 'local', 'bridge': 'vmbr0',
+            'steps': ['templates']}
+    run = run_module(tmp_path, state, args)
+    run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+    result = run.result
+    assert run.rc == 0, result.get('msg')
+    assert [c['status'] for c in _by_id(result, 'proxmox_tls')] == ['warn']
+    assert any(w.startswith('proxmox_tls: certificate verification is off') for w in result['warnings'])
+    assert [c['status'] for c in _by_id(result, 'token_privileges', 'terraform_apply')] == ['skip']
+    assert 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER' in run.output  # the -vvvv invocation shows the masked option
+
+
+def test_check_mode_reads_the_same_and_changes_nothing(tmp_path, pvesim):
+    state, env_file, values = _state(tmp_path, pvesim)
+    before = sorted(str(p) for p in state.rglob('*'))
+    args = dict(write_intent(tmp_path / 'intent'), env_file=str(env_file))
+    run = run_module(tmp_path, state, args, check_mode=True)
+    run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+    assert run.rc == 0, run.result.get('msg')
+    assert run.result['changed'] is False
+    assert [c['status'] for c in _by_id(run.result, 'token_privileges', 'templates')] == ['pass']
+    assert sorted(str(p) for p in state.rglob('*')) == before
+
+
+@pytest.fixture()
+def pve_version(pvesim):
+    """Set the simulated Proxmox VE version for one test, then restore it."""
+    original = pvesim.control('settings')['version']
+
+    def setter(version):
+        pvesim.control('settings', version=version)
+    yield setter
+    pvesim.control('settings', version=original)
+
+
+def test_pve8_needs_vm_monitor_and_warns_about_import(tmp_path, pvesim, pve_version):
+    pve_version('8.3.2')
+    run, dummy = _check(tmp_path, pvesim)
+    result = run.result
+    assert result['failed_check'] == 'token_privileges'
+    assert result['missing_privileges'] == [{'step': 'ansible_inventory', 'path': '/vms', 'privilege': 'VM.Monitor'}]
+    assert [c['status'] for c in _by_id(result, 'token_privileges', 'templates')] == ['pass']
+    assert 'import content needs Proxmox VE 8.4' in ' '.join(c['detail'] for c in _by_id(result, 'proxmox_version'))
+
+
+def test_pve7_is_refused(tmp_path, pvesim, pve_version):
+    pve_version('7.4.3')
+    run, dummy = _check(tmp_path, pvesim)
+    assert run.result['failed_check'] == 'proxmox_version'
+    assert run.result['msg'].startswith('proxmox_version: ')
+    assert 'older than 8.0' in run.result['msg'] and 'upgrade' in run.result['msg']
+
+
+def test_no_answer_in_time_is_a_timeout(tmp_path, pvesim):
+    pvesim.control('clear_faults')
+    pvesim.control('fault', kind='latency', method='GET', path='/version', seconds=3, count=2)
+    try:
+        state, env_file, values = _state(tmp_path, pvesim)
+        args = dict(write_intent(tmp_path / 'intent'), env_file=str(env_file), timeout=1, retries=1)
+        run = run_module(tmp_path, state, args)
+        run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+        assert run.result['failed_check'] == 'proxmox_reachable'
+        assert 'no answer from 127.0.0.1' in run.result['msg'] and 'within 1 s' in run.result['msg']
+    finally:
+        pvesim.control('clear_faults')
