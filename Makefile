@@ -31,6 +31,7 @@ help:
 
 setup: $(VENV)/.installed $(COLLECTION_LINK)
 	@tests/setup/install-debs.sh
+	@tests/setup/install-terraform.sh $(VENV)
 
 $(VENV)/.installed: tests/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

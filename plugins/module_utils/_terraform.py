@@ -1,0 +1,579 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The Terraform runner of the terraform_apply step.
+
+This is a private module_utils file of eminfra.pipeline; its API may change at any time.
+
+What it guarantees, beyond what cloud.terraform and community.general.terraform do:
+
+- ``changed`` comes from Terraform's exit codes (``plan -detailed-exitcode``: 0 no changes,
+  2 changes) and the counts from ``terraform show -json PLAN`` (``resource_changes``,
+  ``resource_drift``), never from text.
+- The saved plan is what gets applied; check mode is that plan and nothing else.
+- The Proxmox token reaches Terraform only through the environment of ``plan`` and ``apply``
+  (``PROXMOX_VE_API_TOKEN``); it is in no argv, no variable, no file this code writes, and it
+  is scrubbed from logs and messages should anything ever echo it.
+- Variables go through ``TF_VAR_*``; ``TF_CLI_ARGS*``, ``TF_VAR_*``, ``TF_LOG*`` and
+  ``PROXMOX_VE_*`` inherited from the caller are dropped, so nothing outside the task can add
+  arguments, variables or debug logging (which could print request headers).
+- The repository's ``terraform/`` stays clean: the configuration is copied into the workdir
+  (``<workdir>/<environment>/config``), and the data dir (``TF_DATA_DIR``), the local state
+  (``backend "local"`` with its path given at init), plans, logs and the CLI config all live
+  in the workdir. The copy also keeps ``.terraform.lock.hcl`` out of the repository.
+- ``outputs.json`` is normalised to the contract, validated (``terraform_outputs_valid``),
+  stripped of sensitive outputs, refused if it holds the token secret, and written atomically.
+
+The runner takes ``run_command(argv, env, cwd, timeout) -> (rc, stdout, stderr)`` so tests
+can pass a fake and assert the exact argv and environment.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _atomic
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _token_check as token_check
+from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import HAS_PROXMOXER, ProxmoxClient
+
+TEMPLATES_REMEDIATION = 'ansible-playbook playbooks/site.yml -e eminfra_start_at=templates'
+SECRET_MASK = '********'
+LOGS_KEPT = 20
+
+#: Inherited variables that could change what Terraform does or prints; never passed on.
+_DROPPED_ENV_PREFIXES = ('TF_VAR_', 'TF_CLI_ARGS', 'TF_LOG', 'PROXMOX_VE_')
+_DROPPED_ENV_KEYS = ('TF_DATA_DIR', 'TF_CLI_CONFIG_FILE', 'TF_WORKSPACE', 'TF_STATE', 'SSL_CERT_FILE',
+                     'PVE_VM_SPEC', 'PVE_VM_NODE')
+#: Files of the configuration copied into the workdir.
+_CONFIG_SUFFIXES = ('.tf', '.tf.json', '.py', '.tftpl')
+_VARIABLE_NAME_CHARS = frozenset('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-')
+
+
+class TerraformError(CheckError):
+    """A failed Terraform command or a refused precondition, with the run log's path."""
+
+    def __init__(self, check: str, detail: str, where: str | None = None,
+                 remediation: str | None = None, log_path: str | None = None) -> None:
+        self.log_path = log_path
+        if log_path:
+            detail = f'{detail} (full log: {log_path})'
+        super().__init__(check, detail, where=where, remediation=remediation)
+
+    def result(self) -> dict:
+        out = super().result()
+        if self.log_path:
+            out['log_path'] = self.log_path
+        return out
+
+
+# ------------------------------------------------------------------ Proxmox settings
+class ProxmoxSettings:
+    """What Terraform needs from state/proxmox.env; the secret never leaves the environment."""
+
+    def __init__(self, api_url: str, node: str, token_id: str, token_secret: str,
+                 tls_verify: bool = True, ca_bundle: str | None = None) -> None:
+        url = api_url.strip().rstrip('/')
+        if url.endswith('/api2/json'):
+            url = url[:-len('/api2/json')]
+        self.api_url = url
+        self.node = node
+        self.token_id = token_id
+        self.token_secret = token_secret
+        self.tls_verify = tls_verify
+        self.ca_bundle = ca_bundle
+
+    def provider_env(self) -> dict[str, str]:
+        """The environment of plan and apply (bpg/proxmox and the sim helper read the same)."""
+        env = {
+            'PROXMOX_VE_ENDPOINT': f'{self.api_url}/',
+            'PROXMOX_VE_API_TOKEN': f'{self.token_id}={self.token_secret}',
+            'PROXMOX_VE_INSECURE': 'false' if self.tls_verify else 'true',
+        }
+        if self.ca_bundle and self.tls_verify:
+            # Go's crypto/x509 (the provider) and OpenSSL (the sim helper) both read it.
+            env['SSL_CERT_FILE'] = self.ca_bundle
+        return env
+
+
+def load_proxmox_env(path: str) -> ProxmoxSettings:
+    """Read and check state/proxmox.env with the pipeline's shared loader (mode 0600, contract keys)."""
+    values = token_check.load_proxmox_env(path)
+    ca_bundle = values.get('PROXMOX_CA_BUNDLE') or None
+    return ProxmoxSettings(
+        api_url=values['PROXMOX_API_URL'],
+        node=values['PROXMOX_NODE'],
+        token_id=values['PROXMOX_TOKEN_ID'],
+        token_secret=values['PROXMOX_TOKEN_SECRET'],
+        tls_verify=values.get('PROXMOX_TLS_VERIFY', 'true').strip().lower() != 'false',
+        ca_bundle=ca_bundle,
+    )
+
+
+def list_vmids(settings: ProxmoxSettings, client_factory=None) -> list[int]:
+    """The VM ids on the node (GET /nodes/{node}/qemu): the observation behind drift."""
+    factory = client_factory or ProxmoxClient
+    client = factory(settings.api_url, settings.token_id, settings.token_secret, verify=settings.tls_verify,
+                     ca_bundle=settings.ca_bundle)
+    return sorted(int(vm['vmid']) for vm in client.get(f'/nodes/{settings.node}/qemu') or [] if 'vmid' in vm)
+
+
+# ------------------------------------------------------------------ manifest and intent
+def _load_yaml(path: str):
+    # Imported here: only needed when an intent file is given.
+    import yaml  # pylint: disable=import-outside-toplevel
+    with open(path, encoding='utf-8') as handle:
+        return yaml.safe_load(handle)
+
+
+def needed_artefacts(intent_nodes_file: str | None) -> list[str]:
+    """The artefacts (by OS) the enabled nodes of the intent need; both when no intent is given."""
+    if not intent_nodes_file:
+        return list(_contracts.NODE_OS)
+    try:
+        data = _load_yaml(intent_nodes_file)
+    except (OSError, ValueError, ImportError) as exc:
+        raise CheckError('intent_valid', f'cannot read the nodes intent: {exc}', where=intent_nodes_file,
+                         remediation='fix the file (see schema.json)') from None
+    except Exception as exc:  # yaml.YAMLError without importing yaml at module level
+        raise CheckError('intent_valid', f'not YAML: {exc}', where=intent_nodes_file,
+                         remediation='fix the file (see schema.json)') from None
+    nodes = data.get('nodes') if isinstance(data, dict) else None
+    if not isinstance(nodes, list):
+        raise CheckError('intent_valid', 'no top-level "nodes" list', where=intent_nodes_file,
+                         remediation='fix the file (see schema.json)')
+    return sorted({n.get('os') for n in nodes
+                   if isinstance(n, dict) and n.get('enabled', True) and n.get('os') in _contracts.NODE_OS})
+
+
+def check_templates(manifest_path: str, intent_nodes_file: str | None) -> dict:
+    """The templates_present check: the manifest exists, is valid and has what the intent needs."""
+    if not os.path.isfile(manifest_path):
+        raise CheckError('templates_present', 'the template manifest does not exist', where=manifest_path,
+                         remediation=TEMPLATES_REMEDIATION)
+    try:
+        with open(manifest_path, encoding='utf-8') as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise CheckError('templates_present', f'the manifest is not JSON: {exc}', where=manifest_path,
+                         remediation=TEMPLATES_REMEDIATION) from None
+    errors = _contracts.schema_errors(manifest, _contracts.MANIFEST_SCHEMA)
+    if errors:
+        raise _contracts.ContractError('templates_present', errors, source=manifest_path,
+                                       remediation=TEMPLATES_REMEDIATION)
+    missing = [os_name for os_name in needed_artefacts(intent_nodes_file)
+               if not isinstance(manifest.get(os_name), dict) or not manifest[os_name].get('filename')]
+    if missing:
+        raise CheckError('templates_present', f'no artefact for {", ".join(missing)} (needed by enabled nodes '
+                         f'of {intent_nodes_file})', where=manifest_path, remediation=TEMPLATES_REMEDIATION)
+    return manifest
+
+
+# ------------------------------------------------------------------ plan summary and outputs
+def summarise_plan(plan: dict) -> dict:
+    """Counts and drift from ``terraform show -json PLAN`` (structured, never text)."""
+    counts = {'add': 0, 'change': 0, 'destroy': 0}
+    replaced = []
+    for change in plan.get('resource_changes') or []:
+        actions = change.get('change', {}).get('actions') or []
+        if 'create' in actions:
+            counts['add'] += 1
+        if 'delete' in actions:
+            counts['destroy'] += 1
+        if 'update' in actions:
+            counts['change'] += 1
+        if 'create' in actions and 'delete' in actions:
+            replaced.append(change.get('address'))
+    drift = [{'address': d.get('address'), 'actions': d.get('change', {}).get('actions') or []}
+             for d in plan.get('resource_drift') or []]
+    output_changes = sorted(name for name, change in (plan.get('output_changes') or {}).items()
+                            if (change.get('actions') or ['no-op']) != ['no-op'])
+    return {'counts': counts, 'replaced': replaced, 'drift': drift, 'output_changes': output_changes}
+
+
+def _int(value, default=None):
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return default
+
+
+def normalise_outputs(raw: dict) -> dict:
+    """``terraform output -json`` to the outputs.json contract; sensitive outputs are dropped."""
+    values = {name: out.get('value') for name, out in (raw or {}).items()
+              if isinstance(out, dict) and not out.get('sensitive')}
+    nodes = []
+    for node in values.get('nodes') or []:
+        if not isinstance(node, dict):
+            continue
+        entry = {
+            'name': node.get('name'),
+            'ipv4': node.get('ipv4'),
+            'ssh_user': node.get('ssh_user'),
+            'ssh_port': _int(node.get('ssh_port'), 22),
+            'groups': list(node.get('groups') or []),
+        }
+        for key in ('vmid', 'role'):
+            if node.get(key) is not None:
+                entry[key] = _int(node[key], node[key]) if key == 'vmid' else node[key]
+        nodes.append(entry)
+    talos_nodes = [{'name': n.get('name'), 'ipv4': n.get('ipv4'), 'role': n.get('role'), 'vmid': _int(n.get('vmid'))}
+                   for n in values.get('talos_nodes') or [] if isinstance(n, dict)]
+    return {
+        'schema_version': _contracts.OUTPUTS_SCHEMA_VERSION,
+        'nodes': sorted(nodes, key=lambda n: str(n['name'])),
+        'talos_nodes': sorted(talos_nodes, key=lambda n: str(n['name'])),
+    }
+
+
+def render_outputs(outputs: dict, outputs_path: str, secret: str | None) -> str:
+    """Validate the normalised outputs and render them; refuse any that carry the secret."""
+    _contracts.validate(outputs, _contracts.OUTPUTS_SCHEMA, 'terraform_outputs_valid', source=outputs_path,
+                        remediation='fix the environment\'s outputs (terraform/environments/*/outputs.tf)')
+    text = json.dumps(outputs, indent=2, sort_keys=True) + '\n'
+    if secret and secret in text:
+        raise CheckError('terraform_outputs_valid', 'a Terraform output holds the Proxmox token secret; '
+                         'nothing was written', where=outputs_path,
+                         remediation='remove that output from terraform/environments/*/outputs.tf')
+    return text
+
+
+# ------------------------------------------------------------------ the runner
+def default_run_command(argv: list[str], env: dict[str, str], cwd: str, timeout: float | None):
+    """subprocess, with a graceful stop at the timeout: SIGINT (Terraform saves its state), then kill."""
+    with subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, errors='replace') as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            try:
+                out, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            return 124, out, f'{err}\nterraform_apply_wrapper: stopped after the {timeout:.0f}s timeout\n'
+        return proc.returncode, out, err
+
+
+def find_binary(binary_path: str | None) -> str:
+    """``binary_path``, else terraform, then tofu, on PATH or beside this Python."""
+    if binary_path:
+        found = shutil.which(binary_path)
+        if not found:
+            raise CheckError('terraform_binary', f'{binary_path} is not an executable', where='binary_path',
+                             remediation='point binary_path at terraform or tofu, or run make setup')
+        return found
+    search = os.pathsep.join([os.environ.get('PATH', ''), os.path.dirname(sys.executable)])
+    for name in ('terraform', 'tofu'):
+        found = shutil.which(name, path=search)
+        if found:
+            return found
+    raise CheckError('terraform_binary', 'neither terraform nor tofu is on PATH', where='PATH',
+                     remediation='run make setup (installs an embedded terraform command) or install Terraform')
+
+
+class TerraformRunner:
+    """One run of the terraform_apply step for one environment."""
+
+    def __init__(self, run_command, binary: str, project_path: str, workdir: str, manifest: str,
+                 outputs_path: str | None = None, variables: dict | None = None,
+                 proxmox: ProxmoxSettings | None = None, observe: bool = True,
+                 lock_timeout: str = '0s', parallelism: int = 10, timeout: float = 3600.0,
+                 base_env: dict | None = None, clock=time.time) -> None:
+        self.run_command = run_command
+        self.binary = binary
+        self.project_path = os.path.abspath(project_path).rstrip(os.sep)
+        self.env_name = os.path.basename(self.project_path)
+        self.terraform_root = os.path.dirname(os.path.dirname(self.project_path))
+        self.workdir = os.path.abspath(workdir)
+        self.manifest = os.path.abspath(manifest)
+        self.outputs_path = os.path.abspath(outputs_path or os.path.join(self.workdir, 'outputs.json'))
+        self.variables = dict(variables or {})
+        self.proxmox = proxmox
+        self.observe = observe
+        self.lock_timeout = lock_timeout
+        self.parallelism = parallelism
+        self.deadline = clock() + timeout
+        self.clock = clock
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.env_dir = os.path.join(self.workdir, self.env_name)
+        self.config_root = os.path.join(self.env_dir, 'config')
+        self.chdir = os.path.join(self.config_root, 'environments', self.env_name)
+        self.data_dir = os.path.join(self.env_dir, 'data')
+        self.state_path = os.path.join(self.env_dir, 'terraform.tfstate')
+        self.plan_path = os.path.join(self.env_dir, 'plans', 'last.tfplan')
+        self.observed_path = os.path.join(self.env_dir, 'observed-vms.json')
+        self.cli_config = os.path.join(self.workdir, 'terraformrc')
+        self.log_path = os.path.join(self.env_dir, 'logs', f'{time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))}'
+                                     f'-{os.getpid()}.log')
+        self.commands: list[list[str]] = []
+        self._log_lock = threading.Lock()
+
+    # -------------------------------------------------------------- helpers
+    @property
+    def secret(self) -> str | None:
+        return self.proxmox.token_secret if self.proxmox else None
+
+    def scrub(self, text: str) -> str:
+        secret = self.secret
+        return text.replace(secret, SECRET_MASK) if secret and text else text
+
+    def _log(self, text: str) -> None:
+        with self._log_lock:
+            self._write_log(text)
+
+    def _write_log(self, text: str) -> None:
+        os.makedirs(os.path.dirname(self.log_path), mode=0o700, exist_ok=True)
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, 'a', encoding='utf-8') as handle:
+            handle.write(self.scrub(text))
+
+    def env(self, with_provider: bool) -> dict[str, str]:
+        """The full environment of one Terraform command."""
+        env = {key: value for key, value in self.base_env.items()
+               if not key.startswith(_DROPPED_ENV_PREFIXES) and key not in _DROPPED_ENV_KEYS}
+        env.update({
+            'TF_IN_AUTOMATION': '1',
+            'TF_INPUT': '0',
+            'CHECKPOINT_DISABLE': '1',
+            'TF_DATA_DIR': self.data_dir,
+            'TF_CLI_CONFIG_FILE': self.cli_config,
+        })
+        for name, value in self.tf_variables().items():
+            env[f'TF_VAR_{name}'] = value
+        if with_provider and self.proxmox:
+            env.update(self.proxmox.provider_env())
+        return env
+
+    def tf_variables(self) -> dict[str, str]:
+        variables = {}
+        if self.proxmox:
+            variables['proxmox_node'] = self.proxmox.node
+        for name, value in self.variables.items():
+            variables[name] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        variables['manifest_file'] = self.manifest
+        if self.observe and self.proxmox:
+            variables['observed_vmids_file'] = self.observed_path
+        return variables
+
+    def run(self, args: list[str], with_provider: bool = False, capture: bool = False) -> tuple[int, str]:
+        argv = [self.binary, f'-chdir={self.chdir}'] + args
+        self.commands.append(argv)
+        remaining = self.deadline - self.clock()
+        if remaining <= 0:
+            raise TerraformError('terraform_apply', f'the timeout ran out before "{args[0]}"', log_path=self.log_path,
+                                 remediation='raise the timeout option')
+        self._log(f'$ {" ".join(argv)}\n')
+        rc, out, err = self.run_command(argv, self.env(with_provider), self.chdir, remaining)
+        if capture:
+            self._log(f'(stdout: {len(out or "")} bytes of JSON)\n{err or ""}[exit {rc}]\n\n')
+        else:
+            self._log(f'{out or ""}{err or ""}[exit {rc}]\n\n')
+        return rc, out or ''
+
+    def fail(self, what: str, rc: int) -> TerraformError:
+        return TerraformError('terraform_apply', f'terraform {what} failed with exit code {rc}',
+                              where=self.chdir, log_path=self.log_path,
+                              remediation='read the log, fix the cause, then rerun: ansible-playbook playbooks/site.yml '
+                                          '-e eminfra_start_at=terraform_apply')
+
+    # -------------------------------------------------------------- steps
+    def check_inputs(self) -> None:
+        if not os.path.isdir(self.project_path):
+            raise CheckError('terraform_apply', 'no such Terraform environment', where=self.project_path,
+                             remediation='set project_path to a directory under terraform/environments/')
+        for name, value in self.variables.items():
+            if not name or not set(name) <= _VARIABLE_NAME_CHARS or name[0].isdigit():
+                raise CheckError('terraform_apply', f'invalid variable name {name!r}', where='variables',
+                                 remediation='use Terraform variable names (letters, digits, _ and -)')
+            if self.secret and self.secret in json.dumps(value):
+                raise CheckError('terraform_apply', f'variable {name} holds the Proxmox token secret', where='variables',
+                                 remediation='the token reaches Terraform only through state/proxmox.env')
+
+    def prepare(self) -> None:
+        """Workdir layout, the configuration copy and the empty CLI config."""
+        for directory in (self.workdir, self.env_dir, os.path.dirname(self.plan_path), self.data_dir):
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        _atomic.write_if_changed(self.cli_config, '', mode=0o600)
+        self._copy_config()
+
+    def _config_files(self) -> list[tuple[str, str]]:
+        """(relative path, absolute source) of the module, its submodules and this environment."""
+        files = []
+        for directory, dirnames, filenames in os.walk(self.terraform_root):
+            rel_dir = os.path.relpath(directory, self.terraform_root)
+            parts = [] if rel_dir == '.' else rel_dir.split(os.sep)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith('.') and d != 'tests'
+                                 and not (parts == ['environments'] and d != self.env_name))
+            for filename in sorted(filenames):
+                if filename.endswith(_CONFIG_SUFFIXES) and not filename.startswith('.'):
+                    files.append((os.path.join(*parts, filename) if parts else filename,
+                                  os.path.join(directory, filename)))
+        return files
+
+    def _copy_config(self) -> None:
+        wanted = set()
+        for rel, source in self._config_files():
+            wanted.add(rel)
+            with open(source, 'rb') as handle:
+                data = handle.read()
+            destination = os.path.join(self.config_root, rel)
+            os.makedirs(os.path.dirname(destination), mode=0o700, exist_ok=True)
+            _atomic.write_if_changed(destination, data, mode=0o600)
+        for directory, dirnames, filenames in os.walk(self.config_root):
+            dirnames[:] = [d for d in dirnames if not d.startswith('.')]
+            for filename in filenames:
+                rel = os.path.relpath(os.path.join(directory, filename), self.config_root)
+                if rel not in wanted and filename.endswith(_CONFIG_SUFFIXES):
+                    os.unlink(os.path.join(directory, filename))
+
+    def init_fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for rel, source in self._config_files():
+            if rel.endswith(('.tf', '.tf.json')):
+                digest.update(rel.encode() + b'\0')
+                with open(source, 'rb') as handle:
+                    digest.update(handle.read())
+        digest.update(f'\0{self.binary}\0{self.state_path}'.encode())
+        return digest.hexdigest()
+
+    def init(self) -> bool:
+        """terraform init when the configuration, binary or state path changed; returns whether it ran."""
+        stamp = os.path.join(self.env_dir, 'init.sha256')
+        fingerprint = self.init_fingerprint()
+        current = _atomic.read_bytes(stamp)
+        if current == fingerprint.encode() and os.path.isdir(self.data_dir) and os.listdir(self.data_dir):
+            return False
+        rc, dummy = self.run(['init', '-input=false', '-no-color', f'-backend-config=path={self.state_path}',
+                              '-reconfigure'])
+        if rc != 0:
+            raise self.fail('init', rc)
+        _atomic.atomic_write(stamp, fingerprint, mode=0o600)
+        return True
+
+    def write_observation(self) -> list[int] | None:
+        if not (self.observe and self.proxmox):
+            return None
+        if not HAS_PROXMOXER:
+            raise CheckError('terraform_apply', 'listing the VMs for drift needs the proxmoxer and requests Python '
+                             'libraries', where='observe_vms', remediation='run make setup, or set observe_vms: false')
+        vmids = list_vmids(self.proxmox)
+        _atomic.write_if_changed(self.observed_path, json.dumps({'vmids': vmids}, sort_keys=True) + '\n', mode=0o600)
+        return vmids
+
+    def plan(self, destroy: bool) -> bool:
+        """terraform plan -detailed-exitcode -out; True when it plans changes (exit code 2)."""
+        args = ['plan', '-input=false', '-no-color', '-detailed-exitcode', f'-lock-timeout={self.lock_timeout}',
+                f'-parallelism={self.parallelism}', f'-out={self.plan_path}']
+        if destroy:
+            args.append('-destroy')
+        rc, dummy = self.run(args, with_provider=True)
+        if rc not in (0, 2):
+            raise self.fail('plan', rc)
+        return rc == 2
+
+    def show_plan(self) -> dict:
+        """Counts and drift of the saved plan, from terraform show -json."""
+        rc_show, out = self.run(['show', '-json', '-no-color', self.plan_path], capture=True)
+        if rc_show != 0:
+            raise self.fail('show -json (of the saved plan)', rc_show)
+        try:
+            return summarise_plan(json.loads(out))
+        except ValueError:
+            raise TerraformError('terraform_apply', 'terraform show -json did not print JSON', log_path=self.log_path,
+                                 remediation='check the Terraform version (>= 1.6, < 2.0)') from None
+
+    def apply(self) -> None:
+        rc, dummy = self.run(['apply', '-input=false', '-no-color', f'-lock-timeout={self.lock_timeout}',
+                              f'-parallelism={self.parallelism}', self.plan_path], with_provider=True)
+        if rc != 0:
+            raise self.fail('apply', rc)
+
+    def outputs(self) -> dict:
+        rc, out = self.run(['output', '-json', '-no-color'], capture=True)
+        if rc != 0:
+            raise self.fail('output -json', rc)
+        try:
+            raw = json.loads(out or '{}')
+        except ValueError:
+            raise TerraformError('terraform_outputs_valid', 'terraform output -json did not print JSON',
+                                 log_path=self.log_path, remediation='check the Terraform version') from None
+        return normalise_outputs(raw)
+
+    def write_outputs(self, outputs: dict) -> bool:
+        text = render_outputs(outputs, self.outputs_path, self.secret)
+        return _atomic.write_if_changed(self.outputs_path, text, mode=0o644)
+
+    def prune_logs(self) -> None:
+        directory = os.path.dirname(self.log_path)
+        logs = sorted(name for name in os.listdir(directory) if name.endswith('.log'))
+        for name in logs[:-LOGS_KEPT]:
+            os.unlink(os.path.join(directory, name))
+
+    # -------------------------------------------------------------- the whole step
+    def execute(self, state: str = 'present', check_mode: bool = False, intent_nodes_file: str | None = None) -> dict:
+        """Plan (and unless check mode, apply the saved plan, then write outputs.json)."""
+        self.check_inputs()
+        if state == 'present':
+            check_templates(self.manifest, intent_nodes_file)
+        self.prepare()
+        self._log(f'# terraform_apply_wrapper: environment {self.env_name}, state {state}, '
+                  f'check_mode {check_mode}\n')
+        initialised = self.init()
+        observed = self.write_observation()
+        planned = self.plan(destroy=state == 'absent')
+        result = {
+            'changed': planned,
+            'observed_vmids': observed,
+            'initialised': initialised,
+            'applied': False,
+            'log_path': self.log_path,
+            'plan_path': self.plan_path,
+            'state_path': self.state_path,
+            'workdir': self.workdir,
+            'outputs_path': self.outputs_path,
+            'binary': self.binary,
+        }
+        if check_mode or not planned:
+            summary = self.show_plan()
+        else:
+            # Whether to apply follows from the plan's exit code alone; reading the saved plan
+            # for the counts (no state lock needed) overlaps with applying it.
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                shown = pool.submit(self.show_plan)
+                try:
+                    self.apply()
+                except CheckError:
+                    shown.exception()  # wait for it; the apply failure is the one to report
+                    raise
+                summary = shown.result()
+            result['applied'] = True
+        result.update({'counts': summary['counts'], 'drift': summary['drift'], 'replaced': summary['replaced'],
+                       'output_changes': summary['output_changes']})
+        if check_mode:
+            self.prune_logs()
+            return result
+        outputs = self.outputs()
+        outputs_changed = self.write_outputs(outputs)
+        result['outputs'] = outputs
+        result['outputs_changed'] = outputs_changed
+        result['changed'] = planned or outputs_changed
+        self.prune_logs()
+        return result

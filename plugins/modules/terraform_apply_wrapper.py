@@ -1,0 +1,335 @@
+#!/usr/bin/python
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: terraform_apply_wrapper
+short_description: Plan and apply a Terraform environment of the pipeline and write outputs.json
+version_added: 0.1.0
+description:
+  - Runs one Terraform environment under C(terraform/environments/) for the C(terraform_apply) step.
+  - Refuses with the C(templates_present) check when the template manifest is missing, invalid, or lacks
+    an artefact that the enabled nodes of the intent need; nothing is run then.
+  - Copies the configuration into the workdir and keeps the data dir (E(TF_DATA_DIR)), the local state,
+    plans, logs and an empty CLI configuration there, so the repository's C(terraform/) stays clean.
+  - Runs C(terraform plan -detailed-exitcode -out) and applies that saved plan; C(changed) comes from the
+    exit code (0 no changes, 2 changes) and the counts from C(terraform show -json), never from text.
+  - Passes variables as E(TF_VAR_*) and the Proxmox token only in the environment of C(plan) and C(apply)
+    (E(PROXMOX_VE_ENDPOINT), E(PROXMOX_VE_API_TOKEN)); never on the command line or in a file.
+  - Writes O(outputs_path) from C(terraform output -json), normalised to the outputs contract, validated
+    (C(terraform_outputs_valid)), without sensitive outputs, atomically.
+author:
+  - EM-Infra maintainers (@eminfra)
+extends_documentation_fragment:
+  - eminfra.pipeline.state
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Check mode runs the plan only and returns its counts and drift; nothing is applied and
+      O(outputs_path) is not written. The workdir still gets the configuration copy, C(terraform init)
+      when needed, the VM observation, the saved plan and the log.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+    details: A second run with the same intent, manifest and infrastructure plans no change and reports
+      C(changed=false).
+options:
+  project_path:
+    description:
+      - The Terraform environment to run, a directory under C(terraform/environments/) (for example
+        C(terraform/environments/sim)). Relative paths are taken from the project root.
+    type: path
+    required: true
+  workdir:
+    description:
+      - Where the configuration copy, data dir, state, plans and logs live.
+      - Defaults to the contract's C(state/cache/terraform/) under O(state_dir).
+    type: path
+  manifest:
+    description:
+      - The template manifest; defaults to the contract's C(state/cache/templates/manifest.json).
+    type: path
+  outputs_path:
+    description:
+      - Where outputs.json is written; defaults to C(outputs.json) in O(workdir).
+    type: path
+  intent_cluster_file:
+    description:
+      - The cluster intent (C(inventory/dev/cluster.yaml)), passed to Terraform as the variable
+        C(intent_cluster_file) (an absolute path) unless O(variables) sets it.
+    type: path
+  intent_nodes_file:
+    description:
+      - The nodes intent, read to know which artefacts the enabled nodes need. Without it both the Ubuntu
+        and the Talos artefact are required.
+      - Also passed to Terraform as the variable C(intent_nodes_file) (an absolute path) unless O(variables) sets it.
+    type: path
+  variables:
+    description:
+      - Terraform input variables, passed as E(TF_VAR_name) in the environment (never C(-var)). Values that
+        are not strings are passed as JSON.
+      - C(manifest_file) is always set from O(manifest); a value holding the token secret is refused.
+    type: dict
+    default: {}
+  proxmox_env_file:
+    description:
+      - The Proxmox credentials (the contract's C(state/proxmox.env), mode 0600). Their token reaches
+        Terraform only through the environment of C(plan) and C(apply).
+      - Defaults to C(proxmox.env) under O(state_dir) when that file exists.
+    type: path
+  observe_vms:
+    description:
+      - List the node's VMs through the API before planning and pass the list as the variable
+        C(observed_vmids_file), so that an environment built from built-in resources (C(sim)) sees a
+        deleted VM as drift. Environments that do not declare the variable ignore it.
+    type: bool
+    default: true
+  state:
+    description:
+      - V(present) plans and applies the environment; V(absent) plans and applies a destroy.
+    type: str
+    choices: [present, absent]
+    default: present
+  binary_path:
+    description:
+      - The Terraform command. Defaults to C(terraform), then C(tofu), on E(PATH).
+    type: path
+  lock_timeout:
+    description:
+      - How long Terraform waits for the state lock (C(-lock-timeout)).
+    type: str
+    default: 0s
+  parallelism:
+    description:
+      - Concurrent operations (C(-parallelism)).
+    type: int
+    default: 10
+  timeout:
+    description:
+      - Seconds the whole run may take; at the end Terraform is interrupted (SIGINT) so it can save its
+        state, then stopped.
+    type: int
+    default: 3600
+notes:
+  - Every run writes its full Terraform log to a new file under C(<workdir>/<environment>/logs/); the last
+    20 are kept. The task result carries the path, the counts and the drift.
+seealso:
+  - name: Terraform CLI automation
+    description: Running Terraform in automation (TF_IN_AUTOMATION, saved plans).
+    link: https://developer.hashicorp.com/terraform/tutorials/automation/automate-terraform
+'''
+
+EXAMPLES = r'''
+- name: Create the VMs of the dev cluster
+  eminfra.pipeline.terraform_apply_wrapper:
+    project_path: terraform/environments/k3s-dev
+    intent_cluster_file: inventory/dev/cluster.yaml
+    intent_nodes_file: inventory/dev/nodes.yaml
+    variables:
+      ssh_public_key: "{{ lookup('ansible.builtin.file', 'state/ssh/id_ed25519.pub') }}"
+  register: terraform_result
+
+- name: Plan only (drift and counts)
+  eminfra.pipeline.terraform_apply_wrapper:
+    project_path: terraform/environments/sim
+    intent_cluster_file: inventory/dev/cluster.yaml
+    intent_nodes_file: inventory/dev/nodes.yaml
+  check_mode: true
+
+- name: Remove the VMs
+  eminfra.pipeline.terraform_apply_wrapper:
+    project_path: terraform/environments/sim
+    intent_cluster_file: inventory/dev/cluster.yaml
+    intent_nodes_file: inventory/dev/nodes.yaml
+    state: absent
+'''
+
+RETURN = r'''
+counts:
+  description: Resource changes of the plan, from C(terraform show -json) (a replacement counts as one add and one destroy).
+  returned: always
+  type: dict
+  sample: {add: 4, change: 0, destroy: 0}
+drift:
+  description: Resources Terraform found changed outside Terraform (C(resource_drift) of the plan).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - address: proxmox_virtual_environment_vm.vm["cp-1"]
+      actions: [delete]
+replaced:
+  description: Addresses the plan replaces (for C(sim), a VM missing from the observation).
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - terraform_data.vm["cp-1"]
+output_changes:
+  description: Names of the Terraform outputs the plan changes.
+  returned: always
+  type: list
+  elements: str
+observed_vmids:
+  description: The VM ids on the Proxmox node before the plan (null when O(observe_vms) is off or no credentials).
+  returned: always
+  type: list
+  elements: int
+initialised:
+  description: Whether C(terraform init) ran (the configuration, binary or state path changed).
+  returned: always
+  type: bool
+applied:
+  description: Whether the saved plan was applied.
+  returned: always
+  type: bool
+log_path:
+  description: The full Terraform log of this run.
+  returned: always
+  type: str
+  sample: /srv/pipeline/state/cache/terraform/sim/logs/20261122T003000Z-4242.log
+plan_path:
+  description: The saved plan of this run.
+  returned: always
+  type: str
+state_path:
+  description: The local Terraform state.
+  returned: always
+  type: str
+workdir:
+  description: The Terraform workdir (TERRAFORM_WORKDIR of latest.env).
+  returned: always
+  type: str
+outputs_path:
+  description: The outputs.json path (TERRAFORM_OUTPUT_JSON of latest.env).
+  returned: always
+  type: str
+binary:
+  description: The Terraform command that ran.
+  returned: always
+  type: str
+outputs:
+  description: The content written to outputs.json.
+  returned: when not in check mode
+  type: dict
+  sample:
+    schema_version: 1
+    nodes:
+      - {name: util-1, ipv4: 10.20.0.41, ssh_user: ubuntu, ssh_port: 22, groups: [base]}
+    talos_nodes:
+      - {name: cp-1, ipv4: 10.20.0.11, role: controlplane, vmid: 201}
+outputs_changed:
+  description: Whether outputs.json was (re)written.
+  returned: when not in check mode
+  type: bool
+failed_check:
+  description: The check that failed (C(templates_present), C(terraform_apply), C(terraform_outputs_valid), ...).
+  returned: failure
+  type: str
+remediation:
+  description: What to do about the failure.
+  returned: failure
+  type: str
+'''
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform
+from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import HAS_JSONSCHEMA, JSONSCHEMA_IMPORT_ERROR
+from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout, find_project_root, state_dir_argument_spec
+
+ARGUMENT_SPEC = dict(
+    **state_dir_argument_spec(),
+    project_path=dict(type='path', required=True),
+    workdir=dict(type='path'),
+    manifest=dict(type='path'),
+    outputs_path=dict(type='path'),
+    intent_cluster_file=dict(type='path'),
+    intent_nodes_file=dict(type='path'),
+    variables=dict(type='dict', default={}),
+    proxmox_env_file=dict(type='path'),
+    observe_vms=dict(type='bool', default=True),
+    state=dict(type='str', choices=['present', 'absent'], default='present'),
+    binary_path=dict(type='path'),
+    lock_timeout=dict(type='str', default='0s'),
+    parallelism=dict(type='int', default=10),
+    timeout=dict(type='int', default=3600),
+)
+
+
+def _from_root(root: str, path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(os.path.join(root, path))
+
+
+def run_module(module: AnsibleModule) -> dict:
+    params = module.params
+    root = find_project_root()
+    layout = StateLayout.resolve(params['state_dir'], project_root=root)
+    workdir = _from_root(root, params['workdir']) or layout.terraform_workdir
+    env_file = _from_root(root, params['proxmox_env_file'])
+    if env_file is None and os.path.isfile(layout.proxmox_env):
+        env_file = layout.proxmox_env
+    proxmox = _terraform.load_proxmox_env(env_file) if env_file else None
+    intent_nodes_file = _from_root(root, params['intent_nodes_file'])
+    variables = dict(params['variables'])
+    for name, value in (('intent_cluster_file', _from_root(root, params['intent_cluster_file'])),
+                        ('intent_nodes_file', intent_nodes_file)):
+        if value and name not in variables:
+            variables[name] = value
+    runner = _terraform.TerraformRunner(
+        run_command=_terraform.default_run_command,
+        binary=_terraform.find_binary(params['binary_path']),
+        project_path=_from_root(root, params['project_path']),
+        workdir=workdir,
+        manifest=_from_root(root, params['manifest']) or layout.manifest,
+        outputs_path=_from_root(root, params['outputs_path']),
+        variables=variables,
+        proxmox=proxmox,
+        observe=params['observe_vms'],
+        lock_timeout=params['lock_timeout'],
+        parallelism=params['parallelism'],
+        timeout=params['timeout'],
+    )
+    if proxmox:
+        # Belt and braces: Ansible masks this value in anything the task prints.
+        module.no_log_values.add(proxmox.token_secret)
+    try:
+        return runner.execute(state=params['state'], check_mode=module.check_mode,
+                              intent_nodes_file=intent_nodes_file)
+    except CheckError as exc:
+        failure = {'workdir': workdir}
+        if os.path.isfile(runner.log_path):
+            failure['log_path'] = runner.log_path
+        failure.update({k: runner.scrub(v) if isinstance(v, str) else v for k, v in exc.result().items()})
+        module.fail_json(msg=runner.scrub(str(exc)), **failure)
+    return {}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if not HAS_JSONSCHEMA:
+        module.fail_json(msg=missing_required_lib('jsonschema'), exception=JSONSCHEMA_IMPORT_ERROR)
+    try:
+        result = run_module(module)
+    except CheckError as exc:
+        module.fail_json(msg=str(exc), **exc.result())
+    except OSError as exc:
+        module.fail_json(msg=f'terraform_apply: {exc}', failed_check='terraform_apply',
+                         remediation='check the permissions of the state directory', exception=traceback.format_exc())
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

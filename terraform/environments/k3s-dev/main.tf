@@ -1,0 +1,96 @@
+# The real host: bpg/proxmox VMs from the cluster module's VM specifications.
+# The provider reads its settings from the environment only (PROXMOX_VE_ENDPOINT,
+# PROXMOX_VE_API_TOKEN, PROXMOX_VE_INSECURE), set by the terraform_apply_wrapper module from
+# state/proxmox.env, so the token is in no variable, plan or state.
+
+module "cluster" {
+  source = "../.."
+
+  intent_cluster_file = var.intent_cluster_file
+  intent_nodes_file   = var.intent_nodes_file
+  manifest_file       = var.manifest_file
+  ssh_public_key      = var.ssh_public_key
+}
+
+resource "proxmox_virtual_environment_vm" "vm" {
+  for_each = module.cluster.vms
+
+  node_name = var.proxmox_node
+  vm_id     = each.value.vmid
+  name      = each.value.name
+  tags      = each.value.tags
+  on_boot   = true
+  started   = true
+  # Destroy stops the VM hard instead of waiting for a guest shutdown: the VM is going away.
+  stop_on_destroy = true
+  machine         = each.value.pci_mapping == null ? null : "q35"
+  description     = "Managed by eminfra.pipeline (Terraform); ${each.value.os} ${each.value.role}."
+
+  agent {
+    enabled = true
+  }
+
+  cpu {
+    cores = each.value.cores
+    type  = "x86-64-v2-AES"
+  }
+
+  memory {
+    dedicated = each.value.memory
+  }
+
+  operating_system {
+    type = "l26"
+  }
+
+  scsi_hardware = "virtio-scsi-single"
+
+  disk {
+    datastore_id = each.value.vm_storage
+    interface    = "scsi0"
+    size         = each.value.disk
+    import_from  = each.value.import_from
+    iothread     = true
+    discard      = "on"
+  }
+
+  network_device {
+    bridge = each.value.bridge
+    model  = "virtio"
+  }
+
+  serial_device {}
+
+  initialization {
+    datastore_id = each.value.vm_storage
+
+    ip_config {
+      ipv4 {
+        address = "${each.value.ipv4}/${each.value.prefix}"
+        gateway = each.value.gateway
+      }
+    }
+
+    dns {
+      servers = each.value.dns
+    }
+
+    # Talos owns its OS: only the Ubuntu nodes get a cloud-init user and key.
+    dynamic "user_account" {
+      for_each = each.value.os == "ubuntu" ? [each.value] : []
+      content {
+        username = user_account.value.ssh_user
+        keys     = compact([user_account.value.ssh_public_key])
+      }
+    }
+  }
+
+  dynamic "hostpci" {
+    for_each = each.value.pci_mapping == null ? [] : [each.value.pci_mapping]
+    content {
+      device  = "hostpci0"
+      mapping = hostpci.value
+      pcie    = true
+    }
+  }
+}

@@ -1,0 +1,142 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""terraform_apply_wrapper overhead: the wrapper's apply against raw `terraform plan -out` +
+`terraform apply PLAN` of the same configuration, both against the same pvesim, in one run.
+
+Each round creates the four fixture VMs (timed) and destroys them again (untimed), alternating
+raw and wrapper so that both see the same simulator state. Goal: ratio (median) <= 1.10.
+Run: python tests/bench/bench_terraform.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [os.path.join(ROOT, '.collections'), ROOT]
+
+# pylint: disable=wrong-import-position
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform  # noqa: E402
+from tests.pvesim import fixtures as pvesim_fixtures  # noqa: E402
+
+FIXTURES = os.path.join(ROOT, 'terraform', 'tests', 'fixtures')
+
+
+def upload_artefacts(sim, manifest_path):
+    import requests
+    token_id, secret = sim.token('full')
+    headers = {'Authorization': f'PVEAPIToken={token_id}={secret}'}
+    with open(manifest_path, encoding='utf-8') as handle:
+        manifest = json.load(handle)
+    for name in ('ubuntu', 'talos'):
+        filename = manifest[name]['proxmox_volid'].split('/', 1)[1]
+        response = requests.post(f'{sim.api_url}/nodes/pve/storage/local/upload', headers=headers,
+                                 data={'content': 'import'}, files={'filename': (filename, b'x' * 65536)},
+                                 verify=sim.ca_path, timeout=60)
+        response.raise_for_status()
+        upid = response.json()['data']
+        for dummy in range(400):
+            status = requests.get(f'{sim.api_url}/nodes/pve/tasks/{upid}/status', headers=headers,
+                                  verify=sim.ca_path, timeout=30).json()['data']
+            if status['status'] == 'stopped':
+                break
+            time.sleep(0.05)
+
+
+def make_runner(binary, work, manifest, proxmox):
+    return _terraform.TerraformRunner(
+        run_command=_terraform.default_run_command, binary=binary,
+        project_path=os.path.join(ROOT, 'terraform', 'environments', 'sim'), workdir=work, manifest=manifest,
+        variables={'intent_cluster_file': os.path.join(FIXTURES, 'cluster.yaml'),
+                   'intent_nodes_file': os.path.join(FIXTURES, 'nodes.yaml')},
+        proxmox=proxmox)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--rounds', type=int, default=3)
+    args = parser.parse_args()
+    binary = _terraform.find_binary(None)
+    tmp = tempfile.mkdtemp(prefix='bench-terraform-')
+    sim = pvesim_fixtures.start(os.path.join(tmp, 'sim'))
+    try:
+        manifest = os.path.join(tmp, 'manifest.json')
+        shutil.copy(os.path.join(FIXTURES, 'manifest.json'), manifest)
+        upload_artefacts(sim, manifest)
+        proxmox = _terraform.load_proxmox_env(sim.env_files['full'])
+
+        # Raw Terraform: the same copy of the configuration, the same environment, the same backend.
+        raw = make_runner(binary, os.path.join(tmp, 'raw'), manifest, proxmox)
+        raw.observe = False
+        raw.prepare()
+        raw.init()
+
+        def raw_terraform(*argv, provider=True):
+            proc = subprocess.run([binary, f'-chdir={raw.chdir}', *argv], env=raw.env(provider), cwd=raw.chdir,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+            if proc.returncode not in (0, 2):
+                raise SystemExit(f'raw terraform {argv[0]} failed: {proc.stderr}')
+
+        wrapper_times, raw_times = [], []
+        # Warm-up: the wrapper initialises its own data dir once (excluded, like the raw init).
+        warm = make_runner(binary, os.path.join(tmp, 'wrapper'), manifest, proxmox)
+        warm.execute(check_mode=True)
+        def raw_round():
+            start = time.perf_counter()
+            raw_terraform('plan', '-input=false', '-no-color', '-detailed-exitcode', f'-out={raw.plan_path}')
+            raw_terraform('apply', '-input=false', '-no-color', raw.plan_path)
+            raw_times.append(time.perf_counter() - start)
+            raw_terraform('destroy', '-input=false', '-no-color', '-auto-approve')
+
+        def wrapper_round():
+            runner = make_runner(binary, os.path.join(tmp, 'wrapper'), manifest, proxmox)
+            start = time.perf_counter()
+            result = runner.execute()
+            wrapper_times.append(time.perf_counter() - start)
+            assert result['counts']['add'] == 4, result
+            make_runner(binary, os.path.join(tmp, 'wrapper'), manifest, proxmox).execute(state='absent')
+
+        for index in range(args.rounds):
+            # Alternate the order so neither side always runs first.
+            for one in ((raw_round, wrapper_round) if index % 2 == 0 else (wrapper_round, raw_round)):
+                one()
+
+        raw_median = statistics.median(raw_times)
+        wrapper_median = statistics.median(wrapper_times)
+        ratio = wrapper_median / raw_median
+        report = {
+            'benchmark': 'terraform_apply_wrapper vs raw terraform plan -out + apply (4 VMs in pvesim)',
+            'terraform': binary,
+            'rounds': args.rounds,
+            'raw_seconds': [round(t, 3) for t in raw_times],
+            'wrapper_seconds': [round(t, 3) for t in wrapper_times],
+            'raw_median': round(raw_median, 3),
+            'wrapper_median': round(wrapper_median, 3),
+            'ratio': round(ratio, 3),
+            'ratio_of_fastest': round(min(wrapper_times) / min(raw_times), 3),
+            'load_average': [round(x, 2) for x in os.getloadavg()],
+            'goal': '<= 1.10',
+            'meets_goal': ratio <= 1.10,
+        }
+        print(json.dumps(report, indent=2))
+        out_dir = os.path.join(ROOT, 'tests', 'output', 'bench')
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, 'bench_terraform.json'), 'w', encoding='utf-8') as handle:
+            json.dump(report, handle, indent=2)
+        return 0
+    finally:
+        pvesim_fixtures.stop(sim)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,70 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""terraform_apply refusals and failures with real Terraform; no Proxmox needed for these."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tests.integration.terraform.conftest import files_under
+
+
+def test_missing_manifest_refused_with_templates_present_and_nothing_run(project, terraform_bin):
+    os.unlink(project.manifest)
+    result = project.run_module()
+    assert result['failed'] is True
+    assert result['failed_check'] == 'templates_present'
+    assert result['msg'].startswith('templates_present: ')
+    assert project.manifest in result['msg']
+    assert result['remediation'] == 'ansible-playbook playbooks/site.yml -e eminfra_start_at=templates'
+    assert not os.path.exists(project.workdir), 'nothing may run: no workdir, no log, no state'
+
+
+def test_incomplete_manifest_refused_naming_the_field(project, terraform_bin):
+    with open(project.manifest, encoding='utf-8') as handle:
+        manifest = json.load(handle)
+    del manifest['talos']
+    with open(project.manifest, 'w', encoding='utf-8') as handle:
+        json.dump(manifest, handle)
+    result = project.run_module()
+    assert result['failed_check'] == 'templates_present'
+    assert 'talos: missing required key' in result['msg']
+    assert not os.path.exists(project.workdir)
+
+
+def test_manifest_that_is_not_json_refused(project, terraform_bin):
+    with open(project.manifest, 'w', encoding='utf-8') as handle:
+        handle.write('{"generated_at": ')
+    result = project.run_module()
+    assert result['failed_check'] == 'templates_present' and 'not JSON' in result['msg']
+
+
+def test_terraform_error_fails_clearly_with_the_log_path(project, terraform_bin):
+    # An intent Terraform refuses (address outside the network): plan fails, exit code 1.
+    with open(project.nodes, 'a', encoding='utf-8') as handle:
+        handle.write('  - {name: stray, role: utility, os: ubuntu, vmid: 299, cores: 1, memory: 512, disk: 4,'
+                     ' ipv4: 192.168.77.5}\n')
+    result = project.run_module(check_mode=True)
+    assert result['failed'] is True
+    assert result['failed_check'] == 'terraform_apply'
+    assert 'terraform plan failed with exit code 1' in result['msg']
+    log_path = result['log_path']
+    assert log_path in result['msg'] and log_path.startswith(project.workdir)
+    with open(log_path, encoding='utf-8') as handle:
+        log = handle.read()
+    assert 'ipv4 outside cluster.network.cidr' in log and 'stray' in log
+    assert result['remediation'].endswith('-e eminfra_start_at=terraform_apply')
+
+
+def test_check_mode_without_credentials_plans_the_vms(project, terraform_bin):
+    result = project.run_module(check_mode=True)
+    assert result.get('failed') is not True, result['_stdout']
+    assert result['changed'] is True
+    assert result['counts'] == {'add': 4, 'change': 0, 'destroy': 0}
+    assert result['applied'] is False
+    assert not os.path.exists(project.outputs), 'check mode writes no outputs.json'
+    # The configuration ran from the workdir copy: the project's terraform/ is untouched.
+    assert not [p for p in files_under(os.path.join(project.root, 'terraform'))
+                if '.terraform' in p or p.endswith(('.tfstate', '.tfplan', '.lock.hcl'))]

@@ -1,0 +1,221 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The sim environment with real Terraform against pvesim over HTTPS: create, idempotence,
+drift of a VM deleted behind Terraform's back, recreation, destroy, and no secret anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
+from tests.integration.terraform.conftest import COLLECTIONS, REPO, files_under, tree_snapshot
+from tests.pvesim.fixtures import pvesim, pvesim_fresh  # noqa: F401  pylint: disable=unused-import
+
+pytestmark = pytest.mark.slow
+
+TALOS = {'cp-1': 201, 'worker-1': 211}
+UBUNTU = {'util-1': 231, 'util-2': 232}
+ALL_VMIDS = sorted([*TALOS.values(), *UBUNTU.values()])
+
+
+class Api:
+    """The simulator through its real API with the `full` token (what an operator's tools see)."""
+
+    def __init__(self, sim) -> None:
+        token_id, secret = sim.token('full')
+        self.base = sim.api_url
+        self.session = requests.Session()
+        self.session.headers['Authorization'] = f'PVEAPIToken={token_id}={secret}'
+        self.ca = sim.ca_path  # per call: REQUESTS_CA_BUNDLE would override a session default
+
+    def get(self, path):
+        response = self.session.get(f'{self.base}{path}', timeout=30, verify=self.ca)
+        response.raise_for_status()
+        return response.json()['data']
+
+    def vmids(self):
+        return sorted(int(vm['vmid']) for vm in self.get('/nodes/pve/qemu'))
+
+    def wait(self, upid):
+        import time
+        for dummy in range(600):
+            status = self.get(f'/nodes/pve/tasks/{upid}/status')
+            if status['status'] == 'stopped':
+                assert status['exitstatus'] == 'OK', status
+                return
+            time.sleep(0.05)
+        raise AssertionError(f'task {upid} never stopped')
+
+    def delete_vm(self, vmid):
+        if self.get(f'/nodes/pve/qemu/{vmid}/status/current')['status'] == 'running':
+            response = self.session.post(f'{self.base}/nodes/pve/qemu/{vmid}/status/stop', timeout=30, verify=self.ca)
+            response.raise_for_status()
+            self.wait(response.json()['data'])
+        response = self.session.delete(f'{self.base}/nodes/pve/qemu/{vmid}', timeout=30, verify=self.ca)
+        response.raise_for_status()
+        self.wait(response.json()['data'])
+
+    def upload_import(self, filename, data: bytes):
+        response = self.session.post(f'{self.base}/nodes/pve/storage/local/upload', data={'content': 'import'},
+                                     files={'filename': (filename, data)}, timeout=60, verify=self.ca)
+        response.raise_for_status()
+        self.wait(response.json()['data'])
+
+
+@pytest.fixture()
+def sim_project(project, pvesim_fresh):  # noqa: F811
+    """The project wired to a fresh simulator: proxmox.env from the `full` token, artefacts uploaded."""
+    shutil.copy(pvesim_fresh.env_files['full'], project.proxmox_env)
+    os.chmod(project.proxmox_env, 0o600)
+    api = Api(pvesim_fresh)
+    with open(project.manifest, encoding='utf-8') as handle:
+        manifest = json.load(handle)
+    for name in ('ubuntu', 'talos'):
+        volid = manifest[name]['proxmox_volid']
+        api.upload_import(volid.split('/', 1)[1], f'{name} image bytes\n'.encode() * 4096)
+    project.api = api
+    project.secret = pvesim_fresh.token('full')[1]
+    project.sim = pvesim_fresh
+    return project
+
+
+def read_outputs(project):
+    with open(project.outputs, encoding='utf-8') as handle:
+        return json.load(handle)
+
+
+def test_apply_idempotence_drift_recreate_destroy(sim_project, terraform_bin):
+    project, api = sim_project, sim_project.api
+    repo_terraform = tree_snapshot(os.path.join(REPO, 'terraform'))
+
+    # 1. Apply creates the VMs in pvesim and writes a valid outputs.json.
+    first = project.run_module()
+    assert first.get('failed') is not True, first['_stdout']
+    assert first['changed'] is True and first['applied'] is True
+    assert first['counts'] == {'add': 4, 'change': 0, 'destroy': 0}
+    assert api.vmids() == ALL_VMIDS
+    vms = {vm['vmid']: vm for vm in project.sim.control('vms')}
+    assert all(vms[vmid]['status'] == 'running' for vmid in ALL_VMIDS)
+    cp_config = vms[201]['config']
+    assert cp_config['name'] == 'cp-1' and cp_config['ipconfig0'] == 'ip=10.20.0.11/24,gw=10.20.0.1'
+    assert 'bridge=vmbr0' in cp_config['net0'] and cp_config['scsi0'].startswith('local-lvm:')
+    assert vms[231]['config']['ciuser'] == 'ops'
+    outputs = read_outputs(project)
+    _contracts.validate(outputs, _contracts.OUTPUTS_SCHEMA, 'terraform_outputs_valid')
+    assert [n['name'] for n in outputs['nodes']] == ['util-1', 'util-2']
+    assert outputs['nodes'][0] == {'name': 'util-1', 'ipv4': '10.20.0.41', 'ssh_user': 'ops', 'ssh_port': 2222,
+                                   'groups': ['base', 'docker'], 'vmid': 231, 'role': 'utility'}
+    assert outputs['talos_nodes'] == [
+        {'name': 'cp-1', 'ipv4': '10.20.0.11', 'role': 'controlplane', 'vmid': 201},
+        {'name': 'worker-1', 'ipv4': '10.20.0.21', 'role': 'worker', 'vmid': 211},
+    ]
+    assert first['outputs'] == outputs
+
+    # 2. A second run changes nothing.
+    second = project.run_module()
+    assert second['changed'] is False, second
+    assert second['applied'] is False and second['counts'] == {'add': 0, 'change': 0, 'destroy': 0}
+    assert second['initialised'] is False
+
+    # 3. A VM deleted in pvesim shows as drift in check mode ...
+    api.delete_vm(211)
+    drift = project.run_module(check_mode=True)
+    assert drift['changed'] is True
+    assert drift['replaced'] == ['terraform_data.vm["worker-1"]']
+    assert drift['counts'] == {'add': 1, 'change': 0, 'destroy': 1}
+    assert 211 not in drift['observed_vmids']
+    assert api.vmids() == [201, 231, 232], 'check mode changes nothing'
+
+    # ... and the next run recreates it; the run after that is clean again.
+    recreate = project.run_module()
+    assert recreate['changed'] is True and recreate['replaced'] == ['terraform_data.vm["worker-1"]']
+    assert api.vmids() == ALL_VMIDS
+    clean = project.run_module()
+    assert clean['changed'] is False, clean
+
+    # 4. state: absent removes them; outputs.json still meets the contract (empty lists).
+    gone = project.run_module(state='absent')
+    assert gone['changed'] is True and gone['counts'] == {'add': 0, 'change': 0, 'destroy': 4}
+    assert api.vmids() == []
+    assert read_outputs(project) == {'schema_version': 1, 'nodes': [], 'talos_nodes': []}
+    again = project.run_module(state='absent')
+    assert again['changed'] is False
+
+    # The secret is in no file under state/ but proxmox.env: tfstate, plans, logs, outputs included.
+    checked = [p for p in files_under(project.state) if p != project.proxmox_env]
+    assert any(p.endswith('terraform.tfstate') for p in checked)
+    assert any(p.endswith('.tfplan') for p in checked)
+    assert any(p.endswith('.log') for p in checked)
+    for path in checked:
+        with open(path, 'rb') as handle:
+            assert project.secret.encode() not in handle.read(), path
+    for result in (first, second, drift, recreate, clean, gone):
+        assert project.secret not in json.dumps(result)
+    # The repository's terraform/ was never written to.
+    assert tree_snapshot(os.path.join(REPO, 'terraform')) == repo_terraform
+
+
+def test_apply_failure_in_pvesim_names_the_log(sim_project, terraform_bin):
+    project = sim_project
+    project.sim.control('fault', kind='task_fail', type='qmcreate', message='storage went away')
+    result = project.run_module()
+    project.sim.control('clear_faults')
+    assert result['failed'] is True and result['failed_check'] == 'terraform_apply'
+    assert 'terraform apply failed with exit code 1' in result['msg']
+    with open(result['log_path'], encoding='utf-8') as handle:
+        log = handle.read()
+    assert 'pve_vm: create VM' in log
+    assert project.secret not in log and project.secret not in result['_stdout']
+    assert not os.path.exists(project.outputs), 'a failed apply leaves no outputs.json behind'
+
+
+def test_secret_absent_from_ansible_playbook_at_vvvv(sim_project, terraform_bin, tmp_path):
+    project = sim_project
+    playbook = tmp_path / 'play.yml'
+    playbook.write_text(f'''---
+- name: terraform_apply through Ansible
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Apply the sim environment
+      eminfra.pipeline.terraform_apply_wrapper:
+        project_path: terraform/environments/sim
+        intent_cluster_file: inventory/dev/cluster.yaml
+        intent_nodes_file: inventory/dev/nodes.yaml
+        state_dir: {project.state}
+    - name: Plan again in check mode
+      eminfra.pipeline.terraform_apply_wrapper:
+        project_path: terraform/environments/sim
+        intent_cluster_file: inventory/dev/cluster.yaml
+        intent_nodes_file: inventory/dev/nodes.yaml
+        state_dir: {project.state}
+      check_mode: true
+    - name: Remove the VMs
+      eminfra.pipeline.terraform_apply_wrapper:
+        project_path: terraform/environments/sim
+        intent_cluster_file: inventory/dev/cluster.yaml
+        intent_nodes_file: inventory/dev/nodes.yaml
+        state_dir: {project.state}
+        state: absent
+''')
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, EMINFRA_PROJECT_ROOT=project.root,
+               ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'), ANSIBLE_LOCALHOST_WARNING='false',
+               ANSIBLE_INVENTORY_UNPARSED_WARNING='false')
+    env.pop('EMINFRA_STATE_DIR', None)
+    playbook_bin = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+    proc = subprocess.run([playbook_bin, '-vvvv', '-i', 'localhost,', '-c', 'local',
+                           '-e', f'ansible_python_interpreter={sys.executable}', str(playbook)],
+                          cwd=project.root, env=env, capture_output=True, text=True, timeout=900, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert 'changed=2' in output
+    assert project.secret not in output
+    assert project.api.vmids() == []

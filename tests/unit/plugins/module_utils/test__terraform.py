@@ -1,0 +1,325 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The Terraform runner with a fake run_command: exact argv, exact environment, secret only in env."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform
+from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
+FIXTURES = os.path.join(REPO, 'terraform', 'tests', 'fixtures')
+SECRET = 'c0ffee00-1111-2222-3333-unit-test-secret'
+BIN = '/opt/tf/bin/terraform'
+
+PLAN_JSON = {
+    'format_version': '1.2',
+    'resource_changes': [
+        {'address': 'terraform_data.vm["cp-1"]', 'change': {'actions': ['create']}},
+        {'address': 'terraform_data.vm["util-1"]', 'change': {'actions': ['delete', 'create']}},
+        {'address': 'terraform_data.vm["worker-1"]', 'change': {'actions': ['update']}},
+        {'address': 'terraform_data.vm["old"]', 'change': {'actions': ['delete']}},
+        {'address': 'terraform_data.vm["same"]', 'change': {'actions': ['no-op']}},
+    ],
+    'resource_drift': [{'address': 'proxmox_virtual_environment_vm.vm["cp-1"]', 'change': {'actions': ['delete']}}],
+    'output_changes': {'nodes': {'actions': ['update']}, 'cluster_name': {'actions': ['no-op']}},
+}
+
+OUTPUT_JSON = {
+    'nodes': {'sensitive': False, 'type': [], 'value': [
+        {'name': 'util-1', 'ipv4': '10.20.0.41', 'ssh_user': 'ops', 'ssh_port': 2222, 'groups': ['base'], 'vmid': 231,
+         'role': 'utility'}]},
+    'talos_nodes': {'sensitive': False, 'type': [], 'value': [
+        {'name': 'cp-1', 'ipv4': '10.20.0.11', 'role': 'controlplane', 'vmid': 201}]},
+    'admin_key': {'sensitive': True, 'type': 'string', 'value': 'do-not-write-me'},
+}
+
+
+class FakeTerraform:
+    """Records every call; answers like Terraform would for the sub-command."""
+
+    def __init__(self, plan_rc=2, apply_rc=0, outputs=None):
+        self.calls = []
+        self.plan_rc = plan_rc
+        self.apply_rc = apply_rc
+        self.outputs = OUTPUT_JSON if outputs is None else outputs
+
+    def __call__(self, argv, env, cwd, timeout):
+        self.calls.append({'argv': list(argv), 'env': dict(env), 'cwd': cwd, 'timeout': timeout})
+        sub = argv[2]
+        if sub == 'init':
+            os.makedirs(os.path.join(env['TF_DATA_DIR'], 'terraform'), exist_ok=True)
+            return 0, 'Terraform has been successfully initialized!\n', ''
+        if sub == 'plan':
+            return self.plan_rc, 'plan text that must not matter\n', 'Error: boom\n' if self.plan_rc == 1 else ''
+        if sub == 'show':
+            return 0, json.dumps(PLAN_JSON), ''
+        if sub == 'apply':
+            return self.apply_rc, 'Apply complete!\n', '' if self.apply_rc == 0 else 'Error: apply failed\n'
+        if sub == 'output':
+            return 0, json.dumps(self.outputs), ''
+        raise AssertionError(f'unexpected command {argv}')
+
+    def subcommands(self):
+        return [call['argv'][2] for call in self.calls]
+
+
+@pytest.fixture()
+def project(tmp_path):
+    """A copy of terraform/ (so tests never touch the repository's) and a state layout."""
+    tf_root = tmp_path / 'repo' / 'terraform'
+    shutil.copytree(os.path.join(REPO, 'terraform'), tf_root,
+                    ignore=shutil.ignore_patterns('.terraform', '*.tfstate*', '.terraform.lock.hcl'))
+    state = tmp_path / 'state'
+    (state / 'cache' / 'templates').mkdir(parents=True)
+    shutil.copy(os.path.join(FIXTURES, 'manifest.json'), state / 'cache' / 'templates' / 'manifest.json')
+    env_file = state / 'proxmox.env'
+    ca_file = tmp_path / 'ca.pem'
+    ca_file.write_text('-----BEGIN CERTIFICATE-----\n')
+    env_file.write_text('PROXMOX_API_URL=https://127.0.0.1:8006/api2/json\nPROXMOX_NODE=pve\n'
+                        'PROXMOX_TOKEN_ID=pipeline@pve!full\n'
+                        f'PROXMOX_TOKEN_SECRET={SECRET}\nPROXMOX_TLS_VERIFY=true\nPROXMOX_CA_BUNDLE={ca_file}\n')
+    env_file.chmod(0o600)
+    return {'env_dir': str(tf_root / 'environments' / 'sim'), 'state': state, 'env_file': str(env_file), 'ca': str(ca_file)}
+
+
+def make_runner(project, fake, **kw):
+    params = dict(
+        run_command=fake, binary=BIN, project_path=project['env_dir'],
+        workdir=str(project['state'] / 'cache' / 'terraform'),
+        manifest=str(project['state'] / 'cache' / 'templates' / 'manifest.json'),
+        variables={'intent_cluster_file': os.path.join(FIXTURES, 'cluster.yaml'),
+                   'intent_nodes_file': os.path.join(FIXTURES, 'nodes.yaml'), 'vm_tags': ['a', 'b']},
+        proxmox=_terraform.load_proxmox_env(project['env_file']), observe=False,
+        base_env={'PATH': '/usr/bin', 'HOME': '/root', 'TF_CLI_ARGS_plan': '-var=x=1', 'TF_VAR_injected': 'x',
+                  'TF_LOG': 'TRACE', 'PROXMOX_VE_API_TOKEN': 'stale=value', 'LANG': 'C.UTF-8'},
+    )
+    params.update(kw)
+    return _terraform.TerraformRunner(**params)
+
+
+def test_apply_runs_init_plan_show_apply_output_with_exact_argv(project):
+    fake = FakeTerraform()
+    runner = make_runner(project, fake)
+    result = runner.execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
+    work = str(project['state'] / 'cache' / 'terraform')
+    chdir = f'{work}/sim/config/environments/sim'
+    plan = f'{work}/sim/plans/last.tfplan'
+    argvs = [c['argv'] for c in fake.calls]
+    assert argvs[:2] == [
+        [BIN, f'-chdir={chdir}', 'init', '-input=false', '-no-color', f'-backend-config=path={work}/sim/terraform.tfstate',
+         '-reconfigure'],
+        [BIN, f'-chdir={chdir}', 'plan', '-input=false', '-no-color', '-detailed-exitcode', '-lock-timeout=0s',
+         '-parallelism=10', f'-out={plan}'],
+    ]
+    # show -json of the saved plan runs alongside the apply of that same plan.
+    assert sorted(argvs[2:4]) == sorted([
+        [BIN, f'-chdir={chdir}', 'show', '-json', '-no-color', plan],
+        [BIN, f'-chdir={chdir}', 'apply', '-input=false', '-no-color', '-lock-timeout=0s', '-parallelism=10', plan],
+    ])
+    assert argvs[4:] == [[BIN, f'-chdir={chdir}', 'output', '-json', '-no-color']]
+    assert all(c['cwd'] == chdir for c in fake.calls)
+    assert result['changed'] is True and result['applied'] is True
+    assert result['counts'] == {'add': 2, 'change': 1, 'destroy': 2}
+    assert result['replaced'] == ['terraform_data.vm["util-1"]']
+    assert result['drift'] == [{'address': 'proxmox_virtual_environment_vm.vm["cp-1"]', 'actions': ['delete']}]
+    assert result['output_changes'] == ['nodes']
+
+
+def test_environment_is_exact_and_secret_only_in_plan_and_apply_env(project):
+    fake = FakeTerraform()
+    runner = make_runner(project, fake)
+    runner.execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
+    work = str(project['state'] / 'cache' / 'terraform')
+    base = {
+        'PATH': '/usr/bin', 'HOME': '/root', 'LANG': 'C.UTF-8',
+        'TF_IN_AUTOMATION': '1', 'TF_INPUT': '0', 'CHECKPOINT_DISABLE': '1',
+        'TF_DATA_DIR': f'{work}/sim/data', 'TF_CLI_CONFIG_FILE': f'{work}/terraformrc',
+        'TF_VAR_proxmox_node': 'pve',
+        'TF_VAR_intent_cluster_file': os.path.join(FIXTURES, 'cluster.yaml'),
+        'TF_VAR_intent_nodes_file': os.path.join(FIXTURES, 'nodes.yaml'),
+        'TF_VAR_vm_tags': '["a", "b"]',
+        'TF_VAR_manifest_file': str(project['state'] / 'cache' / 'templates' / 'manifest.json'),
+    }
+    provider = {
+        'PROXMOX_VE_ENDPOINT': 'https://127.0.0.1:8006/',
+        'PROXMOX_VE_API_TOKEN': f'pipeline@pve!full={SECRET}',
+        'PROXMOX_VE_INSECURE': 'false',
+        'SSL_CERT_FILE': project['ca'],
+    }
+    for call in fake.calls:
+        expected = dict(base, **provider) if call['argv'][2] in ('plan', 'apply') else base
+        assert call['env'] == expected, call['argv'][2]
+        assert not any(SECRET in arg for arg in call['argv'])
+        assert not any('-var' in arg for arg in call['argv'])
+    # The secret is in no file the runner wrote (log, CLI config, stamp), except proxmox.env.
+    for directory, dummy, files in os.walk(project['state']):
+        for name in files:
+            path = os.path.join(directory, name)
+            if path != project['env_file']:
+                with open(path, 'rb') as handle:
+                    assert SECRET.encode() not in handle.read(), path
+
+
+def test_no_changes_means_no_apply_and_changed_false(project):
+    fake = FakeTerraform(plan_rc=0)
+    runner = make_runner(project, fake)
+    first = runner.execute()
+    assert first['changed'] is True  # outputs.json written the first time
+    second = make_runner(project, fake).execute()
+    assert 'apply' not in fake.subcommands()
+    assert second['changed'] is False and second['applied'] is False and second['outputs_changed'] is False
+    assert fake.subcommands().count('init') == 1  # initialised once, then only when something changed
+
+
+def test_check_mode_plans_only(project):
+    fake = FakeTerraform(plan_rc=2)
+    result = make_runner(project, fake).execute(check_mode=True)
+    assert fake.subcommands() == ['init', 'plan', 'show']
+    assert result['changed'] is True and result['counts']['add'] == 2
+    assert not os.path.exists(project['state'] / 'cache' / 'terraform' / 'outputs.json')
+
+
+def test_state_absent_plans_a_destroy(project):
+    fake = FakeTerraform(plan_rc=2)
+    make_runner(project, fake).execute(state='absent')
+    plan_call = [c for c in fake.calls if c['argv'][2] == 'plan'][0]
+    assert plan_call['argv'][-1] == '-destroy'
+    assert 'apply' in fake.subcommands()
+
+
+def test_outputs_json_is_the_contract_without_sensitive_values(project):
+    make_runner(project, FakeTerraform()).execute()
+    path = project['state'] / 'cache' / 'terraform' / 'outputs.json'
+    data = json.loads(path.read_text())
+    assert data == {
+        'schema_version': 1,
+        'nodes': [{'name': 'util-1', 'ipv4': '10.20.0.41', 'ssh_user': 'ops', 'ssh_port': 2222, 'groups': ['base'],
+                   'vmid': 231, 'role': 'utility'}],
+        'talos_nodes': [{'name': 'cp-1', 'ipv4': '10.20.0.11', 'role': 'controlplane', 'vmid': 201}],
+    }
+    assert 'do-not-write-me' not in path.read_text()
+
+
+def test_outputs_holding_the_secret_are_refused_and_not_written(project):
+    outputs = json.loads(json.dumps(OUTPUT_JSON))
+    outputs['nodes']['value'][0]['ssh_user'] = SECRET
+    with pytest.raises(CheckError) as err:
+        make_runner(project, FakeTerraform(outputs=outputs)).execute()
+    assert err.value.check == 'terraform_outputs_valid'
+    assert SECRET not in str(err.value)
+    assert not os.path.exists(project['state'] / 'cache' / 'terraform' / 'outputs.json')
+
+
+def test_invalid_outputs_are_refused(project):
+    outputs = json.loads(json.dumps(OUTPUT_JSON))
+    outputs['talos_nodes']['value'][0]['ipv4'] = 'not-an-address'
+    with pytest.raises(CheckError) as err:
+        make_runner(project, FakeTerraform(outputs=outputs)).execute()
+    assert err.value.check == 'terraform_outputs_valid'
+    assert 'talos_nodes[0].ipv4' in str(err.value)
+
+
+def test_plan_error_names_the_log(project):
+    runner = make_runner(project, FakeTerraform(plan_rc=1))
+    with pytest.raises(_terraform.TerraformError) as err:
+        runner.execute()
+    assert err.value.check == 'terraform_apply'
+    assert runner.log_path in str(err.value) and err.value.result()['log_path'] == runner.log_path
+    with open(runner.log_path, encoding='utf-8') as handle:
+        assert 'Error: boom' in handle.read()
+    assert os.stat(runner.log_path).st_mode & 0o777 == 0o600
+
+
+def test_missing_manifest_refused_before_anything_runs(project):
+    os.unlink(project['state'] / 'cache' / 'templates' / 'manifest.json')
+    fake = FakeTerraform()
+    with pytest.raises(CheckError) as err:
+        make_runner(project, fake).execute()
+    assert err.value.check == 'templates_present'
+    assert 'eminfra_start_at=templates' in str(err.value)
+    assert fake.calls == []
+
+
+def test_manifest_without_a_needed_artefact_refused(project):
+    manifest = project['state'] / 'cache' / 'templates' / 'manifest.json'
+    data = json.loads(manifest.read_text())
+    del data['talos']['filename']
+    manifest.write_text(json.dumps(data))
+    fake = FakeTerraform()
+    with pytest.raises(CheckError) as err:
+        make_runner(project, fake).execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
+    assert err.value.check == 'templates_present' and 'talos.filename' in str(err.value)
+    assert fake.calls == []
+
+
+def test_needed_artefacts_follow_enabled_nodes():
+    assert _terraform.needed_artefacts(os.path.join(FIXTURES, 'nodes.yaml')) == ['talos', 'ubuntu']
+    assert _terraform.needed_artefacts(os.path.join(FIXTURES, 'nodes-talos-only.yaml')) == ['talos']
+    assert _terraform.needed_artefacts(None) == ['talos', 'ubuntu']
+
+
+def test_variable_holding_the_secret_refused(project):
+    fake = FakeTerraform()
+    with pytest.raises(CheckError) as err:
+        make_runner(project, fake, variables={'note': f'x{SECRET}'}).execute()
+    assert SECRET not in str(err.value)
+    assert fake.calls == []
+
+
+def test_repository_config_stays_clean_and_copy_is_exact(project):
+    before = sorted(os.path.relpath(os.path.join(d, f), project['env_dir'])
+                    for d, dummy, fs in os.walk(os.path.dirname(os.path.dirname(project['env_dir']))) for f in fs)
+    runner = make_runner(project, FakeTerraform())
+    runner.execute()
+    after = sorted(os.path.relpath(os.path.join(d, f), project['env_dir'])
+                   for d, dummy, fs in os.walk(os.path.dirname(os.path.dirname(project['env_dir']))) for f in fs)
+    assert before == after
+    copied = sorted(os.path.relpath(os.path.join(d, f), runner.config_root)
+                    for d, dummy, fs in os.walk(runner.config_root) for f in fs)
+    assert 'environments/sim/main.tf' in copied and 'modules/plan/main.tf' in copied
+    assert not any(p.startswith('environments/k3s-dev') or '/tests/' in p for p in copied)
+
+
+def test_proxmox_env_group_readable_refused(project):
+    os.chmod(project['env_file'], 0o640)
+    with pytest.raises(CheckError) as err:
+        _terraform.load_proxmox_env(project['env_file'])
+    assert err.value.check == 'proxmox_env_valid' and 'chmod 600' in str(err.value)
+
+
+def test_timeout_stops_the_command(tmp_path):
+    rc, dummy, err = _terraform.default_run_command(['sleep', '5'], {'PATH': os.environ['PATH']}, str(tmp_path), 0.2)
+    assert rc == 124 and 'timeout' in err
+
+
+def test_list_vmids_through_the_shared_client(project):
+    calls = []
+
+    class FakeClient:
+        def __init__(self, *args, **kwargs):
+            calls.append((args, kwargs))
+
+        def get(self, path):
+            calls.append(path)
+            return [{'vmid': 232, 'name': 'b'}, {'vmid': 201, 'name': 'a'}, {'name': 'no id'}]
+
+    settings = _terraform.load_proxmox_env(project['env_file'])
+    assert _terraform.list_vmids(settings, client_factory=FakeClient) == [201, 232]
+    assert calls == [(('https://127.0.0.1:8006', 'pipeline@pve!full', SECRET),
+                      {'verify': True, 'ca_bundle': project['ca']}), '/nodes/pve/qemu']
+
+
+def test_apply_failure_is_reported_not_masked_and_no_outputs_written(project):
+    runner = make_runner(project, FakeTerraform(plan_rc=2, apply_rc=1))
+    with pytest.raises(_terraform.TerraformError) as err:
+        runner.execute()
+    assert 'terraform apply failed with exit code 1' in str(err.value)
+    assert not os.path.exists(project['state'] / 'cache' / 'terraform' / 'outputs.json')
