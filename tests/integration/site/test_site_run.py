@@ -40,6 +40,12 @@ def test_full_run_then_a_second_run_changes_nothing(site, ssh_node):
     assert 'manifest.json' in summary and 'outputs.json' in summary
     assert open(os.path.join(run_dir, 'summary.txt'), encoding='utf-8').read().splitlines()[0] in summary
     assert not os.path.exists(site.path('runs', 'run.lock'))
+    with open(os.path.join(run_dir, 'tasks.log'), encoding='utf-8') as handle:
+        log = [json.loads(line) for line in handle]
+    assert log[0]['task'] == "Plan the run, take the run lock and record the run's start"
+    assert {entry['step'] for entry in log} >= {'', 'proxmox_access', 'templates', 'terraform_apply', 'ansible_inventory'}
+    assert all(set(entry) <= {'time', 'step', 'task', 'host', 'status', 'duration', 'msg', 'failed_check', 'remediation'}
+               for entry in log)
 
     site.mirror.reset()
     started = time.monotonic()
