@@ -11,6 +11,8 @@ PVE<Group>User, PVEAdmin and PVEAuditor are derived from them exactly as the rea
 
 from __future__ import annotations
 
+import re
+
 PRIV_GROUPS: dict[str, dict[str, list[str]]] = {
     'VM': {
         'root': [],
@@ -101,6 +103,16 @@ class AccessConfig:
         self.acl: dict[str, list[tuple[str, str, str, bool]]] = {}
         self.groups: dict[str, set[str]] = {}
         self.users: dict[str, dict] = {}
+        # pool -> {'vms': {vmid, ...}, 'storage': {storeid, ...}}; members inherit /pool/<id> roles
+        self.pools: dict[str, dict[str, set]] = {}
+
+    def pool_member_of(self, path: str) -> list[str]:
+        match = re.fullmatch(r'/(vms|storage)/([^/]+)', path)
+        if not match:
+            return []
+        kind, name = match.groups()
+        key = int(name) if kind == 'vms' and name.isdigit() else name
+        return sorted(pool for pool, members in self.pools.items() if key in members.get(kind, ()))
 
     def add_role(self, name: str, privs: list[str]) -> None:
         unknown = [priv for priv in privs if priv not in VALID_PRIVS]
@@ -151,7 +163,19 @@ class AccessConfig:
         return result
 
     def _privs_of(self, ugid: str, path: str, is_token: bool) -> dict[str, bool]:
+        path = normalize_path(path)
         roles = self.roles_for(ugid, path, is_token)
+        # RPCEnvironment's compile_acl_path: roles on /pool/<id> apply (never propagating) to
+        # the pool's guests and storages, unless a regular ACL already says NoAccess
+        pool_roles: dict[str, bool] = {}
+        for pool in self.pool_member_of(path):
+            pool_roles.update(self.roles_for(ugid, f'/pool/{pool}', is_token))
+        if pool_roles and 'NoAccess' not in roles:
+            if 'NoAccess' in pool_roles:
+                roles = {'NoAccess': False}
+            else:
+                for role in pool_roles:
+                    roles.setdefault(role, False)
         if 'NoAccess' in roles:
             return {}
         privs: dict[str, bool] = {}
@@ -200,7 +224,7 @@ class Checker:
         """Paths without ACL entries of their own (e.g. 10,000 /vms/N) only inherit what
         propagates from their deepest ancestor with entries, so they share one result."""
         acl = self.config.acl
-        if path in acl:
+        if path in acl or self.config.pool_member_of(path):
             return path
         parent = path
         while parent != '/':

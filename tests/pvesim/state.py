@@ -16,6 +16,7 @@ import shutil
 import struct
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable
@@ -39,6 +40,9 @@ DEFAULT_SCENARIO: dict = {
         {'id': 'local-lvm', 'type': 'lvmthin', 'content': ['images'], 'total': 429496729600},
     ],
     'bridges': ['vmbr0'],
+    'sdn_zone': 'localnetwork',
+    'pools': {},
+    'groups': {},
     'roles': {
         'PipelineFull': PIPELINE_PRIVS,
         'PipelineNoDownload': [p for p in PIPELINE_PRIVS if p not in DOWNLOAD_SYS_PRIVS],
@@ -213,7 +217,10 @@ class Simulator:
             self.bridges = list(scenario.get('bridges') or [])
             self.sdn_zone = scenario.get('sdn_zone', 'localnetwork')
             self.mappings = copy.deepcopy(scenario.get('mappings') or {})
-            self.pools = {p: {} for p in scenario.get('pools', [])} if 'pools' in scenario else {}
+            pools = scenario.get('pools') or {}
+            if isinstance(pools, list):
+                pools = {name: {} for name in pools}
+            self.pools = {name: dict(spec or {}) for name, spec in pools.items()}
             access = AccessConfig()
             for name, privs in (scenario.get('roles') or {}).items():
                 access.add_role(name, list(privs))
@@ -233,6 +240,9 @@ class Simulator:
             for entry in scenario.get('acl') or []:
                 access.add_acl(entry['path'], entry['role'], entry.get('propagate', True),
                                user=entry.get('user'), group=entry.get('group'), token=entry.get('token'))
+            access.pools = {name: {'vms': {int(v) for v in spec.get('vms', [])},
+                                   'storage': set(spec.get('storage', []))}
+                            for name, spec in self.pools.items()}
             self.access = access
             self.vms: dict[int, VM] = {}
             self.tasks: dict[str, Task] = {}
@@ -255,6 +265,8 @@ class Simulator:
                 if entry.get('template'):
                     vm.config['template'] = 1
                 self.vms[vm.vmid] = vm
+                if vm.pool:
+                    self.set_pool(vm.vmid, vm.pool)
                 if entry.get('status') == 'running':
                     self.mark_running(vm)
 
@@ -320,7 +332,7 @@ class Simulator:
         if ':' not in volid:
             raise ValueError(f"unable to parse volume ID '{volid}'")
         storeid, volname = volid.split(':', 1)
-        store = self.storage(storeid)
+        self.storage(storeid)  # an unknown storage fails here
         match = re.fullmatch(r'(iso|vztmpl|import|backup|snippets)/([^/]+)', volname)
         if match:
             content = match.group(1)
@@ -333,7 +345,6 @@ class Simulator:
         if match:
             vmid = int(match.group(3))
             return storeid, 'images', match.group(1), vmid, self.volume_path(storeid, 'images', match.group(1), vmid)
-        del store
         raise ValueError(f"unable to parse volume name '{volname}'")
 
     def list_volumes(self, storeid: str) -> list[dict]:
@@ -398,6 +409,13 @@ class Simulator:
             raise ApiError(500, f"Configuration file 'nodes/{node or 'pve'}/qemu-server/{vmid}.conf' does not exist")
         return vm
 
+    def set_pool(self, vmid: int, pool: str | None) -> None:
+        with self.lock:
+            for members in self.access.pools.values():
+                members['vms'].discard(vmid)
+            if pool:
+                self.access.pools.setdefault(pool, {'vms': set(), 'storage': set()})['vms'].add(vmid)
+
     def mark_running(self, vm: VM) -> None:
         vm.status = 'running'
         vm.started_at = time.time()
@@ -441,7 +459,8 @@ class Simulator:
                 error = f'WARNINGS: {warnings}'
         except (TaskError, ApiError) as exc:
             error = str(exc).rstrip('\n') if isinstance(exc, TaskError) else exc.message.rstrip('\n')
-        except Exception as exc:  # a bug in the simulator must still end the task
+        except Exception as exc:  # a bug in the simulator must still end the task, and be seen
+            traceback.print_exc()
             error = f'internal simulator error: {exc!r}'
         if error and not error.startswith('WARNINGS: ') and cleanup is not None:
             try:

@@ -27,10 +27,9 @@ SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..
 
 def proxmox(sim, token: str = 'full') -> ProxmoxAPI:
     """The real proxmoxer client with certificate verification against the simulator's CA."""
-    tokenid, secret = sim.token(token)
-    user, name = tokenid.split('!', 1)
-    return ProxmoxAPI(sim.host, user=user, token_name=name, token_value=secret, verify_ssl=sim.ca_path,
-                      timeout=30)
+    api = sim.client(token)
+    assert isinstance(api, ProxmoxAPI)
+    return api
 
 
 def raw(sim, method: str, path: str, token: str | None = 'full', header: str | None = None, **kw) -> requests.Response:
@@ -63,7 +62,7 @@ class FileServer:
         self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
         self.httpd.daemon_threads = True
         self.root = root
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
         self.thread.start()
         self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}'
 
@@ -96,3 +95,20 @@ def qcow2_image(virtual_size: int, payload: bytes = b'') -> bytes:
     import struct
     header = b'QFI\xfb' + struct.pack('>I', 3) + b'\0' * 16 + struct.pack('>Q', virtual_size)
     return header + b'\0' * (512 - len(header)) + payload
+
+
+@pytest.fixture(autouse=True)
+def no_simulator_tracebacks(request):
+    """Fail any test during which the shared simulator hit an internal error (a traceback in
+    its log): a simulator bug must never pass for server behaviour."""
+    if 'pvesim' not in request.fixturenames and 'pvesim_fresh' not in request.fixturenames:
+        yield
+        return
+    sim = request.getfixturevalue('pvesim')
+    before = os.path.getsize(sim.log_path) if sim.log_path and os.path.exists(sim.log_path) else 0
+    yield
+    if sim.log_path and os.path.exists(sim.log_path):
+        with open(sim.log_path, encoding='utf-8', errors='replace') as handle:
+            handle.seek(before)
+            new = handle.read()
+        assert 'Traceback' not in new, f'simulator error during the test:\n{new[-3000:]}'

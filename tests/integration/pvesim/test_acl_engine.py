@@ -108,3 +108,15 @@ def test_inherited_paths_share_results_but_stay_exact():
     assert checker.privs('/vms/5') == {}
     assert 'VM.Allocate' not in checker.privs('/vms/6') and 'VM.PowerMgmt' in checker.privs('/vms/6')
     assert 'VM.Allocate' in checker.privs('/vms/7') and checker.privs('/vms/7') == checker.privs('/vms/1')
+
+
+def test_pool_roles_reach_members_without_propagating():
+    config = _config()
+    config.pools = {'dev': {'vms': {100}, 'storage': {'local'}}}
+    config.add_acl('/pool/dev', 'PVEVMAdmin', True, user='u@pve')
+    assert config.permissions('u@pve', '/vms/100')['VM.Allocate'] is False  # pool-derived: not propagating
+    assert config.permissions('u@pve', '/vms/101') == {}
+    config.add_acl('/vms/100', 'NoAccess', False, user='u@pve')
+    assert config.permissions('u@pve', '/vms/100') == {}  # a regular NoAccess is not trumped
+    checker = Checker(config, 'u@pve')
+    assert checker.privs('/vms/100') == {} and checker.privs('/vms/101') == {}
