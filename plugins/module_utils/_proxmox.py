@@ -239,21 +239,26 @@ class ProxmoxClient:
         return f'{method} {self.base_url}{self.api_path(path)}'
 
     # ------------------------------------------------------------------ requests
-    def get(self, path: str, **params):
-        return self.request('GET', path, **params)
+    def get(self, endpoint: str, /, **params):
+        return self.request('GET', endpoint, **params)
 
-    def post(self, path: str, **params):
-        return self.request('POST', path, **params)
+    def post(self, endpoint: str, /, **params):
+        return self.request('POST', endpoint, **params)
 
-    def put(self, path: str, **params):
-        return self.request('PUT', path, **params)
+    def put(self, endpoint: str, /, **params):
+        return self.request('PUT', endpoint, **params)
 
-    def delete(self, path: str, **params):
-        return self.request('DELETE', path, **params)
+    def delete(self, endpoint: str, /, **params):
+        return self.request('DELETE', endpoint, **params)
 
-    def request(self, method: str, path: str, **params):
-        """One API call with bounded retries; returns the ``data`` of the answer."""
-        method = method.upper()
+    def request(self, http_method: str, endpoint: str, /, **params):
+        """One API call with bounded retries; returns the ``data`` of the answer.
+
+        ``http_method`` and ``endpoint`` are positional-only, so any API parameter (such as
+        ``path`` in ``GET /access/permissions?path=/vms``) passes as a keyword.
+        """
+        method = http_method.upper()
+        path = endpoint
         resource = self._api(self._segments(path))
         params = {key: (int(val) if isinstance(val, bool) else val) for key, val in params.items()}
         attempt = 0
