@@ -527,6 +527,37 @@ class TerraformRunner:
         for name in logs[:-LOGS_KEPT]:
             os.unlink(os.path.join(directory, name))
 
+    # -------------------------------------------------------------- re-validation on resume
+    def validate_outputs(self) -> dict:
+        """Before a resume skips the step: outputs.json is valid and matches the Terraform state."""
+        remediation = 'ansible-playbook playbooks/site.yml -e eminfra_start_at=terraform_apply'
+        try:
+            with open(self.outputs_path, encoding='utf-8') as handle:
+                recorded = json.load(handle)
+        except FileNotFoundError:
+            raise CheckError('terraform_outputs_valid', 'outputs.json does not exist', where=self.outputs_path,
+                             remediation=remediation) from None
+        except ValueError as exc:
+            raise CheckError('terraform_outputs_valid', f'not JSON: {exc}', where=self.outputs_path,
+                             remediation=remediation) from None
+        _contracts.validate(recorded, _contracts.OUTPUTS_SCHEMA, 'terraform_outputs_valid', source=self.outputs_path,
+                            remediation=remediation)
+        if not os.path.isfile(self.state_path):
+            raise CheckError('terraform_outputs_valid', 'there is no Terraform state to compare with',
+                             where=self.state_path, remediation=remediation)
+        self.prepare()
+        self._log(f'# terraform_apply_wrapper: environment {self.env_name}, validate outputs.json\n')
+        initialised = self.init()
+        current = self.outputs()
+        differing = sorted(key for key in set(current) | set(recorded) if current.get(key) != recorded.get(key))
+        if differing:
+            raise CheckError('terraform_outputs_valid', f'outputs.json differs from the Terraform state in: '
+                             f'{", ".join(differing)}', where=self.outputs_path, remediation=remediation)
+        self.prune_logs()
+        return {'changed': False, 'outputs_valid': True, 'outputs': current, 'initialised': initialised,
+                'log_path': self.log_path, 'state_path': self.state_path, 'workdir': self.workdir,
+                'outputs_path': self.outputs_path, 'binary': self.binary}
+
     # -------------------------------------------------------------- the whole step
     def execute(self, state: str = 'present', check_mode: bool = False, intent_nodes_file: str | None = None) -> dict:
         """Plan (and unless check mode, apply the saved plan, then write outputs.json)."""

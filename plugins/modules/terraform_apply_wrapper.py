@@ -98,6 +98,13 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  validate_only:
+    description:
+      - Only re-validate, as a resume does before it skips the step. O(outputs_path) must exist, meet the
+        outputs contract and equal what C(terraform output -json) gives from the current state. Nothing is
+        planned or applied; a mismatch fails with C(terraform_outputs_valid).
+    type: bool
+    default: false
   binary_path:
     description:
       - The Terraform command. Defaults to C(terraform), then C(tofu), on E(PATH).
@@ -144,6 +151,11 @@ EXAMPLES = r'''
     intent_nodes_file: inventory/dev/nodes.yaml
   check_mode: true
 
+- name: Before a resume skips the step, check outputs.json against the Terraform state
+  eminfra.pipeline.terraform_apply_wrapper:
+    project_path: terraform/environments/sim
+    validate_only: true
+
 - name: Remove the VMs
   eminfra.pipeline.terraform_apply_wrapper:
     project_path: terraform/environments/sim
@@ -155,12 +167,12 @@ EXAMPLES = r'''
 RETURN = r'''
 counts:
   description: Resource changes of the plan, from C(terraform show -json) (a replacement counts as one add and one destroy).
-  returned: always
+  returned: unless O(validate_only=true)
   type: dict
   sample: {add: 4, change: 0, destroy: 0}
 drift:
   description: Resources Terraform found changed outside Terraform (C(resource_drift) of the plan).
-  returned: always
+  returned: unless O(validate_only=true)
   type: list
   elements: dict
   sample:
@@ -168,19 +180,19 @@ drift:
       actions: [delete]
 replaced:
   description: Addresses the plan replaces (for C(sim), a VM missing from the observation).
-  returned: always
+  returned: unless O(validate_only=true)
   type: list
   elements: str
   sample:
     - terraform_data.vm["cp-1"]
 output_changes:
   description: Names of the Terraform outputs the plan changes.
-  returned: always
+  returned: unless O(validate_only=true)
   type: list
   elements: str
 observed_vmids:
   description: The VM ids on the Proxmox node before the plan (null when O(observe_vms) is off or no credentials).
-  returned: always
+  returned: unless O(validate_only=true)
   type: list
   elements: int
 initialised:
@@ -189,7 +201,7 @@ initialised:
   type: bool
 applied:
   description: Whether the saved plan was applied.
-  returned: always
+  returned: unless O(validate_only=true)
   type: bool
 log_path:
   description: The full Terraform log of this run.
@@ -198,7 +210,7 @@ log_path:
   sample: /srv/pipeline/state/cache/terraform/sim/logs/20261122T003000Z-4242.log
 plan_path:
   description: The saved plan of this run.
-  returned: always
+  returned: unless O(validate_only=true)
   type: str
 state_path:
   description: The local Terraform state.
@@ -228,7 +240,11 @@ outputs:
       - {name: cp-1, ipv4: 10.20.0.11, role: controlplane, vmid: 201}
 outputs_changed:
   description: Whether outputs.json was (re)written.
-  returned: when not in check mode
+  returned: when not in check mode and not O(validate_only)
+  type: bool
+outputs_valid:
+  description: outputs.json meets the contract and matches the Terraform state.
+  returned: when O(validate_only=true)
   type: bool
 failed_check:
   description: The check that failed (C(templates_present), C(terraform_apply), C(terraform_outputs_valid), ...).
@@ -262,6 +278,7 @@ ARGUMENT_SPEC = dict(
     proxmox_env_file=dict(type='path'),
     observe_vms=dict(type='bool', default=True),
     state=dict(type='str', choices=['present', 'absent'], default='present'),
+    validate_only=dict(type='bool', default=False),
     binary_path=dict(type='path'),
     lock_timeout=dict(type='str', default='0s'),
     parallelism=dict(type='int', default=10),
@@ -306,6 +323,8 @@ def run_module(module: AnsibleModule) -> dict:
         # Belt and braces: Ansible masks this value in anything the task prints.
         module.no_log_values.add(proxmox.token_secret)
     try:
+        if params['validate_only']:
+            return runner.validate_outputs()
         return runner.execute(state=params['state'], check_mode=module.check_mode,
                               intent_nodes_file=intent_nodes_file)
     except CheckError as exc:

@@ -125,6 +125,22 @@ def test_apply_idempotence_drift_recreate_destroy(sim_project, terraform_bin):
     assert second['applied'] is False and second['counts'] == {'add': 0, 'change': 0, 'destroy': 0}
     assert second['initialised'] is False
 
+    # What a resume checks before it skips the step: outputs.json matches the state ...
+    valid = project.run_module(validate_only=True)
+    assert valid.get('failed') is not True, valid['_stdout']
+    assert valid['outputs_valid'] is True and valid['changed'] is False
+    # ... and a hand-edited outputs.json is caught.
+    edited = dict(outputs, talos_nodes=outputs['talos_nodes'][:1])
+    with open(project.outputs, 'w', encoding='utf-8') as handle:
+        json.dump(edited, handle)
+    stale = project.run_module(validate_only=True)
+    assert stale['failed'] is True and stale['failed_check'] == 'terraform_outputs_valid'
+    assert 'talos_nodes' in stale['msg']
+    # The next apply rewrites it (changed, though Terraform itself plans nothing).
+    rewrite = project.run_module()
+    assert rewrite['changed'] is True and rewrite['applied'] is False and rewrite['outputs_changed'] is True
+    assert read_outputs(project) == outputs
+
     # 3. A VM deleted in pvesim shows as drift in check mode ...
     api.delete_vm(211)
     drift = project.run_module(check_mode=True)

@@ -323,3 +323,25 @@ def test_apply_failure_is_reported_not_masked_and_no_outputs_written(project):
         runner.execute()
     assert 'terraform apply failed with exit code 1' in str(err.value)
     assert not os.path.exists(project['state'] / 'cache' / 'terraform' / 'outputs.json')
+
+
+def test_validate_only_compares_outputs_json_with_the_state(project):
+    make_runner(project, FakeTerraform()).execute()
+    runner = make_runner(project, FakeTerraform())
+    state_path = runner.state_path
+    with open(state_path, 'w', encoding='utf-8') as handle:
+        handle.write('{}')  # the fake never writes one; validate_only needs a state to compare with
+    fake = FakeTerraform()
+    result = make_runner(project, fake).validate_outputs()
+    assert result['outputs_valid'] is True and result['changed'] is False
+    assert fake.subcommands() == ['output']  # no plan, no apply, and no provider environment
+    assert 'PROXMOX_VE_API_TOKEN' not in fake.calls[0]['env']
+    changed = json.loads(json.dumps(OUTPUT_JSON))
+    changed['talos_nodes']['value'][0]['ipv4'] = '10.20.0.99'
+    with pytest.raises(CheckError) as err:
+        make_runner(project, FakeTerraform(outputs=changed)).validate_outputs()
+    assert err.value.check == 'terraform_outputs_valid' and 'talos_nodes' in str(err.value)
+    os.unlink(project['state'] / 'cache' / 'terraform' / 'outputs.json')
+    with pytest.raises(CheckError) as err:
+        make_runner(project, FakeTerraform()).validate_outputs()
+    assert 'does not exist' in str(err.value)
