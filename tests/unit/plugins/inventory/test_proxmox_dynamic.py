@@ -191,3 +191,80 @@ def test_verify_file(tmp_path, name, accepted):
 
 def test_verify_file_needs_the_file(tmp_path):
     assert plugin.InventoryModule().verify_file(str(tmp_path / 'proxmox_dynamic.yml')) is False
+
+
+def test_quick_check_matches_the_schema_it_was_written_for():
+    """OUTPUTS_SCHEMA changed: bring quick_valid() in line with it, then update _QUICK_SCHEMA_SHA256."""
+    assert plugin.QUICK_CHECK_ENABLED
+
+
+@pytest.mark.parametrize('instance', CHOSEN, ids=range(len(CHOSEN)))
+def test_quick_check_never_accepts_an_invalid_document(instance):
+    if plugin.quick_valid(instance):
+        assert schema_errors(instance, OUTPUTS_SCHEMA) == []
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(DOCUMENTS)
+def test_quick_check_never_accepts_an_invalid_document_generated(instance):
+    if plugin.quick_valid(instance):
+        assert schema_errors(instance, OUTPUTS_SCHEMA) == []
+
+
+def test_quick_check_accepts_the_usual_documents():
+    """The fast path is really taken for files as terraform_apply writes them."""
+    usual = {'schema_version': 1, 'nodes': [dict(NODE, name=f'n{index}', vmid=index) for index in range(3)] + [
+        {key: value for key, value in NODE.items() if key != 'ssh_port'}], 'talos_nodes': [TALOS]}
+    assert plugin.quick_valid(usual)
+    assert plugin.quick_valid({'nodes': [NODE]})
+    assert plugin.quick_valid({'nodes': []})
+
+
+IPV4 = OUTPUTS_SCHEMA['properties']['nodes']['items']['properties']['ipv4']['pattern']
+VALID_NODES = st.fixed_dictionaries(
+    {'name': st.text(min_size=1, max_size=4), 'ipv4': st.from_regex(IPV4), 'ssh_user': st.text(min_size=1, max_size=4),
+     'groups': st.lists(st.text(min_size=1, max_size=4), max_size=3)},
+    optional={'ssh_port': st.integers(min_value=1, max_value=65535), 'vmid': JSON_VALUES})
+VALID_TALOS = st.fixed_dictionaries(
+    {'name': st.text(min_size=1, max_size=4), 'ipv4': st.from_regex(IPV4),
+     'role': st.sampled_from(['controlplane', 'worker', 'gpu-worker']),
+     'vmid': st.integers(min_value=100, max_value=999999999)})
+VALID_DOCUMENTS = st.fixed_dictionaries(
+    {'nodes': st.lists(VALID_NODES, min_size=1, max_size=4)},
+    optional={'schema_version': st.just(1), 'talos_nodes': st.lists(VALID_TALOS, max_size=3)})
+TRICKY = st.one_of(JSON_VALUES, st.sampled_from(
+    [0, 1, 99, 100, 65535, 65536, -1, True, False, 22.0, 1.5, '', '22', '1.2.3.4', '1.2.3.4\n', ' 1.2.3.4', '01.2.3.4',
+     '255.255.255.255', '256.0.0.0', [], [''], ['x', ''], ['x', 1], None, 'etcd', 'worker', 1000000000]))
+
+
+def _mutate(document: dict, list_key: str, index: int, key: str, value) -> dict:
+    document = copy.deepcopy(document)
+    entries = document.get(list_key) or document['nodes']
+    entry = entries[index % len(entries)]
+    if value is ...:
+        entry.pop(key, None)
+    else:
+        entry[key] = value
+    return document
+
+
+MUTATED_DOCUMENTS = st.builds(
+    _mutate, VALID_DOCUMENTS, st.sampled_from(['nodes', 'talos_nodes']), st.integers(min_value=0, max_value=5),
+    st.sampled_from(['name', 'ipv4', 'ssh_user', 'ssh_port', 'groups', 'role', 'vmid']), st.one_of(TRICKY, st.just(...)))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(VALID_DOCUMENTS)
+def test_valid_documents(instance):
+    assert schema_errors(instance, OUTPUTS_SCHEMA) == []
+    assert plugin.quick_valid(instance)
+    assert plugin.outputs_errors(instance) == []
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(MUTATED_DOCUMENTS)
+def test_mutated_documents(instance):
+    expected = schema_errors(instance, OUTPUTS_SCHEMA)
+    assert plugin.outputs_errors(instance) == expected
+    if plugin.quick_valid(instance):
+        assert expected == []
