@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # Copyright (c) 2026 EM-Infra maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -27,6 +27,7 @@ left, and ``up`` runs it first for the same lab prefix.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import http.client
 import importlib.util
@@ -60,6 +61,7 @@ VARIANT = 'minbase'
 INCLUDE = ('python3', 'openssh-server', 'sudo')
 REQUIRED_TOOLS = ('ip', 'unshare', 'ssh', 'ssh-keygen', 'debootstrap', 'mount', 'umount')
 PREFIX_RE = re.compile(r'^[a-z][a-z0-9]{0,7}$')
+USER_RE = re.compile(r'^[a-z_][a-z0-9_-]{0,31}$')
 NAME_RE = re.compile(r'^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$')
 APT_SOURCE_FILES = ('/etc/apt/sources.list.d/debian.sources', '/etc/apt/sources.list')
 # Device nodes a host gets (bind-mounted one by one; never the machine's whole /dev).
@@ -142,9 +144,11 @@ def host_sources_list(mirrors: list[dict]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def parse_nodes(args) -> tuple[list[tuple[str, str]], str | None, str | None]:
-    """(name, ipv4) pairs, the gateway and the CIDR from the command line, intent or outputs."""
+def parse_nodes(args) -> tuple[list[tuple[str, str]], str | None, str | None, dict[str, str]]:
+    """(name, ipv4) pairs, the gateway, the CIDR and each node's SSH user (name -> user) from
+    the command line, the intent or outputs.json."""
     nodes: list[tuple[str, str]] = []
+    ssh_users: dict[str, str] = {}
     gateway = args.gateway
     cidr = args.cidr
     for pair in args.nodes:
@@ -157,6 +161,8 @@ def parse_nodes(args) -> tuple[list[tuple[str, str]], str | None, str | None]:
             data = json.load(handle)
         for node in data.get('nodes', []):
             nodes.append((node['name'], node['ipv4']))
+            if node.get('ssh_user'):
+                ssh_users[node['name']] = node['ssh_user']
     if args.intent:
         try:
             import yaml  # pylint: disable=import-outside-toplevel
@@ -170,15 +176,21 @@ def parse_nodes(args) -> tuple[list[tuple[str, str]], str | None, str | None]:
         for node in intent_nodes:
             if node.get('os') == 'ubuntu' and node.get('enabled', True):
                 nodes.append((node['name'], node['ipv4']))
+                if node.get('ssh_user'):
+                    ssh_users[node['name']] = node['ssh_user']
         if os.path.exists(cluster_file):
             with open(cluster_file, encoding='utf-8') as handle:
                 network = ((yaml.safe_load(handle) or {}).get('cluster') or {}).get('network') or {}
             gateway = gateway or network.get('gateway')
             cidr = cidr or network.get('cidr')
-    return nodes, gateway, cidr
+    if args.ssh_user:
+        for name, dummy in nodes:
+            ssh_users.setdefault(name, args.ssh_user)
+    return nodes, gateway, cidr, ssh_users
 
 
-def validate_lab(prefix: str, nodes: list[tuple[str, str]], gateway: str | None, cidr: str | None) -> dict:
+def validate_lab(prefix: str, nodes: list[tuple[str, str]], gateway: str | None, cidr: str | None,
+                 ssh_users: dict[str, str] | None = None) -> dict:
     if not PREFIX_RE.match(prefix):
         raise CheckError('testhosts_usage', f'prefix {prefix!r} must be 1-8 of [a-z0-9], starting with a letter',
                          where='--prefix', remediation='choose a short prefix such as emt')
@@ -204,8 +216,14 @@ def validate_lab(prefix: str, nodes: list[tuple[str, str]], gateway: str | None,
                              remediation='fix the node address or --cidr')
         if address.is_loopback or address.is_multicast:
             raise CheckError('testhosts_usage', f'node {name} address {ip} cannot be a test host', remediation='use a private /24')
+    ssh_users = ssh_users or {}
+    for name, user in ssh_users.items():
+        if not USER_RE.match(user) or user == 'root':
+            raise CheckError('testhosts_usage', f'ssh_user {user!r} of node {name} is not a plain account name',
+                             remediation='use a name such as ubuntu (root is always there)')
     return {'prefix': prefix, 'cidr': str(network), 'gateway': str(gw), 'prefixlen': network.prefixlen,
-            'nodes': [{'name': n, 'ipv4': i} for n, i in nodes]}
+            'nodes': [dict({'name': n, 'ipv4': i}, **({'ssh_user': ssh_users[n]} if n in ssh_users else {}))
+                      for n, i in nodes]}
 
 
 def names_for(prefix: str, node: dict) -> dict:
@@ -232,6 +250,16 @@ def prepare_base(cache_dir: str) -> tuple[str, float]:
     target = base_dir(cache_dir)
     if os.path.exists(os.path.join(target, '.eminfra-complete')):
         return target, 0.0
+    os.makedirs(cache_dir, mode=0o755, exist_ok=True)
+    # Labs started side by side build the base once: the others wait here, then find it.
+    with open(os.path.join(cache_dir, '.build.lock'), 'w', encoding='utf-8') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(os.path.join(target, '.eminfra-complete')):
+            return target, 0.0
+        return _build_base(cache_dir, target)
+
+
+def _build_base(cache_dir: str, target: str) -> tuple[str, float]:
     mirrors = machine_apt_mirrors()
     mirror = primary_mirror(mirrors)
     os.makedirs(cache_dir, mode=0o755, exist_ok=True)
@@ -545,6 +573,21 @@ def wait_for_ssh(lab: Lab, host: dict, deadline: float) -> None:
                      remediation='see the sshd log in the state directory; `testhosts.py down` cleans up')
 
 
+def add_ssh_user(lab: Lab, host: dict) -> None:
+    """The node's ssh_user as a cloud image's first boot leaves it: the client key, password-less sudo."""
+    user = host['ssh_user']
+    script = (f'set -e; id -u {user} >/dev/null 2>&1 || useradd -m -s /bin/bash {user}; '
+              f'install -d -m 700 -o {user} -g {user} /home/{user}/.ssh; '
+              f'install -m 600 -o {user} -g {user} /root/.ssh/authorized_keys /home/{user}/.ssh/authorized_keys; '
+              f'printf "%s\\n" "{user} ALL=(ALL) NOPASSWD:ALL" > /etc/sudoers.d/90-testhost-{user}; '
+              f'chmod 440 /etc/sudoers.d/90-testhost-{user}; visudo -cf /etc/sudoers.d/90-testhost-{user} >/dev/null')
+    proc = subprocess.run(ssh_argv(lab, host['ipv4']) + [script], capture_output=True, text=True, check=False,
+                          timeout=60)
+    if proc.returncode != 0:
+        raise CheckError('testhosts_ssh_user', f'host {host["name"]}: creating {user} failed: {proc.stderr.strip()}',
+                         remediation='see the message; `testhosts.py down` cleans up')
+
+
 def start_proxy(lab: Lab, lab_cfg: dict, cache_dir: str, port: int, mirrors: list[dict]) -> int:
     allow = sorted({urllib.parse.urlsplit(m['uri']).hostname for m in mirrors})
     logfile = os.path.join(lab.state_dir, f'apt-proxy-{lab.prefix}.log')
@@ -639,6 +682,8 @@ def up(lab: Lab, lab_cfg: dict, cache_dir: str, rootfs_mode: str, proxy_port: in
     deadline = time.monotonic() + 60
     for host in state['hosts']:
         wait_for_ssh(lab, host, deadline)
+        if host.get('ssh_user'):
+            add_ssh_user(lab, host)
     timings['hosts_up_s'] = round(time.monotonic() - started, 2)
     for host in state['hosts']:
         host['isolation'] = isolation(host)
@@ -860,7 +905,7 @@ def default_state_dir() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--state-dir', default=default_state_dir(), help='key, known hosts, inventory, host files')
     parser.add_argument('--cache-dir', default=DEFAULT_CACHE_DIR, help='the cached base root filesystem and packages')
@@ -874,6 +919,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument('--cidr', help='the test network (default: the intent\'s cidr or the first node\'s /24)')
     p_up.add_argument('--rootfs', choices=('auto', 'overlay', 'copy'), default='auto')
     p_up.add_argument('--apt-proxy-port', type=int, default=DEFAULT_PROXY_PORT)
+    p_up.add_argument('--ssh-user', help='an account like a cloud image\'s default user (key, password-less sudo) on '
+                                         'nodes that name none in outputs.json or the intent')
     p_up.add_argument('--json', action='store_true', help='print the lab as JSON')
     sub.add_parser('down', help='stop the hosts and remove everything of this prefix')
     sub.add_parser('status', help='print what runs (JSON)')
@@ -913,8 +960,8 @@ def main(argv: list[str] | None = None) -> int:
             path, spent = prepare_base(args.cache_dir)
             print(json.dumps({'base': path, 'build_s': round(spent, 2)}))
         elif args.command == 'up':
-            nodes, gateway, cidr = parse_nodes(args)
-            lab_cfg = validate_lab(args.prefix, nodes, gateway, cidr)
+            nodes, gateway, cidr, ssh_users = parse_nodes(args)
+            lab_cfg = validate_lab(args.prefix, nodes, gateway, cidr, ssh_users)
             timings: dict = {}
             try:
                 state = up(lab, lab_cfg, args.cache_dir, args.rootfs, args.apt_proxy_port, timings)

@@ -91,10 +91,17 @@ def test_nodes_from_outputs_and_intent(tmp_path):
         '  - {name: util-02, role: utility, os: ubuntu, enabled: false, vmid: 121, cores: 2, memory: 2048, disk: 10,'
         ' ipv4: 10.9.9.21}\n')
     (intent / 'cluster.yaml').write_text('cluster:\n  network: {cidr: 10.9.9.0/24, gateway: 10.9.9.254, dns: [10.9.9.254]}\n')
-    args = th.build_parser().parse_args(['up', '--outputs', str(outputs), '--intent', str(intent)])
-    nodes, gateway, cidr = th.parse_nodes(args)
-    assert nodes == [('lab-01', '10.9.9.10'), ('util-01', '10.9.9.20')]
+    args = th.build_parser().parse_args(['up', '--outputs', str(outputs), '--intent', str(intent), '--ssh-user', 'admin',
+                                         'extra=10.9.9.30'])
+    nodes, gateway, cidr, ssh_users = th.parse_nodes(args)
+    assert nodes == [('extra', '10.9.9.30'), ('lab-01', '10.9.9.10'), ('util-01', '10.9.9.20')]
     assert (gateway, cidr) == ('10.9.9.254', '10.9.9.0/24')
+    assert ssh_users == {'lab-01': 'ubuntu', 'extra': 'admin', 'util-01': 'admin'}
+    lab = th.validate_lab('emt', nodes, gateway, cidr, ssh_users)
+    assert lab['nodes'][1] == {'name': 'lab-01', 'ipv4': '10.9.9.10', 'ssh_user': 'ubuntu'}
+    with pytest.raises(th.CheckError) as err:
+        th.validate_lab('emt', nodes, gateway, cidr, {'lab-01': 'root'})
+    assert 'not a plain account name' in str(err.value)
 
 
 def test_refuses_without_root_with_its_own_exit_code(tmp_path):
@@ -114,10 +121,12 @@ def test_refuses_without_root_with_its_own_exit_code(tmp_path):
 def test_up_ssh_isolation_proxy_and_clean_down(lab_factory):
     lab = lab_factory('emti')
     machine_hostname = socket.gethostname()
-    state = lab.up('t1=10.199.71.10', cidr='10.199.71.0/24')
+    state = lab.up('t1=10.199.71.10', '--ssh-user', 'ubuntu', cidr='10.199.71.0/24')
     host = state['hosts'][0]
     assert host['isolation']['net'] == host['isolation']['uts'] == host['isolation']['pid'] == 'own'
     assert lab.ssh('10.199.71.10', 'true').returncode == 0
+    # The node's ssh_user, as a cloud image leaves it: the key and password-less sudo.
+    assert lab.ssh('10.199.71.10', 'sudo -n id -u', user='ubuntu').stdout.strip() == '0'
     inside = lab.ssh('10.199.71.10', 'hostname; cat /proc/1/comm; . /etc/os-release; echo $VERSION_CODENAME').stdout.split()
     assert inside == ['t1', 'sshd', 'bookworm']
     assert socket.gethostname() == machine_hostname
