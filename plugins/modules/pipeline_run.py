@@ -32,6 +32,7 @@ attributes:
       - O(action=check) never writes anything.
   diff_mode:
     support: none
+    description: The run record's changes are shown by M(eminfra.pipeline.latest_env); this module reports none.
   idempotent:
     support: partial
     description:
