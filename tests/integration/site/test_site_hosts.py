@@ -69,11 +69,14 @@ def test_full_pipeline_configures_the_node(site, lab):
     steps = json.loads(open(site.path('runs', latest['RUN_ID'], 'steps.json'), encoding='utf-8').read())
     assert [s['status'] for s in steps['steps']] == ['completed'] * 6
     assert any('configured: util-01' in a for s in steps['steps'][4:] for a in s['artefacts'])
-    assert [e['host'] for e in first.results if e['task'].startswith('Apply role node_') and e['status'] != 'skipped']
+    assert len([e for e in first.results if e['host'] == 'util-01' and e['result'].get('changed')]) > 2
     started = time.monotonic()
     second = site.run(**ssh)
     second_s = time.monotonic() - started
     assert second.rc == 0, second.output
-    node_changes = [e['task'] for e in second.results if e['host'] == 'util-01' and e['result'].get('changed')]
+    # Nothing changes on the node; what reports a change is the run record on the controller.
+    node_changes = [e['task'] for e in second.results if e['host'] == 'util-01' and e['result'].get('changed')
+                    and e['task'] != 'Record the completed step in latest.env']
     assert node_changes == [], node_changes
+    assert len([e for e in second.results if e['host'] == 'util-01' and e['status'] == 'ok']) > 10  # the roles ran
     print(f'\nwith test hosts: first run {first_s:.1f} s, second run {second_s:.1f} s')
