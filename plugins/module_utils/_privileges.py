@@ -201,6 +201,14 @@ def evaluate(perms: Permissions, steps, context: dict, major: int | None) -> lis
     return results
 
 
+def describe_missing(missing) -> str:
+    """``VM.Allocate, VM.Audit on /vms; SDN.Use on /sdn/zones/localnetwork/vmbr0``."""
+    by_path: dict[str, list[str]] = {}
+    for path, priv in missing:
+        by_path.setdefault(path, []).append(priv)
+    return '; '.join(f'{", ".join(privs)} on {path}' for path, privs in by_path.items())
+
+
 def describe_alternatives(alternatives) -> str:
     """``Sys.AccessNetwork on /nodes/pve or Sys.Audit+Sys.Modify on /``."""
     texts = []
@@ -219,7 +227,7 @@ def step_detail(results: list[dict], step: str) -> tuple[str, str]:
         return 'pass', 'all privileges present: ' + '; '.join(res['what'] for res in mine)
     parts = []
     for res in failed:
-        text = f'cannot {res["what"]}: missing ' + ', '.join(f'{priv} on {path}' for path, priv in res['missing'])
+        text = f'cannot {res["what"]}: missing ' + describe_missing(res['missing'])
         if res['alternatives_missing']:
             text += f' (needs {describe_alternatives(res["alternatives"])})'
         if res['fallback']:

@@ -130,6 +130,28 @@ def parse_version(text: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
+def remediation_line(lines: list[str]) -> str:
+    """The pveum lines as one remediation: the commands, then the notes (a note ending in ':'
+    carries the commands after it)."""
+    commands: list[str] = []
+    notes: list[list] = []
+    for line in lines:
+        if line.startswith('#'):
+            notes.append([line[1:].strip(), []])
+        elif notes and notes[-1][0].endswith(':'):
+            notes[-1][1].append(line)
+        else:
+            commands.append(line)
+    text = 'run on the Proxmox host: ' + '; '.join(commands)
+    rendered = []
+    for note, extra in notes:
+        note = note[:1].upper() + note[1:]
+        rendered.append(f'{note} {"; ".join(extra)}.' if extra else f'{note}.')
+    if rendered:
+        text += ' (' + ' '.join(rendered) + ')'
+    return text
+
+
 class TokenCheck:
     """Read-only preflight of a token for the pipeline's later steps."""
 
@@ -299,11 +321,7 @@ class TokenCheck:
                     'Sys.AccessNetwork is the narrower privilege')
         self.remediation = privileges.remediation(self.missing, self.token_id, user_missing=user_missing,
                                                   user_known=user_perms is not None, alternatives_note=note)
-        commands = [cmd for cmd in self.remediation if not cmd.startswith('#')]
-        notes = [cmd[2:] for cmd in self.remediation if cmd.startswith('#')]
-        remediation_text = 'run on the Proxmox host: ' + '; '.join(commands)
-        if notes:
-            remediation_text += ' (' + ' '.join(note.rstrip(':') + '.' for note in notes) + ')'
+        remediation_text = remediation_line(self.remediation)
         if perms.empty:
             if user_perms is not None and not user_perms.empty:
                 why = (f'token {self.token_id} is privilege-separated and has no ACLs: GET /access/permissions returns '
@@ -315,18 +333,20 @@ class TokenCheck:
                        f'user {user} would have none either)')
         else:
             why = ''
+        step_texts = []
         for step in self.steps:
             status, detail = privileges.step_detail(results, step)
-            if status == 'fail' and why:
-                detail = f'{why}; {detail}'
+            if status == 'fail':
+                step_texts.append(f'step {step}: {detail}')
             err = CheckError('token_privileges', f'step {step}: {detail}',
                              where=f'{self.client.base_url}/api2/json/access/permissions', remediation=remediation_text)
-            self._add('token_privileges', status, detail, err if status == 'fail' else None, step=step)
+            self._add('token_privileges', status, f'{why}; {detail}' if status == 'fail' and why else detail,
+                      err if status == 'fail' else None, step=step)
         failed_errors = [key for key in self.errors if key.startswith('token_privileges:')]
-        if len(failed_errors) > 1:
-            # One message for every failing step; the remediation covers all of them.
+        if failed_errors:
+            # One message for every failing step (the reason first, once); the remediation covers them all.
             first = self.errors[failed_errors[0]]
-            first.detail = '; '.join(self.errors[key].detail for key in failed_errors)
+            first.detail = '. '.join(([why] if why else []) + step_texts)
             for key in failed_errors[1:]:
                 del self.errors[key]
 

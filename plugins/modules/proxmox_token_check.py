@@ -103,6 +103,7 @@ attributes:
     description: The module only reads; check mode runs the same checks.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
   idempotent:
     support: full
     description: Never changes anything; C(changed) is always false.

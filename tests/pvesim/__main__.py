@@ -51,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--agent-linklocal', type=float, help='further seconds with only link-local addresses')
     args = parser.parse_args(argv)
 
+    # installed before the JSON line is printed, so a caller may stop us as soon as it reads it
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:  # noqa: ARG001
+        stop.set()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
     from tests.pvesim import server, tls
     from tests.pvesim.state import Simulator, load_scenario
 
@@ -66,11 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = cleanup.name
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, exist_ok=True)
-    sim = Simulator(scenario, data_dir)
-    for name in ('auth_delay', 'task_duration', 'agent_delay', 'agent_linklocal'):
-        value = getattr(args, name)
-        if value is not None:
-            sim.settings[name] = value
+    overrides = {name: getattr(args, name) for name in ('auth_delay', 'task_duration', 'agent_delay', 'agent_linklocal')
+                 if getattr(args, name) is not None}
+    try:
+        sim = Simulator(scenario, data_dir, overrides)
+    except (KeyError, ValueError) as exc:
+        print(f'pvesim: scenario: {exc}', file=sys.stderr)
+        return 2
     tls_dir = os.path.abspath(args.write_env) if args.write_env else os.path.join(data_dir, '.tls')
     node = next(iter(sim.nodes))
     ca_path, cert, key = tls.generate(tls_dir if not args.write_env else os.path.join(tls_dir, '.tls'), node)
@@ -95,12 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({'url': url, 'ca': ca_path, 'env_files': env_files, 'control': f'{url}/_sim/',
                       'data_dir': data_dir, 'pid': os.getpid()}), flush=True)
 
-    stop = threading.Event()
-
-    def on_signal(signum, frame) -> None:  # noqa: ARG001
-        stop.set()
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     while not stop.wait(0.5):
         pass
     httpd.shutdown()

@@ -191,9 +191,23 @@ class Checker:
 
     def privs(self, path: str) -> dict[str, bool]:
         path = normalize_path(path)
-        if path not in self._cache:
-            self._cache[path] = self.config.permissions(self.authid, path)
-        return self._cache[path]
+        key = self._inherit_key(path)
+        if key not in self._cache:
+            self._cache[key] = self.config.permissions(self.authid, path)
+        return self._cache[key]
+
+    def _inherit_key(self, path: str) -> str:
+        """Paths without ACL entries of their own (e.g. 10,000 /vms/N) only inherit what
+        propagates from their deepest ancestor with entries, so they share one result."""
+        acl = self.config.acl
+        if path in acl:
+            return path
+        parent = path
+        while parent != '/':
+            parent = parent.rsplit('/', 1)[0] or '/'
+            if parent in acl:
+                break
+        return parent + '\0inherit'
 
     def has(self, path: str, privs: list[str] | tuple[str, ...], any_of: bool = False) -> bool:
         have = self.privs(path)
@@ -217,7 +231,10 @@ class Checker:
         """Evaluate one ``check`` expression; raise PermissionDenied unless ``noerr``."""
         op = check[0]
         if op == 'and':
-            return all(self.evaluate(sub, params, noerr) for sub in check[1:])
+            # as in RPCEnvironment: the parts of an 'and' always raise, even under an 'or'
+            for sub in check[1:]:
+                self.evaluate(sub, params)
+            return True
         if op == 'or':
             for sub in check[1:]:
                 if self.evaluate(sub, params, True):
@@ -231,7 +248,7 @@ class Checker:
             if 'require_param' in opts and params.get(opts['require_param']) in (None, ''):
                 if noerr:
                     return False
-                raise PermissionDenied(f"Permission check failed (missing parameter {opts['require_param']})")
+                raise PermissionDenied('Permission check failed')
             path = expand_path(path_tmpl, params)
             any_of = bool(opts.get('any'))
             if noerr:
@@ -239,9 +256,18 @@ class Checker:
             self.require(path, privs, any_of)
             return True
         if op == 'userid-param':
-            owner = params.get('userid', '')
-            base = self.authid.split('!', 1)[0]
-            if check[1] == 'self' and owner in (self.authid, base):
+            # a token is never its user: 'self' matches a user acting for itself only
+            if check[1] == 'self' and params.get('userid', '') == self.authid:
+                return True
+            if noerr:
+                return False
+            raise PermissionDenied('Permission check failed')
+        if op == 'userid-group':
+            # privileges on /access/groups, or on a group the target user belongs to
+            privs = check[1]
+            target = params.get('userid', '')
+            paths = ['/access/groups'] + [f'/access/groups/{g}' for g in sorted(self.config._user_groups(target))]
+            if any(self.has(path, privs, any_of=True) for path in paths):
                 return True
             if noerr:
                 return False

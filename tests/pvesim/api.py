@@ -15,7 +15,9 @@ import random
 import re
 import shutil
 import ssl
+import struct
 import subprocess
+import tarfile
 import time
 import urllib.error
 import urllib.parse
@@ -24,12 +26,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from tests.pvesim.acl import Checker, PermissionDenied
-from tests.pvesim.params import B, I, N, Param, S, parse_property_string
+from tests.pvesim.params import B, Int, N, Param, S, parse_property_string
 from tests.pvesim.state import (IMPORT_RE, ISO_RE, VZTMPL_RE, VM, ApiError, Simulator, Task,
                                 TaskError, format_size, image_virtual_size, param_error, parse_size)
 
 NODE = S(optional=False, pattern=r'[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?')
-VMID = I(optional=False, minimum=100, maximum=999999999)
+VMID = Int(optional=False, minimum=100, maximum=999999999)
 STORAGE = S(optional=False, pattern=r'[a-z][a-z0-9\-_.]*[a-z0-9]')
 CONTENT_DL = S(optional=False, enum=('iso', 'vztmpl', 'import'))
 CHECKSUM_ALGOS = ('md5', 'sha1', 'sha224', 'sha256', 'sha384', 'sha512')
@@ -61,14 +63,17 @@ _DRIVE_SUB = {
     'file': S(optional=False), 'size': S(), 'format': S(enum=('raw', 'qcow', 'qed', 'qcow2', 'vmdk', 'cloop')),
     'import-from': S(), 'media': S(enum=('cdrom', 'disk')), 'cache': S(enum=('none', 'writethrough', 'writeback', 'unsafe', 'directsync')),
     'discard': S(enum=('ignore', 'on')), 'iothread': B(), 'ssd': B(), 'backup': B(), 'replicate': B(),
-    'serial': S(), 'aio': S(enum=('native', 'threads', 'io_uring')), 'snapshot': B(), 'readonly': B(),
+    'serial': S(), 'aio': S(enum=('native', 'threads', 'io_uring')), 'snapshot': B(), 'ro': B(),
 }
-DRIVE = S(subkeys=_DRIVE_SUB, default_key='file')
+DRIVE = S(subkeys=_DRIVE_SUB, default_key='file')  # the union, for reading stored drives
+_BUS_LACKS = {'scsi': set(), 'virtio': {'ssd'}, 'sata': {'iothread', 'ro'}, 'ide': {'iothread', 'ro'}}
+BUS_DRIVE = {bus: S(subkeys={k: v for k, v in _DRIVE_SUB.items() if k not in lacks}, default_key='file')
+             for bus, lacks in _BUS_LACKS.items()}
 _NET_MODELS = ('e1000', 'e1000-82540em', 'e1000-82544gc', 'e1000-82545em', 'e1000e', 'i82551', 'i82557b',
                'i82559er', 'ne2k_isa', 'ne2k_pci', 'pcnet', 'rtl8139', 'virtio', 'vmxnet3')
 NET = S(subkeys={'model': S(optional=False, enum=_NET_MODELS), 'macaddr': S(pattern=r'[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}'),
-                 'bridge': S(), 'firewall': B(), 'link_down': B(), 'mtu': I(minimum=1, maximum=65520),
-                 'queues': I(minimum=0, maximum=64), 'rate': N(minimum=0), 'tag': I(minimum=1, maximum=4094),
+                 'bridge': S(), 'firewall': B(), 'link_down': B(), 'mtu': Int(minimum=1, maximum=65520),
+                 'queues': Int(minimum=0, maximum=64), 'rate': N(minimum=0), 'tag': Int(minimum=1, maximum=4094),
                  'trunks': S()},
         default_key='model', key_alias={m: ('model', 'macaddr') for m in _NET_MODELS})
 IPCONFIG = S(subkeys={'ip': S(), 'gw': S(), 'ip6': S(), 'gw6': S()})
@@ -78,17 +83,19 @@ HOSTPCI = S(subkeys={'host': S(), 'mapping': S(), 'pcie': B(), 'rombar': B(), 'x
             default_key='host')
 AGENT = S(subkeys={'enabled': B(optional=False), 'freeze-fs': B(), 'fstrim_cloned_disks': B(),
                    'type': S(enum=('virtio', 'isa'))}, default_key='enabled')
-MEMORY = S(subkeys={'current': I(optional=False, minimum=16)}, default_key='current')
+MEMORY = S(subkeys={'current': Int(optional=False, minimum=16)}, default_key='current')
 
 VM_CONFIG_PARAMS: dict[str, Param] = {
     'name': S(), 'description': S(max_length=8192), 'tags': S(), 'memory': MEMORY,
-    'balloon': I(minimum=0), 'cores': I(minimum=1), 'sockets': I(minimum=1), 'cpu': S(),
-    'numa': B(), 'ostype': S(enum=('other', 'wxp', 'w2k', 'w2k3', 'w2k8', 'wvista', 'win7', 'win8', 'win10',
-                                     'win11', 'l24', 'l26', 'solaris')),
+    'balloon': Int(minimum=0), 'cores': Int(minimum=1), 'sockets': Int(minimum=1), 'cpu': S(),
+    'numa': B(),
+    'ostype': S(enum=('other', 'wxp', 'w2k', 'w2k3', 'w2k8', 'wvista', 'win7', 'win8', 'win10', 'win11', 'l24',
+                      'l26', 'solaris')),
     'scsihw': S(enum=('lsi', 'lsi53c810', 'virtio-scsi-pci', 'virtio-scsi-single', 'megasas', 'pvscsi')),
     'bios': S(enum=('seabios', 'ovmf')), 'machine': S(), 'boot': S(), 'bootdisk': S(),
     'onboot': B(), 'agent': AGENT, 'vga': S(), 'serial[n]': S(pattern=r'(/dev/.+|socket)'),
-    'scsi[n]': DRIVE, 'virtio[n]': DRIVE, 'sata[n]': DRIVE, 'ide[n]': DRIVE, 'efidisk0': S(),
+    'scsi[n]': BUS_DRIVE['scsi'], 'virtio[n]': BUS_DRIVE['virtio'], 'sata[n]': BUS_DRIVE['sata'],
+    'ide[n]': BUS_DRIVE['ide'], 'efidisk0': S(),
     'net[n]': NET, 'ipconfig[n]': IPCONFIG, 'hostpci[n]': HOSTPCI, 'ciuser': S(), 'cipassword': S(),
     'citype': S(enum=('configdrive2', 'nocloud', 'opennebula')), 'ciupgrade': B(), 'cicustom': S(),
     'sshkeys': S(), 'nameserver': S(), 'searchdomain': S(), 'tablet': B(), 'protection': B(),
@@ -142,17 +149,13 @@ def _open_url(url: str, verify: bool, method: str = 'GET'):
 
 
 def _normalize_filename(name: str) -> str:
+    """PVE::Storage::normalize_content_filename: drop directories, then replace unsafe characters."""
+    name = re.sub(r'^.*[/\\]', '', name.rstrip('\n'))
     return re.sub(r'[^a-zA-Z0-9_.-]', '_', name)
 
 
-def _content_target(sim: Simulator, storeid: str, content: str, filename: str) -> tuple[str, str]:
-    """Check content and extension like the real upload/download; return (file name, path)."""
-    store = sim.storage(storeid)
-    if store['type'] not in ('dir', 'nfs', 'cifs', 'btrfs', 'cephfs'):
-        raise ApiError(500, f"can't upload to storage type '{store['type']}', not a file based storage!")
-    if content not in store['content']:
-        raise ApiError(500, f"storage '{storeid}' is not configured for content-type '{content}'")
-    filename = _normalize_filename(filename)
+def _check_file_name(content: str, filename: str, upload: bool) -> str | None:
+    """The extension rules of download-url and upload; returns the import image format."""
     if content == 'iso':
         if not ISO_RE.fullmatch(filename):
             raise param_error({'filename': 'wrong file extension'})
@@ -162,9 +165,32 @@ def _content_target(sim: Simulator, storeid: str, content: str, filename: str) -
     elif content == 'import':
         if not IMPORT_RE.fullmatch(filename):
             raise param_error({'filename': 'invalid filename or wrong extension'})
+        return filename.rsplit('.', 1)[1]
+    elif upload:
+        raise param_error({'content': f"upload content type '{content}' not allowed"})
     else:
         raise param_error({'content': f"upload content-type '{content}' is not allowed"})
-    return filename, sim.volume_path(storeid, content, filename)
+    return None
+
+
+def _file_based(store: dict) -> bool:
+    return store['type'] in ('dir', 'nfs', 'cifs', 'btrfs', 'cephfs')
+
+
+def _assert_file_validity(path: str, image_format: str | None) -> None:
+    """What pve-storage checks on an untrusted file (with qemu-img): the declared image format
+    must be what the file is, and no backing file."""
+    with open(path, 'rb') as handle:
+        header = handle.read(512)
+    is_qcow2 = header[:4] == b'QFI\xfb'
+    if is_qcow2 and len(header) >= 16 and struct.unpack('>Q', header[8:16])[0]:
+        raise TaskError(f"backing file not allowed for untrusted image '{path}'!")
+    if image_format == 'qcow2' and not is_qcow2:
+        raise TaskError('failed to query file information with qemu-img')
+    if image_format == 'vmdk' and not (header[:4] == b'KDMV' or header.startswith(b'# Disk DescriptorFile')):
+        raise TaskError('failed to query file information with qemu-img')
+    if image_format == 'ova' and not tarfile.is_tarfile(path):
+        raise TaskError('failed to query file information with qemu-img')
 
 
 def _file_digest(algorithm: str, path: str) -> str:
@@ -173,16 +199,6 @@ def _file_digest(algorithm: str, path: str) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b''):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _checksum_params(ctx: Ctx) -> tuple[str | None, str | None]:
-    checksum = ctx.params.get('checksum')
-    algorithm = ctx.params.get('checksum-algorithm')
-    if checksum and not algorithm:
-        raise param_error({'checksum-algorithm': "missing property - 'checksum' requires this property"})
-    if algorithm and not checksum:
-        raise param_error({'checksum': "missing property - 'checksum-algorithm' requires this property"})
-    return (str(checksum) if checksum else None), (str(algorithm) if algorithm else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,6 +307,7 @@ def get_cluster_resources(ctx: Ctx) -> object:
                           'template': 1 if vm.template else 0, 'hastate': None})
             entry.pop('hastate')
             entry.pop('pid', None)
+            entry['maxcpu'] = entry.pop('cpus')
             if vm.pool:
                 entry['pool'] = vm.pool
             out.append(entry)
@@ -416,6 +433,7 @@ def get_storage_status(ctx: Ctx) -> object:
     ctx.sim.storage(storeid)
     entry = _storage_status_entry(ctx.sim, storeid)
     entry.pop('storage')
+    entry.pop('used_fraction')
     return entry
 
 
@@ -519,119 +537,158 @@ def get_url_metadata(ctx: Ctx) -> object:
     return result
 
 
+DECOMPRESSORS = {'gz': ['zcat'], 'lzo': ['lzop', '-d', '-c'], 'zst': ['zstd', '-q', '-d', '-c'],
+                 'bz2': ['bzcat', '-q']}
+
+
 def _decompress(compression: str, src: str, dest: str) -> None:
-    if compression == 'gz':
-        opener = gzip.open
-    elif compression == 'bz2':
-        opener = bz2.open
-    else:
-        tool = {'zst': ['zstd', '-q', '-d', '-c'], 'lzo': ['lzop', '-d', '-c']}[compression]
-        if not shutil.which(tool[0]):
-            raise TaskError(f"decompression failed: command '{tool[0]}' not found")
+    """Run the decompressor PVE uses (zcat, lzop, zstd, bzcat) when installed; gz and bz2 fall
+    back to Python's own modules so the simulator needs no extra packages."""
+    command = DECOMPRESSORS[compression]
+    shown = ' '.join([*command, src])
+    if shutil.which(command[0]):
         with open(dest, 'wb') as out:
-            proc = subprocess.run([*tool, src], stdout=out, check=False)  # noqa: S603
+            proc = subprocess.run([*command, src], stdout=out, stderr=subprocess.PIPE, check=False)  # noqa: S603
         if proc.returncode:
-            raise TaskError(f"decompression failed: command '{' '.join(tool)}' failed: exit code {proc.returncode}")
+            raise TaskError(f"command '{shown}' failed: exit code {proc.returncode}")
         return
+    opener = {'gz': gzip.open, 'bz2': bz2.open}.get(compression)
+    if opener is None:
+        raise TaskError(f"command '{shown}' failed: exec failed: No such file or directory")
     try:
         with opener(src, 'rb') as handle, open(dest, 'wb') as out:
             shutil.copyfileobj(handle, out, 1 << 20)
     except OSError as exc:
-        raise TaskError(f'decompression failed: {exc}') from None
+        raise TaskError(f"command '{shown}' failed: {exc}") from None
+
+
+def _fetch(task: Task, url: str, verify: bool, tmp: str) -> None:
+    """Download like wget does for PVE; failures end the task with wget's exit code."""
+    wget = f"download failed: command 'wget --progress=dot:giga -O {tmp} {url}' failed: exit code"
+    try:
+        with _open_url(url, verify) as response, open(tmp, 'wb') as out:
+            total = 0
+            for chunk in iter(lambda: response.read(1 << 20), b''):
+                out.write(chunk)
+                total += len(chunk)
+        task.write(f'{total} bytes received')
+    except urllib.error.HTTPError as exc:
+        task.write(f'ERROR {exc.code}: {exc.reason}.')
+        raise TaskError(f'{wget} 8') from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, 'reason', exc)
+        task.write(f'failed: {reason}.')
+        raise TaskError(f'{wget} {5 if isinstance(reason, ssl.SSLError) else 4}') from None
 
 
 def post_download_url(ctx: Ctx) -> object:
+    """pve-storage API2::Storage::Status download_url + pve-common Tools::download_file_from_url."""
     sim = ctx.sim
     storeid = str(ctx.params['storage'])
     content = str(ctx.params['content'])
     url = str(ctx.params['url'])
-    filename, dest = _content_target(sim, storeid, content, str(ctx.params['filename']))
-    checksum, algorithm = _checksum_params(ctx)
+    store = sim.storage(storeid)
+    if not _file_based(store):
+        raise ApiError(500, f"can't upload to storage type '{store['type']}', not a file based storage!")
+    if content not in store['content']:
+        raise ApiError(500, f"storage '{storeid}' is not configured for content-type '{content}'")
+    filename = _normalize_filename(str(ctx.params['filename']))
+    image_format = _check_file_name(content, filename, upload=False)
+    dest = sim.volume_path(storeid, content, filename)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    checksum = ctx.params.get('checksum')
+    algorithm = ctx.params.get('checksum-algorithm') if checksum else None
     compression = ctx.params.get('compression')
-    if compression:
-        if content != 'iso':
-            raise ApiError(500, f'decompression not supported for {content}')
-        if compression not in ('gz', 'lzo', 'zst', 'bz2'):
-            raise ApiError(500, 'no decompression method found')
     verify = bool(_bool(ctx.params.get('verify-certificates', 1)))
 
     def work(task: Task) -> None:
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        if compression:
+            if content != 'iso':
+                raise TaskError(f'decompression not supported for {content}')
+            if compression not in DECOMPRESSORS:
+                raise TaskError('no decompression method found')
         task.write(f'downloading {url} to {dest}')
-        if os.path.exists(dest):
-            if checksum and algorithm:
-                if _file_digest(algorithm, dest) == checksum.lower():
-                    task.write(f'file already exists {checksum}, no need to download')
+        if os.path.isfile(dest):
+            if algorithm:
+                got = _file_digest(str(algorithm), dest)
+                if got.lower() == str(checksum).lower():
+                    task.write('calculating checksum of existing file...OK, got correct file already, no need to download')
                     return
+                task.write('calculating checksum of existing file...')
+                raise TaskError(f"checksum mismatch: got '{got}' != expect '{checksum}', aborting")
             raise TaskError(f"refusing to override existing file '{dest}'")
         tmp = f'{dest}.tmp_dwnl.{task.pid}'
+        tmp_decomp = f'{dest}.tmp_dcom.{task.pid}'
         try:
-            try:
-                with _open_url(url, verify) as response, open(tmp, 'wb') as out:
-                    total = 0
-                    for chunk in iter(lambda: response.read(1 << 20), b''):
-                        out.write(chunk)
-                        total += len(chunk)
-                task.write(f'{total} bytes received')
-            except urllib.error.HTTPError as exc:
-                task.write(f'ERROR {exc.code}: {exc.reason}.')
-                raise TaskError(f"download failed: command '/usr/bin/wget --progress=dot:giga -O {tmp} {url}' failed: exit code 8") from None
-            except (urllib.error.URLError, OSError) as exc:
-                task.write(f'connection failed: {exc}')
-                raise TaskError(f"download failed: command '/usr/bin/wget --progress=dot:giga -O {tmp} {url}' failed: exit code 4") from None
-            if checksum and algorithm:
-                got = _file_digest(algorithm, tmp)
-                if got.lower() != checksum.lower():
+            _fetch(task, url, verify, tmp)
+            if algorithm:
+                got = _file_digest(str(algorithm), tmp)
+                if got.lower() != str(checksum).lower():
                     task.write('calculating checksum...')
                     raise TaskError(f"checksum mismatch: got '{got}' != expect '{checksum}'")
                 task.write('calculating checksum...OK, checksum verified')
+            current = tmp
             if compression:
-                decomp = f'{dest}.tmp_dcom.{task.pid}'
-                task.write(f'decompressing {tmp} to {dest}')
-                try:
-                    _decompress(str(compression), tmp, decomp)
-                    os.replace(decomp, dest)
-                finally:
-                    if os.path.exists(decomp):
-                        os.unlink(decomp)
-            else:
-                os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
+                task.write(f'decompressing {tmp} to {tmp_decomp}')
+                _decompress(str(compression), tmp, tmp_decomp)
                 os.unlink(tmp)
+                current = tmp_decomp
+            try:
+                _assert_file_validity(current, image_format)
+            except TaskError as exc:
+                raise TaskError(f'failed to verify file: {exc}') from None
+            os.replace(current, dest)
+        finally:
+            for leftover in (tmp, tmp_decomp):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
         task.write(f"download of '{url}' to '{dest}' finished")
     return sim.start_task(_node(ctx), 'download', _encode_text(filename), ctx.authid, work)
 
 
 def post_upload(ctx: Ctx) -> object:
+    """pve-storage API2::Storage::Status upload (the file arrives as the ``filename`` part)."""
     sim = ctx.sim
     storeid = str(ctx.params['storage'])
     content = str(ctx.params['content'])
+    store = sim.storage(storeid)
+    if not _file_based(store):
+        raise ApiError(500, f"can't upload to storage type '{store['type']}'")
     upload = ctx.files.get('filename')
     if upload is None:
-        raise param_error({'filename': 'property is missing and it is not optional'})
-    filename, dest = _content_target(sim, storeid, content, upload[0])
-    checksum, algorithm = _checksum_params(ctx)
+        raise ApiError(500, 'missing temporary file name')
+    filename = _normalize_filename(upload[0])
+    image_format = _check_file_name(content, filename, upload=True)
+    if content not in store['content']:
+        raise ApiError(500, f"storage '{storeid}' does not support '{content}' content")
+    dest = sim.volume_path(storeid, content, filename)
+    checksum = ctx.params.get('checksum')
+    algorithm = ctx.params.get('checksum-algorithm')
     tmp = upload[1]
     ctx.files.pop('filename')  # the task owns the temporary file now
+    node = _node(ctx)
 
     def work(task: Task) -> None:
         try:
             task.write(f'starting file import from: {tmp}')
-            if checksum and algorithm:
-                task.write('calculating checksum...')
-                got = _file_digest(algorithm, tmp)
-                if got.lower() != checksum.lower():
+            if algorithm:
+                got = _file_digest(str(algorithm), tmp)
+                if got.lower() != str(checksum).lower():
+                    task.write('calculating checksum...')
                     raise TaskError(f"checksum mismatch: got '{got}' != expect '{checksum}'")
-                task.write('checksum verified')
+                task.write('calculating checksum...OK, checksum verified')
+            _assert_file_validity(tmp, image_format)
+            task.write(f'target node: {node}')
             task.write(f'target file: {dest}')
+            task.write(f'file size is: {os.path.getsize(tmp)}')
+            task.write(f'command: cp -- {tmp} {dest}')
             os.makedirs(os.path.dirname(dest), exist_ok=True)
-            shutil.move(tmp, dest)
-            task.write(f'file size is: {os.path.getsize(dest)}')
+            shutil.move(tmp, dest)  # like the real server, an existing file is overwritten
+            task.write('finished file import successfully')
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    return sim.start_task(_node(ctx), 'imgcopy', '', ctx.authid, work)
+    return sim.start_task(node, 'imgcopy', '', ctx.authid, work)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -644,7 +701,7 @@ def _task(ctx: Ctx) -> Task:
         raise ApiError(500, f"unable to parse worker upid '{upid}'")
     task = ctx.sim.tasks.get(upid)
     if task is None:
-        raise ApiError(500, f"no such task")
+        raise ApiError(500, 'no such task')
     if task.user != ctx.authid:
         _perm(ctx, f'/nodes/{task.node}', ['Sys.Audit'])
     return task
@@ -675,6 +732,63 @@ def get_task_log(ctx: Ctx) -> object:
     if not lines:
         lines = ['no content']
     return [{'n': index + 1, 't': text} for index, text in enumerate(lines)][start:start + limit]
+
+
+def list_tasks(ctx: Ctx) -> object:
+    sim = ctx.sim
+    node = _node(ctx)
+    params = ctx.params
+    source = params.get('source', 'archive')
+    statusfilter = set(str(params['statusfilter']).split(',')) if params.get('statusfilter') else None
+    may_audit = ctx.checker.has(f'/nodes/{node}', ['Sys.Audit'])
+    with sim.lock:
+        tasks = sorted(sim.tasks.values(), key=lambda t: (t.starttime, t.pid), reverse=True)
+        rows = []
+        for task in tasks:
+            if task.node != node or (task.user != ctx.authid and not may_audit):
+                continue
+            running = task.status == 'running'
+            if (source == 'archive' and running) or (source == 'active' and not running):
+                continue
+            if params.get('userfilter') and str(params['userfilter']) not in task.user:
+                continue
+            if params.get('typefilter') and params['typefilter'] != task.type:
+                continue
+            if params.get('vmid') is not None and task.id != str(params['vmid']):
+                continue
+            if params.get('since') is not None and task.starttime < int(params['since']):
+                continue
+            if params.get('until') is not None and task.starttime > int(params['until']):
+                continue
+            kind = 'ok' if task.exitstatus == 'OK' else 'warning' if str(task.exitstatus).startswith('WARNINGS') else 'error'
+            if params.get('errors') and (running or kind == 'ok'):
+                continue
+            if statusfilter and (running or kind not in statusfilter):
+                continue
+            row = {'upid': task.upid, 'node': task.node, 'pid': task.pid, 'pstart': task.pstart,
+                   'starttime': task.starttime, 'type': task.type, 'id': task.id, 'user': task.user}
+            if not running:
+                row['status'] = task.exitstatus
+                row['endtime'] = int(task.endtime or task.starttime)
+            rows.append(row)
+    start = int(params.get('start') or 0)
+    limit = int(params['limit']) if params.get('limit') is not None else 50
+    return rows[start:start + limit]
+
+
+def get_token_info(ctx: Ctx) -> object:
+    userid = str(ctx.params['userid'])
+    name = str(ctx.params['tokenid'])
+    user = ctx.sim.access.users.get(userid)
+    if user is None:
+        raise ApiError(500, f"no such user ('{userid}')")
+    token = user['tokens'].get(name)
+    if token is None:
+        raise ApiError(500, f"no such token '{name}' for user '{userid}'")
+    out: dict[str, object] = {'privsep': 1 if token.get('privsep', True) else 0, 'expire': int(token.get('expire', 0))}
+    if token.get('comment'):
+        out['comment'] = token['comment']
+    return out
 
 
 def delete_task(ctx: Ctx) -> object:
@@ -868,9 +982,15 @@ def _allocate(sim: Simulator, vmid: int, key: str, drive: dict, task: Task | Non
         if task:
             task.write(f"importing disk '{source}' to VM {vmid} ...")
         sparse_copy(src_path, path)
-        with open(path, 'r+b') as handle:
-            if os.path.getsize(path) < size and not _is_qcow2(path):
-                handle.truncate(size)
+        # file storages keep the image format (a qcow2 stays small, its header has the size);
+        # block storages (lvmthin, zfs ...) hold raw volumes of the full virtual size
+        raw_target = store['type'] not in ('dir', 'nfs', 'cifs', 'btrfs', 'cephfs')
+        if raw_target or not _is_qcow2(path):
+            with open(path, 'r+b') as handle:
+                if raw_target and _is_qcow2(path):
+                    handle.write(b'\0' * 512)  # converted: no qcow2 header left on a raw volume
+                if os.path.getsize(path) < size:
+                    handle.truncate(size)
         if task:
             task.write(f'Successfully imported disk as \'{key}:{sim.volid_for(storeid, "images", name, vmid)}\'')
     else:
@@ -929,7 +1049,7 @@ def create_qemu(ctx: Ctx) -> object:
     node = _node(ctx)
     vmid = int(ctx.params['vmid'])
     pool = ctx.params.get('pool')
-    settings = {k: v for k, v in ctx.params.items() if k not in ('node', 'vmid', 'pool', 'start', 'storage', 'unique', 'force')}
+    settings = {k: v for k, v in ctx.params.items() if k not in ('node', 'vmid', 'pool', 'start', 'storage', 'force')}
     if pool is not None and pool not in sim.pools:
         raise ApiError(500, f"pool '{pool}' does not exist")
     if ctx.params.get('storage'):
@@ -973,16 +1093,20 @@ def create_qemu(ctx: Ctx) -> object:
                 if order:
                     config['boot'] = 'order=' + ';'.join(order)
         except Exception:
-            with sim.lock:
-                sim.vms.pop(vmid, None)
-            _remove_vm_files(sim, vmid)
+            cleanup()
             raise
         with sim.lock:
             vm.config = config
             vm.lock = None
         if start:
             _do_start(sim, vm, task)
-    return sim.start_task(node, 'qmcreate', str(vmid), ctx.authid, work)
+
+    def cleanup() -> None:
+        with sim.lock:
+            if sim.vms.get(vmid) is vm and vm.lock == 'create':
+                sim.vms.pop(vmid, None)
+                _remove_vm_files(sim, vmid)
+    return sim.start_task(node, 'qmcreate', str(vmid), ctx.authid, work, cleanup)
 
 
 def _uuid() -> str:
@@ -1176,9 +1300,13 @@ def vm_resize(ctx: Ctx) -> object:
 
     def work(task: Task) -> None:
         dummy_s, dummy_c, dummy_n, dummy_o, path = sim.parse_volid(str(drive['file']))
-        if os.path.exists(path) and not _is_qcow2(path):
+        if os.path.exists(path):
             with open(path, 'r+b') as handle:
-                handle.truncate(new)
+                if _is_qcow2(path):
+                    handle.seek(24)
+                    handle.write(struct.pack('>Q', new))  # the virtual size in the qcow2 header
+                else:
+                    handle.truncate(new)
         drive['size'] = format_size(new)
         with sim.lock:
             vm.config[disk] = ','.join([str(drive['file'])] + [f'{k}={v}' for k, v in drive.items() if k != 'file'])
@@ -1275,9 +1403,7 @@ def vm_clone(ctx: Ctx) -> object:
             if ctx.params.get('description'):
                 new_config['description'] = ctx.params['description']
         except Exception:
-            with sim.lock:
-                sim.vms.pop(newid, None)
-            _remove_vm_files(sim, newid)
+            cleanup()
             raise
         finally:
             with sim.lock:
@@ -1285,7 +1411,14 @@ def vm_clone(ctx: Ctx) -> object:
         with sim.lock:
             clone.config = new_config
             clone.lock = None
-    return sim.start_task(_node(ctx), 'qmclone', str(src.vmid), ctx.authid, work)
+
+    def cleanup() -> None:
+        with sim.lock:
+            src.lock = src_lock
+            if sim.vms.get(newid) is clone and clone.lock == 'clone':
+                sim.vms.pop(newid, None)
+                _remove_vm_files(sim, newid)
+    return sim.start_task(_node(ctx), 'qmclone', str(src.vmid), ctx.authid, work, cleanup)
 
 
 def vm_delete(ctx: Ctx) -> object:
@@ -1304,7 +1437,11 @@ def vm_delete(ctx: Ctx) -> object:
             sim.vms.pop(vm.vmid, None)
             sim.ip_leases.pop(vm.vmid, None)
         task.write(f'Removed VM {vm.vmid}')
-    return sim.start_task(_node(ctx), 'qmdestroy', str(vm.vmid), ctx.authid, work)
+
+    def cleanup() -> None:
+        with sim.lock:
+            vm.lock = None
+    return sim.start_task(_node(ctx), 'qmdestroy', str(vm.vmid), ctx.authid, work, cleanup)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1388,7 +1525,7 @@ ROUTES: list[Route] = [
     Route('GET', '/nodes/{node}/status', get_node_status, {'node': NODE}, ['perm', '/nodes/{node}', ['Sys.Audit']]),
     Route('GET', '/cluster/resources', get_cluster_resources,
           {'type': S(enum=('vm', 'storage', 'node', 'sdn'))}, node_proxy=False),
-    Route('GET', '/cluster/nextid', get_nextid, {'vmid': I(minimum=100, maximum=999999999)}, node_proxy=False),
+    Route('GET', '/cluster/nextid', get_nextid, {'vmid': Int(minimum=100, maximum=999999999)}, node_proxy=False),
     Route('GET', '/storage', get_storage_config_list,
           {'type': S(enum=('btrfs', 'cephfs', 'cifs', 'dir', 'esxi', 'iscsi', 'iscsidirect', 'lvm', 'lvmthin',
                            'nfs', 'pbs', 'rbd', 'zfs', 'zfspool'))}, node_proxy=False),
@@ -1398,53 +1535,63 @@ ROUTES: list[Route] = [
     Route('GET', '/nodes/{node}/storage/{storage}/status', get_storage_status, dict(_SP),
           ['perm', '/storage/{storage}', ['Datastore.Audit', 'Datastore.AllocateSpace'], 'any', 1]),
     Route('GET', '/nodes/{node}/storage/{storage}/content', get_storage_content,
-          {**_SP, 'content': S(), 'vmid': I(minimum=100, maximum=999999999)},
+          {**_SP, 'content': S(), 'vmid': Int(minimum=100, maximum=999999999)},
           ['perm', '/storage/{storage}', ['Datastore.Audit', 'Datastore.AllocateSpace'], 'any', 1]),
     Route('GET', '/nodes/{node}/storage/{storage}/content/{volume}', get_volume,
           {'node': NODE, 'storage': S(pattern=STORAGE.pattern), 'volume': S(optional=False)}),
     Route('DELETE', '/nodes/{node}/storage/{storage}/content/{volume}', delete_volume,
           {'node': NODE, 'storage': S(pattern=STORAGE.pattern), 'volume': S(optional=False),
-           'delay': I(minimum=1, maximum=30)}),
+           'delay': Int(minimum=1, maximum=30)}),
     Route('GET', '/nodes/{node}/query-url-metadata', get_url_metadata,
           {'node': NODE, 'url': S(optional=False, pattern=r'https?://.*'), 'verify-certificates': B()}, _NET_ACCESS),
     Route('POST', '/nodes/{node}/storage/{storage}/download-url', post_download_url,
           {**_SP, 'url': S(optional=False, pattern=r'https?://.*'), 'content': CONTENT_DL,
-           'filename': S(optional=False, max_length=255), 'checksum': S(),
-           'checksum-algorithm': S(enum=CHECKSUM_ALGOS), 'compression': S(), 'verify-certificates': B()},
+           'filename': S(optional=False, max_length=255), 'checksum': S(requires='checksum-algorithm'),
+           'checksum-algorithm': S(enum=CHECKSUM_ALGOS, requires='checksum'), 'compression': S(),
+           'verify-certificates': B()},
           ['and', ['perm', '/storage/{storage}', ['Datastore.AllocateTemplate']], _NET_ACCESS]),
     Route('POST', '/nodes/{node}/storage/{storage}/upload', post_upload,
-          {**_SP, 'content': CONTENT_DL, 'filename': S(optional=False), 'checksum': S(),
-           'checksum-algorithm': S(enum=CHECKSUM_ALGOS), 'tmpfilename': S(pattern=r'/var/tmp/pveupload-[0-9a-f]+')},
+          {**_SP, 'content': CONTENT_DL, 'filename': S(optional=False, max_length=255),
+           'checksum': S(requires='checksum-algorithm'),
+           'checksum-algorithm': S(enum=CHECKSUM_ALGOS, requires='checksum'),
+           'tmpfilename': S(pattern=r'/var/tmp/pveupload-[0-9a-f]+')},
           ['perm', '/storage/{storage}', ['Datastore.AllocateTemplate']], node_proxy=False, multipart=True),
+    Route('GET', '/access/users/{userid}/token/{tokenid}', get_token_info,
+          {'userid': S(optional=False, max_length=64), 'tokenid': S(optional=False, pattern=r'[A-Za-z][A-Za-z0-9.\-_]+')},
+          ['or', ['userid-param', 'self'], ['userid-group', ['User.Modify']]], node_proxy=False),
+    Route('GET', '/nodes/{node}/tasks', list_tasks,
+          {'node': NODE, 'errors': B(), 'limit': Int(minimum=0), 'since': Int(), 'until': Int(),
+           'source': S(enum=('archive', 'active', 'all')), 'start': Int(minimum=0), 'statusfilter': S(),
+           'typefilter': S(), 'userfilter': S(), 'vmid': Int(minimum=100, maximum=999999999)}),
     Route('GET', '/nodes/{node}/tasks/{upid}', get_task_index, dict(_TP), node_proxy=False),
     Route('GET', '/nodes/{node}/tasks/{upid}/status', get_task_status, dict(_TP)),
     Route('GET', '/nodes/{node}/tasks/{upid}/log', get_task_log,
-          {**_TP, 'start': I(minimum=0), 'limit': I(minimum=0), 'download': B()}),
+          {**_TP, 'start': Int(minimum=0), 'limit': Int(minimum=0), 'download': B()}),
     Route('DELETE', '/nodes/{node}/tasks/{upid}', delete_task, dict(_TP)),
     Route('GET', '/nodes/{node}/qemu', list_qemu, {'node': NODE, 'full': B()}),
     Route('POST', '/nodes/{node}/qemu', create_qemu,
           {**_VMP, **VM_CONFIG_PARAMS, 'pool': S(), 'start': B(), 'storage': S(pattern=STORAGE.pattern),
-           'unique': B(), 'template': B()}),
-    Route('GET', '/nodes/{node}/qemu/{vmid}', get_vm_index, dict(_VMP), node_proxy=False),
+           'template': B()}),
+    Route('GET', '/nodes/{node}/qemu/{vmid}', get_vm_index, dict(_VMP)),
     Route('DELETE', '/nodes/{node}/qemu/{vmid}', vm_delete,
           {**_VMP, 'purge': B(), 'skiplock': B(), 'destroy-unreferenced-disks': B()},
           ['perm', '/vms/{vmid}', ['VM.Allocate']]),
     Route('GET', '/nodes/{node}/qemu/{vmid}/config', get_vm_config,
-          {**_VMP, 'current': B(), 'snapshot': S()}, ['perm', '/vms/{vmid}', ['VM.Audit']], node_proxy=False),
+          {**_VMP, 'current': B(), 'snapshot': S()}, ['perm', '/vms/{vmid}', ['VM.Audit']]),
     Route('POST', '/nodes/{node}/qemu/{vmid}/config', post_vm_config,
           {**_VMP, **VM_CONFIG_PARAMS, 'delete': S(), 'digest': S(max_length=64), 'skiplock': B(),
-           'background_delay': I(minimum=1, maximum=30)}, _CONFIG_ANY),
+           'background_delay': Int(minimum=1, maximum=30)}, _CONFIG_ANY),
     Route('PUT', '/nodes/{node}/qemu/{vmid}/config', put_vm_config,
           {**_VMP, **VM_CONFIG_PARAMS, 'delete': S(), 'digest': S(max_length=64), 'skiplock': B()}, _CONFIG_ANY),
     Route('GET', '/nodes/{node}/qemu/{vmid}/status/current', get_vm_status, dict(_VMP),
           ['perm', '/vms/{vmid}', ['VM.Audit']]),
     Route('POST', '/nodes/{node}/qemu/{vmid}/status/start', vm_start,
-          {**_VMP, 'skiplock': B(), 'timeout': I(minimum=0, maximum=86400)}, ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
+          {**_VMP, 'skiplock': B(), 'timeout': Int(minimum=0)}, ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
     Route('POST', '/nodes/{node}/qemu/{vmid}/status/stop', vm_stop,
-          {**_VMP, 'skiplock': B(), 'timeout': I(minimum=0), 'overrule-shutdown': B(), 'keepActive': B()},
+          {**_VMP, 'skiplock': B(), 'timeout': Int(minimum=0), 'overrule-shutdown': B(), 'keepActive': B()},
           ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
     Route('POST', '/nodes/{node}/qemu/{vmid}/status/shutdown', vm_shutdown,
-          {**_VMP, 'skiplock': B(), 'timeout': I(minimum=0), 'forceStop': B(), 'keepActive': B()},
+          {**_VMP, 'skiplock': B(), 'timeout': Int(minimum=0), 'forceStop': B(), 'keepActive': B()},
           ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
     Route('PUT', '/nodes/{node}/qemu/{vmid}/resize', vm_resize,
           {**_VMP, 'disk': S(optional=False), 'size': S(optional=False, pattern=r'\+?\d+(\.\d+)?[KMGT]?'),
@@ -1452,7 +1599,7 @@ ROUTES: list[Route] = [
     Route('POST', '/nodes/{node}/qemu/{vmid}/clone', vm_clone,
           {**_VMP, 'newid': VMID, 'name': S(), 'description': S(), 'full': B(), 'pool': S(),
            'storage': S(pattern=STORAGE.pattern), 'target': S(), 'format': S(enum=('raw', 'qcow2', 'vmdk')),
-           'snapname': S(), 'bwlimit': I(minimum=0)},
+           'snapname': S(), 'bwlimit': Int(minimum=0)},
           ['and', ['perm', '/vms/{vmid}', ['VM.Clone']],
            ['or', ['perm', '/vms/{newid}', ['VM.Allocate']],
             ['perm', '/pool/{pool}', ['VM.Allocate'], 'require_param', 'pool']]]),

@@ -3,7 +3,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """pytest fixtures for pvesim. Import them into a conftest.py::
 
-    from tests.pvesim.fixtures import pvesim, pvesim_fresh  # noqa: F401
+    from tests.pvesim import fixtures
+    pvesim = fixtures.pvesim
+    pvesim_fresh = fixtures.pvesim_fresh
 
 ``pvesim`` (session scope) runs the real CLI (``python -m tests.pvesim``) as a subprocess on
 127.0.0.1 with a free port and no authentication delay, and stops it at the end of the session.

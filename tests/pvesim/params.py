@@ -41,13 +41,14 @@ class Param:
     default_key: str | None = None
     key_alias: dict[str, tuple[str, str]] = field(default_factory=dict)
     max_length: int | None = None
+    requires: str | None = None  # another parameter that must be given with this one
 
 
 def S(**kw) -> Param:  # noqa: N802 - short constructors keep the route table readable
     return Param('string', **kw)
 
 
-def I(**kw) -> Param:  # noqa: N802,E743
+def Int(**kw) -> Param:  # noqa: N802
     return Param('integer', **kw)
 
 
@@ -116,7 +117,7 @@ def parse_property_string(value: str, spec: Param) -> tuple[dict[str, object], s
         elif item in spec.key_alias:
             key, val = item, None
         else:
-            return {}, f"invalid format - value without key, but schema does not define a default key\n"
+            return {}, "invalid format - value without key, but schema does not define a default key\n"
         if key in spec.key_alias:
             target_key, alias_of = spec.key_alias[key]
             result[target_key] = key
@@ -174,6 +175,8 @@ def verify(spec: dict[str, Param], raw: dict[str, str], path_params: dict[str, s
     for name, decl in spec.items():
         if not decl.optional and '[n]' not in name and name not in merged:
             errors[name] = 'property is missing and it is not optional'
+        if decl.requires and name in merged and decl.requires not in merged:
+            errors[decl.requires] = f"missing property required by '{name}'"
     if errors:
         raise ParamError(errors)
     return values

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
+import mmap
 import os
 import re
 import secrets
@@ -64,6 +65,10 @@ class SimHTTPServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
+    # one write per response (headers and body together) and no Nagle delay: otherwise every
+    # keep-alive request waits for the client's delayed ACK
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
     server_version = 'pve-api-daemon/3.0'
     sys_version = ''
     server: SimHTTPServer
@@ -111,27 +116,46 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(code, body, message.split('\n', 1)[0])
 
     # -- request parsing -------------------------------------------------------------------
-    def read_body(self) -> bytes:
+    def _body_chunks(self):
+        """Yield the request body: Content-Length or chunked transfer encoding."""
+        if 'chunked' in self.headers.get('Transfer-Encoding', '').lower():
+            while True:
+                size_line = self.rfile.readline(1024)
+                size = int(size_line.split(b';', 1)[0].strip() or b'0', 16)
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b'\r\n', b'\n', b''):
+                        pass
+                    return
+                remaining = size
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        return
+                    remaining -= len(chunk)
+                    yield chunk
+                self.rfile.readline(1024)
         length = int(self.headers.get('Content-Length') or 0)
-        chunks = []
         while length > 0:
             chunk = self.rfile.read(min(length, 1 << 20))
             if not chunk:
-                break
-            chunks.append(chunk)
+                return
             length -= len(chunk)
-        return b''.join(chunks)
+            yield chunk
+
+    def read_body(self) -> bytes:
+        return b''.join(self._body_chunks())
 
     def parse_params(self, method: str, query: str) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
-        params = {k: v for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True)}
+        params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
         files: dict[str, tuple[str, str]] = {}
         if method in ('POST', 'PUT', 'DELETE'):
-            body = self.read_body()
             ctype = self.headers.get('Content-Type', '')
             if ctype.startswith('multipart/form-data'):
-                form, files = self.parse_multipart(ctype, body)
+                form, files = self.parse_multipart(ctype)
                 params.update(form)
-            elif ctype.startswith('application/json') and body.strip():
+                return params, files
+            body = self.read_body()
+            if ctype.startswith('application/json') and body.strip():
                 decoded = json.loads(body)
                 if not isinstance(decoded, dict):
                     raise ApiError(400, 'Parameter verification failed.', {'body': 'not a JSON object'})
@@ -143,29 +167,54 @@ class Handler(BaseHTTPRequestHandler):
                 params.update(urllib.parse.parse_qsl(body.decode('utf-8', 'replace'), keep_blank_values=True))
         return params, files
 
-    def parse_multipart(self, ctype: str, body: bytes) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            b'Content-Type: ' + ctype.encode() + b'\r\n\r\n' + body)
-        form: dict[str, str] = {}
-        files: dict[str, tuple[str, str]] = {}
-        if not message.is_multipart():
-            raise ApiError(400, 'Parameter verification failed.', {'body': 'malformed multipart body'})
+    def parse_multipart(self, ctype: str) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+        """Stream a multipart/form-data body to disk and split it there (uploads may be large):
+        file parts become temporary files, other parts form fields."""
+        match = re.search(r'boundary="?([^";]+)"?', ctype)
+        if not match:
+            raise ApiError(400, 'Parameter verification failed.', {'body': 'multipart body without boundary'})
+        boundary = b'--' + match.group(1).encode()
         upload_dir = os.path.join(self.server.sim.data_dir, '.upload')
         os.makedirs(upload_dir, exist_ok=True)
-        for part in message.iter_parts():
-            name = part.get_param('name', header='content-disposition')
-            if not name:
-                continue
-            payload = part.get_payload(decode=True) or b''
-            filename = part.get_filename()
-            if filename is not None:
-                tmp = os.path.join(upload_dir, f'pveupload-{secrets.token_hex(16)}')
-                with open(tmp, 'wb') as handle:
-                    handle.write(payload)
-                files[name] = (os.path.basename(filename), tmp)
-                form[name] = os.path.basename(filename)
-            else:
-                form[name] = payload.decode('utf-8', 'replace')
+        spool = os.path.join(upload_dir, f'body-{secrets.token_hex(8)}')
+        form: dict[str, str] = {}
+        files: dict[str, tuple[str, str]] = {}
+        try:
+            with open(spool, 'w+b') as handle:
+                for chunk in self._body_chunks():
+                    handle.write(chunk)
+                handle.flush()
+                if handle.tell() == 0:
+                    return form, files
+                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as body:
+                    pos = body.find(boundary)
+                    while pos != -1:
+                        pos += len(boundary)
+                        if body[pos:pos + 2] == b'--':
+                            break
+                        head_end = body.find(b'\r\n\r\n', pos)
+                        if head_end == -1:
+                            break
+                        headers = email.parser.BytesHeaderParser(policy=email.policy.HTTP).parsebytes(
+                            body[pos:head_end].lstrip(b'\r\n') + b'\r\n\r\n')
+                        start = head_end + 4
+                        end = body.find(b'\r\n' + boundary, start)
+                        if end == -1:
+                            raise ApiError(400, 'Parameter verification failed.', {'body': 'truncated multipart body'})
+                        name = headers.get_param('name', header='content-disposition')
+                        filename = headers.get_filename()
+                        if name and filename is not None:
+                            tmp = os.path.join(upload_dir, f'pveupload-{secrets.token_hex(16)}')
+                            with open(tmp, 'wb') as out:
+                                for offset in range(start, end, 1 << 20):
+                                    out.write(body[offset:min(offset + (1 << 20), end)])
+                            files[name] = (os.path.basename(filename), tmp)
+                            form[name] = os.path.basename(filename)
+                        elif name:
+                            form[name] = body[start:end].decode('utf-8', 'replace')
+                        pos = body.find(boundary, end)
+        finally:
+            os.unlink(spool)
         return form, files
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -210,7 +259,9 @@ class Handler(BaseHTTPRequestHandler):
         header = self.headers.get('Authorization')
         cookie = self.headers.get('Cookie', '')
         if not header and 'PVEAuthCookie=' not in cookie:
+            # pve-http-server delays every failed authentication, this one included
             self.read_body()
+            time.sleep(float(sim.settings['auth_delay']))
             self.send_empty(401, 'No ticket')
             return
         authid = None
@@ -243,8 +294,6 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(500, f"hostname lookup '{node}' failed - failed to get address info for: "
                                f'{node}: Name or service not known')
             values = verify(route.params, raw, path_params)
-            if 'node' in path_params and path_params['node'] not in sim.nodes:
-                raise ApiError(500, f"no such node '{path_params['node']}'")
             ctx = api.Ctx(sim, authid, checker, values, files)
             result = route.handler(ctx)
             files = ctx.files
@@ -296,8 +345,9 @@ def control_action(sim: Simulator, action: str, args: dict) -> object:
         return {'reset': True}
     if action == 'fault':
         kind = args.get('kind')
-        if kind not in ('error', 'latency', 'drop', 'task_fail', 'agent_never_up'):
-            raise ValueError(f'unknown fault kind {kind!r} (error, latency, drop, task_fail, agent_never_up)')
+        kinds = ('error', 'latency', 'drop', 'task_fail', 'task_warn', 'agent_never_up')
+        if kind not in kinds:
+            raise ValueError(f"unknown fault kind {kind!r} ({', '.join(kinds)})")
         with sim.lock:
             sim.faults.append(dict(args))
             return list(sim.faults)

@@ -77,8 +77,8 @@ DEFAULT_SETTINGS = {
 CONTENT_DIRS = {'iso': 'template/iso', 'vztmpl': 'template/cache', 'import': 'import',
                 'images': 'images', 'backup': 'dump', 'snippets': 'snippets'}
 ISO_RE = re.compile(r'[^/]+\.(?:iso|img)\Z', re.I)
-VZTMPL_RE = re.compile(r'[^/]+\.tar(?:\.(?:gz|xz|zst|bz2))?\Z')
-IMPORT_RE = re.compile(r'[A-Za-z0-9_.+-]+\.(?:qcow2|raw|vmdk|ova)\Z')
+VZTMPL_RE = re.compile(r'[^/]+\.tar(?:\.(?:gz|xz|zst|bz2))?\Z', re.I)
+IMPORT_RE = re.compile(r'[A-Za-z0-9_.+=-]+\.(?:qcow2|raw|vmdk|ova)\Z')
 
 
 class ApiError(Exception):
@@ -183,8 +183,9 @@ def load_scenario(path: str | None) -> dict:
 class Simulator:
     """All mutable state behind one lock; handlers take ``sim.lock`` for compound changes."""
 
-    def __init__(self, scenario: dict, data_dir: str) -> None:
+    def __init__(self, scenario: dict, data_dir: str, overrides: dict | None = None) -> None:
         self.scenario = scenario
+        self.overrides = dict(overrides or {})  # command-line settings; they survive a reset
         self.data_dir = data_dir
         self.lock = threading.RLock()
         self.secrets: dict[str, str] = {}
@@ -198,6 +199,10 @@ class Simulator:
             scenario = self.scenario
             self.settings = dict(DEFAULT_SETTINGS)
             self.settings.update(scenario.get('settings') or {})
+            unknown = set(self.settings) - set(DEFAULT_SETTINGS)
+            if unknown:
+                raise ValueError(f'unknown settings: {", ".join(sorted(unknown))}')
+            self.settings.update(self.overrides)
             self.nodes = {n['name']: dict(n) for n in scenario['nodes']}
             self.storages: dict[str, dict] = {}
             for entry in scenario['storages']:
@@ -339,25 +344,33 @@ class Simulator:
             base = os.path.join(root, CONTENT_DIRS.get(content, content))
             if not os.path.isdir(base):
                 continue
+            # files may come and go while we list (tasks run concurrently): skip vanished ones
             if content == 'images':
-                for vmdir in sorted(os.listdir(base)):
+                for vmdir in sorted(_listdir(base)):
                     if not vmdir.isdigit():
                         continue
-                    for name in sorted(os.listdir(os.path.join(base, vmdir))):
+                    for name in sorted(_listdir(os.path.join(base, vmdir))):
                         if '.tmp' in name:
                             continue
                         path = os.path.join(base, vmdir, name)
-                        out.append(self._volume_entry(storeid, content, name, path, int(vmdir)))
+                        entry = self._volume_entry(storeid, content, name, path, int(vmdir))
+                        if entry:
+                            out.append(entry)
                 continue
-            for name in sorted(os.listdir(base)):
+            for name in sorted(_listdir(base)):
                 path = os.path.join(base, name)
                 if not os.path.isfile(path) or '.tmp_' in name:
                     continue
-                out.append(self._volume_entry(storeid, content, name, path, None))
+                entry = self._volume_entry(storeid, content, name, path, None)
+                if entry:
+                    out.append(entry)
         return out
 
-    def _volume_entry(self, storeid: str, content: str, name: str, path: str, vmid: int | None) -> dict:
-        stat = os.stat(path)
+    def _volume_entry(self, storeid: str, content: str, name: str, path: str, vmid: int | None) -> dict | None:
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return None
         entry = {'volid': self.volid_for(storeid, content, name, vmid), 'content': content,
                  'size': stat.st_size, 'ctime': int(stat.st_mtime), 'format': volume_format(content, name)}
         if content == 'images':
@@ -397,7 +410,8 @@ class Simulator:
 
     # -- tasks -------------------------------------------------------------------------------
     def start_task(self, node: str, task_type: str, task_id: str, user: str,
-                   work: Callable[[Task], None]) -> str:
+                   work: Callable[[Task], None], cleanup: Callable[[], None] | None = None) -> str:
+        """Run ``work`` as a task; ``cleanup`` undoes its effects when the task fails."""
         pid = self.next_pid()
         pstart = int((time.time() - self.started) * 100) + 1000000
         starttime = int(time.time())
@@ -406,27 +420,42 @@ class Simulator:
         with self.lock:
             self.tasks[upid] = task
         fault = self.take_fault('task_fail', type=task_type)
-        thread = threading.Thread(target=self._run_task, args=(task, work, fault), daemon=True,
+        thread = threading.Thread(target=self._run_task, args=(task, work, fault, cleanup), daemon=True,
                                   name=f'task-{task_type}-{task_id}')
         thread.start()
         return upid
 
-    def _run_task(self, task: Task, work: Callable[[Task], None], fault: dict | None) -> None:
+    def _run_task(self, task: Task, work: Callable[[Task], None], fault: dict | None,
+                  cleanup: Callable[[], None] | None) -> None:
         begin = time.time()
         error = None
         try:
-            if fault is not None:
+            if fault is not None and fault.get('kind') == 'task_fail':
                 raise TaskError(fault.get('message') or 'simulated task failure')
             work(task)
+            warn = self.take_fault('task_warn', type=task.type)
+            if warn is not None:
+                warnings = int(warn.get('warnings', 1))
+                for index in range(warnings):
+                    task.write(f"WARN: {warn.get('message') or 'simulated warning'} ({index + 1})")
+                error = f'WARNINGS: {warnings}'
         except (TaskError, ApiError) as exc:
             error = str(exc).rstrip('\n') if isinstance(exc, TaskError) else exc.message.rstrip('\n')
         except Exception as exc:  # a bug in the simulator must still end the task
             error = f'internal simulator error: {exc!r}'
+        if error and not error.startswith('WARNINGS: ') and cleanup is not None:
+            try:
+                cleanup()
+            except Exception as exc:  # noqa: BLE001 - report, the task has failed anyway
+                task.write(f'cleanup failed: {exc!r}')
         remaining = float(self.settings['task_duration']) - (time.time() - begin)
         if remaining > 0:
             time.sleep(remaining)
         with self.lock:
-            if error:
+            if error and error.startswith('WARNINGS: '):
+                task.write(f'TASK {error}')
+                task.exitstatus = error
+            elif error:
                 task.write(f'TASK ERROR: {error}')
                 task.exitstatus = error
             else:
@@ -462,6 +491,13 @@ class Simulator:
         with self.lock:
             return any(f.get('kind') == kind and (f.get('vmid') is None or vmid is None or int(f['vmid']) == vmid)
                        for f in self.faults)
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def volume_format(content: str, name: str) -> str:

@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests need (root only; elsewhere it says what is missing).
 # Idempotent: apt runs only when a package is missing.
 set -euo pipefail
-packages=(git curl openssh-client openssh-server iproute2 debootstrap rsync shellcheck)
+packages=(git curl openssh-client openssh-server iproute2 debootstrap debian-archive-keyring rsync shellcheck)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

@@ -178,3 +178,77 @@ def test_missing_storage_fails_storage_content(tmp_path, pvesim):
     run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
     assert run.result['failed_check'] == 'storage_content'
     assert 'fast-ssd does not exist on node pve' in run.result['msg']
+
+
+def test_values_as_options_without_verification_warn(tmp_path, pvesim):
+    """The options form: token_secret is no_log, validate_certs=false passes with a proxmox_tls warning."""
+    values = pvesim.env('full')
+    state = tmp_path / 'state'
+    state.mkdir()
+    args = {'api_url': values['PROXMOX_API_URL'] + '/api2/json', 'node': values['PROXMOX_NODE'],
+            'token_id': values['PROXMOX_TOKEN_ID'], 'token_secret': values['PROXMOX_TOKEN_SECRET'],
+            'validate_certs': False, 'vm_storage': 'local-lvm', 'template_storage': 'local', 'bridge': 'vmbr0',
+            'steps': ['templates']}
+    run = run_module(tmp_path, state, args)
+    run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+    result = run.result
+    assert run.rc == 0, result.get('msg')
+    assert [c['status'] for c in _by_id(result, 'proxmox_tls')] == ['warn']
+    assert any(w.startswith('proxmox_tls: certificate verification is off') for w in result['warnings'])
+    assert [c['status'] for c in _by_id(result, 'token_privileges', 'terraform_apply')] == ['skip']
+    assert 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER' in run.output  # the -vvvv invocation shows the masked option
+
+
+def test_check_mode_reads_the_same_and_changes_nothing(tmp_path, pvesim):
+    state, env_file, values = _state(tmp_path, pvesim)
+    before = sorted(str(p) for p in state.rglob('*'))
+    args = dict(write_intent(tmp_path / 'intent'), env_file=str(env_file))
+    run = run_module(tmp_path, state, args, check_mode=True)
+    run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+    assert run.rc == 0, run.result.get('msg')
+    assert run.result['changed'] is False
+    assert [c['status'] for c in _by_id(run.result, 'token_privileges', 'templates')] == ['pass']
+    assert sorted(str(p) for p in state.rglob('*')) == before
+
+
+@pytest.fixture()
+def pve_version(pvesim):
+    """Set the simulated Proxmox VE version for one test, then restore it."""
+    original = pvesim.control('settings')['version']
+
+    def setter(version):
+        pvesim.control('settings', version=version)
+    yield setter
+    pvesim.control('settings', version=original)
+
+
+def test_pve8_needs_vm_monitor_and_warns_about_import(tmp_path, pvesim, pve_version):
+    pve_version('8.3.2')
+    run, dummy = _check(tmp_path, pvesim)
+    result = run.result
+    assert result['failed_check'] == 'token_privileges'
+    assert result['missing_privileges'] == [{'step': 'ansible_inventory', 'path': '/vms', 'privilege': 'VM.Monitor'}]
+    assert [c['status'] for c in _by_id(result, 'token_privileges', 'templates')] == ['pass']
+    assert 'import content needs Proxmox VE 8.4' in ' '.join(c['detail'] for c in _by_id(result, 'proxmox_version'))
+
+
+def test_pve7_is_refused(tmp_path, pvesim, pve_version):
+    pve_version('7.4.3')
+    run, dummy = _check(tmp_path, pvesim)
+    assert run.result['failed_check'] == 'proxmox_version'
+    assert run.result['msg'].startswith('proxmox_version: ')
+    assert 'older than 8.0' in run.result['msg'] and 'upgrade' in run.result['msg']
+
+
+def test_no_answer_in_time_is_a_timeout(tmp_path, pvesim):
+    pvesim.control('clear_faults')
+    pvesim.control('fault', kind='latency', method='GET', path='/version', seconds=3, count=2)
+    try:
+        state, env_file, values = _state(tmp_path, pvesim)
+        args = dict(write_intent(tmp_path / 'intent'), env_file=str(env_file), timeout=1, retries=1)
+        run = run_module(tmp_path, state, args)
+        run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+        assert run.result['failed_check'] == 'proxmox_reachable'
+        assert 'no answer from 127.0.0.1' in run.result['msg'] and 'within 1 s' in run.result['msg']
+    finally:
+        pvesim.control('clear_faults')

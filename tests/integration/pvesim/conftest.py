@@ -15,7 +15,11 @@ import pytest
 import requests
 from proxmoxer import ProxmoxAPI
 
-from tests.pvesim.fixtures import pvesim, pvesim_fresh  # noqa: F401 - re-exported fixtures
+from tests.pvesim import fixtures as _pvesim_fixtures
+
+# the shared fixtures, made visible to the tests in this directory
+pvesim = _pvesim_fixtures.pvesim
+pvesim_fresh = _pvesim_fixtures.pvesim_fresh
 
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', '..', 'shared',
                            'pve-api', 'pve-api-schema.json')
@@ -54,7 +58,8 @@ class FileServer:
     """A small threaded HTTP server on loopback serving files from a directory."""
 
     def __init__(self, root: str) -> None:
-        handler = lambda *a, **kw: _QuietHandler(*a, directory=root, **kw)  # noqa: E731
+        def handler(*args, **kwargs):
+            return _QuietHandler(*args, directory=root, **kwargs)
         self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
         self.httpd.daemon_threads = True
         self.root = root

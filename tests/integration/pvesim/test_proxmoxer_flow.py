@@ -55,7 +55,11 @@ def test_download_url_through_task_to_listed_volume(pvesim_fresh, file_server):
         url=url, content='iso', filename='talos.iso', checksum=digest, **{'checksum-algorithm': 'sha256'}))
     assert again['exitstatus'] == 'OK'
     log = [line['t'] for line in api.nodes('pve').tasks(again['upid']).log.get()]
-    assert f'file already exists {digest}, no need to download' in log
+    assert 'calculating checksum of existing file...OK, got correct file already, no need to download' in log
+    # an existing file with another checksum is never replaced
+    mismatch = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='iso', filename='talos.iso', checksum='0' * 64, **{'checksum-algorithm': 'sha256'}))
+    assert mismatch['exitstatus'] == f"checksum mismatch: got '{digest}' != expect '{'0' * 64}', aborting"
     # without a checksum the existing file is never overwritten
     refused = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
         url=url, content='iso', filename='talos.iso'))
@@ -161,8 +165,8 @@ def test_vm_from_imported_disk_reports_agent_ip(pvesim_fresh, file_server):
 
 def test_vm_config_resize_template_clone(pvesim_fresh):
     api = proxmox(pvesim_fresh)
-    assert wait_task(api, api.nodes('pve').qemu.post(vmid=9000, name='tmpl', scsi0='local-lvm:4',
-                                                       net0='virtio,bridge=vmbr0'))['exitstatus'] == 'OK'
+    upid = api.nodes('pve').qemu.post(vmid=9000, name='tmpl', scsi0='local-lvm:4', net0='virtio,bridge=vmbr0')
+    assert wait_task(api, upid)['exitstatus'] == 'OK'
     with pytest.raises(ResourceException) as err:
         api.nodes('pve').qemu.post(vmid=9000, name='again')
     assert err.value.status_code == 400 and err.value.errors == {'vmid': 'VM 9000 already exists'}
@@ -187,3 +191,111 @@ def test_vm_config_resize_template_clone(pvesim_fresh):
     assert clone['name'] == 'lab-02' and clone['scsi0'].startswith('local-lvm:base-9000-disk-0/vm-101-disk-0,')
     resources = api.cluster.resources.get(type='vm')
     assert [(r['vmid'], r['template']) for r in resources] == [(101, 0), (9000, 1)]
+
+
+def test_large_upload_is_streamed_and_verified(pvesim_fresh, tmp_path):
+    import hashlib
+    api = proxmox(pvesim_fresh)
+    data = qcow2_image(8 << 30, os.urandom(24 * 1024 * 1024))
+    source = tmp_path / 'big.qcow2'
+    source.write_bytes(data)
+    with open(source, 'rb') as handle:
+        upid = api.nodes('pve').storage('local').upload.post(
+            content='import', filename=handle, checksum=hashlib.sha512(data).hexdigest(),
+            **{'checksum-algorithm': 'sha512'})
+    assert wait_task(api, upid)['exitstatus'] == 'OK'
+    with open(os.path.join(pvesim_fresh.data_dir, 'local', 'import', 'big.qcow2'), 'rb') as handle:
+        assert handle.read() == data
+    assert os.listdir(os.path.join(pvesim_fresh.data_dir, '.upload')) == []  # nothing left behind
+
+
+def test_chunked_form_body(pvesim_fresh):
+    from tests.integration.pvesim.conftest import raw
+
+    def body():
+        yield b'vmid=160&'
+        yield b'name=chunky'
+    response = raw(pvesim_fresh, 'POST', '/nodes/pve/qemu', data=body(),
+                   headers={'Content-Type': 'application/x-www-form-urlencoded'})
+    assert response.status_code == 200, response.reason
+    api = proxmox(pvesim_fresh)
+    wait_task(api, response.json()['data'])
+    assert api.nodes('pve').qemu(160).config.get()['name'] == 'chunky'
+
+
+def test_import_to_file_and_block_storage(tmp_path, file_server):
+    """A qcow2 stays qcow2 (small, sized by its header) on dir storage and becomes a raw volume
+    of the full virtual size on lvmthin; resize follows both."""
+    from tests.pvesim.fixtures import start, stop
+    scenario = tmp_path / 'two.json'
+    scenario.write_text('{"storages": [{"id": "local", "type": "dir", "content": ["import", "images"]},'
+                        ' {"id": "local-lvm", "type": "lvmthin", "content": ["images"]}]}')
+    sim = start(str(tmp_path / 'sim'), scenario=str(scenario))
+    try:
+        api = proxmox(sim)
+        url, dummy = file_server.add('src.qcow2', qcow2_image(1 << 30, b'data'))
+        wait_task(api, api.nodes('pve').storage('local')('download-url').post(url=url, content='import', filename='src.qcow2'))
+        upid = api.nodes('pve').qemu.post(vmid=100, scsi0='local:0,import-from=local:import/src.qcow2',
+                                          scsi1='local-lvm:0,import-from=local:import/src.qcow2')
+        assert wait_task(api, upid)['exitstatus'] == 'OK'
+        config = api.nodes('pve').qemu(100).config.get()
+        assert config['scsi0'] == 'local:100/vm-100-disk-0.qcow2,size=1G'
+        assert config['scsi1'] == 'local-lvm:vm-100-disk-0,size=1G'
+        on_dir = api.nodes('pve').storage('local').content('local:100/vm-100-disk-0.qcow2').get()
+        on_lvm = api.nodes('pve').storage('local-lvm').content('local-lvm:vm-100-disk-0').get()
+        assert on_dir['size'] == on_lvm['size'] == 1 << 30
+        assert on_dir['used'] < 4096 and on_dir['format'] == 'qcow2'
+        for disk in ('scsi0', 'scsi1'):
+            assert wait_task(api, api.nodes('pve').qemu(100).resize.put(disk=disk, size='+1G'))['exitstatus'] == 'OK'
+        assert api.nodes('pve').storage('local').content('local:100/vm-100-disk-0.qcow2').get()['size'] == 2 << 30
+        assert api.nodes('pve').storage('local-lvm').content('local-lvm:vm-100-disk-0').get()['size'] == 2 << 30
+    finally:
+        stop(sim)
+
+
+def test_download_decompression_and_url_rules(pvesim_fresh, file_server):
+    import gzip
+    import hashlib
+    api = proxmox(pvesim_fresh)
+    payload = b'ISO9660' * 5000
+    packed = gzip.compress(payload)
+    url, dummy = file_server.add('live.iso.gz', packed)
+    upid = api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='iso', filename='live.iso', compression='gz',
+        checksum=hashlib.sha256(packed).hexdigest(), **{'checksum-algorithm': 'sha256'})  # covers the .gz
+    assert wait_task(api, upid)['exitstatus'] == 'OK'
+    with open(os.path.join(pvesim_fresh.data_dir, 'local', 'template', 'iso', 'live.iso'), 'rb') as handle:
+        assert handle.read() == payload
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='x.qcow2', compression='gz'))
+    assert status['exitstatus'] == 'decompression not supported for import'
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').storage('local')('download-url').post(url=url, content='iso', filename='x.iso', checksum='ab')
+    assert err.value.errors == {'checksum-algorithm': "missing property required by 'checksum'"}
+    # the simulator never leaves the machine: other hosts fail the task
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url='http://192.0.2.1/x.iso', content='iso', filename='remote.iso'))
+    assert 'loopback only' in status['exitstatus']
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve')('query-url-metadata').get(url=url + '.missing')
+    assert err.value.status_code == 500 and err.value.content == "invalid server response: '404 File not found'"
+
+
+def test_downloaded_images_are_checked_like_untrusted_images(pvesim_fresh, file_server):
+    import struct
+    api = proxmox(pvesim_fresh)
+    url, dummy = file_server.add('fake.qcow2', b'this is not a qcow2 image' * 100)
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='fake.qcow2'))
+    assert status['exitstatus'] == 'failed to verify file: failed to query file information with qemu-img'
+    backed = bytearray(qcow2_image(1 << 30))
+    backed[8:16] = struct.pack('>Q', 512)  # a backing-file offset
+    url, dummy = file_server.add('backed.qcow2', bytes(backed))
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='backed.qcow2'))
+    assert status['exitstatus'].startswith('failed to verify file: backing file not allowed for untrusted image ')
+    url, dummy = file_server.add('disk.raw', b'raw bytes')
+    status = wait_task(api, api.nodes('pve').storage('local')('download-url').post(
+        url=url, content='import', filename='../../etc/disk.raw'))  # directories are dropped
+    assert status['exitstatus'] == 'OK'
+    assert [v['volid'] for v in api.nodes('pve').storage('local').content.get()] == ['local:import/disk.raw']

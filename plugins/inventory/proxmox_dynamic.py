@@ -1,0 +1,508 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: proxmox_dynamic
+short_description: Ansible inventory from the Terraform outputs contract (outputs.json)
+version_added: 0.1.0
+description:
+  - Reads the Terraform outputs contract file C(state/cache/terraform/outputs.json), written by the
+    C(terraform_apply) step, and turns it into an inventory. It reads one local file and never calls
+    the Proxmox API or runs Terraform.
+  - Every entry of C(nodes) becomes a host with C(ansible_host) (its C(ipv4)), C(ansible_user) (its
+    C(ssh_user)) and C(ansible_port) (its C(ssh_port), default V(22)). The node's C(groups) become
+    inventory groups; a group name that is not a valid Ansible group name is sanitised the way
+    Ansible sanitises group names (invalid characters become C(_)) and a warning names the change.
+  - Every other key of a node becomes a host variable named O(hostvar_prefix) plus the key. A key whose
+    variable name would be invalid or would start with C(ansible_) is left out with a warning, so
+    outputs.json can never set connection or privilege settings other than the three above.
+  - Entries of C(talos_nodes) are added only with O(include_talos=true), to the groups
+    C(talos_controlplane), C(talos_worker) or C(talos_gpu_worker) by their C(role). Talos nodes are
+    managed by Talos, not over SSH, so they never get C(ansible_host), C(ansible_user) or
+    C(ansible_port); their keys other than C(name) become prefixed host variables.
+  - The file is validated against the outputs contract (check C(terraform_outputs_valid)). A malformed
+    file, or a name used twice across C(nodes) and C(talos_nodes), fails the inventory source with the
+    check id, the field and the file. A missing file gives an empty inventory and one warning, so that
+    a playbook can start before Terraform has run.
+  - Ansible reports a failed inventory source as a warning and goes on with an empty inventory unless
+    C(any_unparsed_is_failed) is set in the C([inventory]) section of C(ansible.cfg)
+    (E(ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED)); set it where a bad outputs.json must stop the run.
+  - Every value taken from the file is marked unsafe, so it is never templated.
+  - With O(compose), O(groups) or O(keyed_groups), each expression is compiled once and evaluated per
+    host; O(groups) and O(keyed_groups) see the host variables after O(compose), including
+    C(group_names) from the node's C(groups).
+  - The inventory source file name must end with C(proxmox_dynamic.yml) or C(proxmox_dynamic.yaml).
+extends_documentation_fragment:
+  - ansible.builtin.constructed
+  - ansible.builtin.inventory_cache
+notes:
+  - With O(cache=true) the cache entry records the identity of the outputs file (path, size,
+    modification time in nanoseconds, inode); an entry recorded for another identity is ignored and
+    replaced, so a new outputs.json is never served from the cache.
+options:
+  plugin:
+    description: Marks this file as a source for this plugin.
+    required: true
+    type: str
+    choices:
+      - eminfra.pipeline.proxmox_dynamic
+  outputs_path:
+    description:
+      - Path of the Terraform outputs file.
+      - A relative path is resolved against the project root, which is E(EMINFRA_PROJECT_ROOT) if set, else the
+        nearest directory above the inventory source that holds this collection's C(galaxy.yml).
+      - Unset, the contract path C(cache/terraform/outputs.json) under the state root (O(state_dir)).
+    type: str
+  state_dir:
+    description:
+      - The pipeline's state root, used when O(outputs_path) is not set.
+      - A relative path is resolved against the project root. Unset, C(state) under the project root.
+    type: str
+    env:
+      - name: EMINFRA_STATE_DIR
+    vars:
+      - name: eminfra_state_dir
+  hostvar_prefix:
+    description:
+      - Prefix of the host variables made from node keys other than the connection keys and C(groups).
+      - Keys whose prefixed name is not a valid variable name are left out with a warning.
+    type: str
+    default: eminfra_
+  include_talos:
+    description:
+      - Add the Talos nodes (C(talos_nodes)) to the groups C(talos_controlplane), C(talos_worker) and
+        C(talos_gpu_worker), without any SSH connection variables.
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+---
+# inventory/proxmox_dynamic.yml: the pipeline's inventory, reading state/cache/terraform/outputs.json
+plugin: eminfra.pipeline.proxmox_dynamic
+
+---
+# Talos nodes too, extra groups built from host variables, and a cache
+plugin: eminfra.pipeline.proxmox_dynamic
+include_talos: true
+strict: true
+compose:
+  node_vmid: eminfra_vmid
+groups:
+  gpu: "'gpu' in (eminfra_tags | default([]))"
+keyed_groups:
+  - key: eminfra_role | default('none')
+    prefix: role
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: state/cache/inventory
+
+---
+# A file kept somewhere else (a relative path is relative to the project root)
+plugin: eminfra.pipeline.proxmox_dynamic
+outputs_path: build/outputs.json
+"""
+
+import json
+import keyword
+import os
+import re
+
+from ansible.errors import AnsibleParserError
+from ansible.inventory.group import to_safe_group_name
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.display import Display
+from ansible.utils.unsafe_proxy import AnsibleUnsafeText
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import (
+    OUTPUTS_SCHEMA, ContractError, _describe, field_path, schema_errors,
+)
+from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout, find_project_root
+
+display = Display()
+
+CHECK = 'terraform_outputs_valid'
+REMEDIATION = ('re-run the terraform_apply step (ansible-playbook playbooks/site.yml -e eminfra_start_at=terraform_apply) '
+               'so that it writes a valid outputs.json')
+TALOS_GROUPS = {'controlplane': 'talos_controlplane', 'worker': 'talos_worker', 'gpu-worker': 'talos_gpu_worker'}
+NODE_CONNECTION_KEYS = frozenset(('name', 'ipv4', 'ssh_user', 'ssh_port', 'groups'))
+TALOS_SKIPPED_KEYS = frozenset(('name',))
+
+
+class _Violation:
+    """One failed keyword, with the attributes of a jsonschema error that the messages use."""
+
+    __slots__ = ('path', 'validator', 'validator_value', 'instance', 'message')
+
+    def __init__(self, path, validator, validator_value, instance, message):
+        self.path = path
+        self.validator = validator
+        self.validator_value = validator_value
+        self.instance = instance
+        self.message = message
+
+
+def _is_type(instance, kind: str) -> bool:
+    """JSON Schema 2020-12 types, as jsonschema decides them (a bool is no number; 1.0 is an integer)."""
+    if kind == 'object':
+        return isinstance(instance, dict)
+    if kind == 'array':
+        return isinstance(instance, list)
+    if kind == 'string':
+        return isinstance(instance, str)
+    if kind == 'null':
+        return instance is None
+    if kind == 'boolean':
+        return isinstance(instance, bool)
+    if isinstance(instance, bool):
+        return False
+    if kind == 'integer':
+        return isinstance(instance, int) or (isinstance(instance, float) and instance.is_integer())
+    if kind == 'number':
+        return isinstance(instance, (int, float))
+    raise NotImplementedError(kind)
+
+
+_TRUE = object()
+_FALSE = object()
+
+
+def _unbool(value):
+    if value is True:
+        return _TRUE
+    if value is False:
+        return _FALSE
+    return value
+
+
+def _json_equal(one, two) -> bool:
+    """Equality as jsonschema decides it for const and enum: True is not 1, recursively."""
+    if one is two:
+        return True
+    if isinstance(one, str) or isinstance(two, str):
+        return one == two
+    if isinstance(one, list) and isinstance(two, list):
+        return len(one) == len(two) and all(_json_equal(left, right) for left, right in zip(one, two))
+    if isinstance(one, dict) and isinstance(two, dict):
+        return one.keys() == two.keys() and all(_json_equal(one[key], two[key]) for key in one)
+    return _unbool(one) == _unbool(two)
+
+
+_ANNOTATIONS = frozenset(('$schema', '$id', 'title', 'description'))
+
+
+def _compile(schema: dict):
+    """A checker for the JSON Schema keywords that the outputs contract uses.
+
+    The common case (a valid file) costs a few attribute lookups per value, against about 70 us
+    per node for jsonschema. A keyword outside this set raises NotImplementedError, and the caller
+    falls back to jsonschema, so a richer schema never goes unchecked.
+    """
+    checks = []
+    for keyword, value in schema.items():
+        if keyword in _ANNOTATIONS:
+            continue
+        if keyword == 'type':
+            kinds = value if isinstance(value, list) else [value]
+            for kind in kinds:
+                _is_type(None, kind)
+
+            def check(inst, path, out, kinds=kinds, value=value):
+                if not any(_is_type(inst, kind) for kind in kinds):
+                    out.append(_Violation(path, 'type', value, inst,
+                                          f"{inst!r} is not of type {', '.join(repr(kind) for kind in kinds)}"))
+        elif keyword == 'required':
+            def check(inst, path, out, value=value):
+                if isinstance(inst, dict):
+                    missing = [key for key in value if key not in inst]
+                    if missing:
+                        for key in missing:
+                            out.append(_Violation(path, 'required', value, inst, f'{key!r} is a required property'))
+        elif keyword == 'properties':
+            subs = [(key, _compile(sub)) for key, sub in value.items()]
+
+            def check(inst, path, out, subs=subs):
+                if isinstance(inst, dict):
+                    for key, sub in subs:
+                        if key in inst:
+                            sub(inst[key], path + (key,), out)
+        elif keyword == 'additionalProperties':
+            if value is not True:
+                raise NotImplementedError('additionalProperties other than true')
+            continue
+        elif keyword == 'items':
+            sub = _compile(value)
+
+            def check(inst, path, out, sub=sub):
+                if isinstance(inst, list):
+                    for index, item in enumerate(inst):
+                        sub(item, path + (index,), out)
+        elif keyword == 'minLength':
+            message = 'should be non-empty' if value == 1 else 'is too short'
+
+            def check(inst, path, out, value=value, message=message):
+                if isinstance(inst, str) and len(inst) < value:
+                    out.append(_Violation(path, 'minLength', value, inst, f'{inst!r} {message}'))
+        elif keyword == 'pattern':
+            search = re.compile(value).search
+
+            def check(inst, path, out, value=value, search=search):
+                if isinstance(inst, str) and not search(inst):
+                    out.append(_Violation(path, 'pattern', value, inst, f'{inst!r} does not match {value!r}'))
+        elif keyword in ('minimum', 'maximum'):
+            def check(inst, path, out, keyword=keyword, value=value):
+                if _is_type(inst, 'number') and (inst < value if keyword == 'minimum' else inst > value):
+                    relation = 'less than the minimum' if keyword == 'minimum' else 'greater than the maximum'
+                    out.append(_Violation(path, keyword, value, inst, f'{inst!r} is {relation} of {value!r}'))
+        elif keyword == 'const':
+            def check(inst, path, out, value=value):
+                if not _json_equal(inst, value):
+                    out.append(_Violation(path, 'const', value, inst, f'{value!r} was expected'))
+        elif keyword == 'enum':
+            def check(inst, path, out, value=value):
+                if not any(_json_equal(inst, each) for each in value):
+                    out.append(_Violation(path, 'enum', value, inst, f'{inst!r} is not one of {value!r}'))
+        else:
+            raise NotImplementedError(keyword)
+        checks.append(check)
+
+    def check_all(inst, path, out):
+        for check in checks:
+            check(inst, path, out)
+    return check_all
+
+
+try:
+    _CHECK_OUTPUTS = _compile(OUTPUTS_SCHEMA)
+except NotImplementedError:  # pragma: no cover - a schema keyword added without a fast check
+    _CHECK_OUTPUTS = None
+
+
+def outputs_errors(instance) -> list[tuple[str, str]]:
+    """The outputs contract's violations as (field path, message), equal to ``schema_errors(instance, OUTPUTS_SCHEMA)``."""
+    if _CHECK_OUTPUTS is None:
+        return schema_errors(instance, OUTPUTS_SCHEMA)
+    found: list[_Violation] = []
+    _CHECK_OUTPUTS(instance, (), found)
+    if not found:
+        return []
+    found.sort(key=lambda err: ([str(part) for part in err.path], err.validator))
+    result: list[tuple[str, str]] = []
+    for error in found:
+        path = list(error.path)
+        if error.validator == 'required':
+            for key in error.validator_value:
+                entry = (field_path(path + [key]), 'missing required key')
+                if key not in error.instance and entry not in result:
+                    result.append(entry)
+            continue
+        result.append((field_path(path), _describe(error)))
+    return result
+
+
+def make_unsafe(value):
+    """``value`` with every string in it marked unsafe (never templated); JSON types only."""
+    if isinstance(value, str):
+        return AnsibleUnsafeText(value)
+    if isinstance(value, dict):
+        return {AnsibleUnsafeText(key) if isinstance(key, str) else key: make_unsafe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [make_unsafe(item) for item in value]
+    return value
+
+
+def variable_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a host variable taken from outputs.json, or None."""
+    if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name) or name.lower() in ('true', 'false', 'none'):
+        return 'is not a valid variable name'
+    if name.startswith('ansible_'):
+        # connection and become settings come only from the contract's keys, never from extra keys
+        return 'would set an ansible_* variable'
+    return None
+
+
+def read_outputs(path: str, handle) -> dict:
+    """Parse and validate an opened outputs.json; raise CheckError naming the file and field."""
+    try:
+        data = json.load(handle)
+    except json.JSONDecodeError as err:
+        raise CheckError(CHECK, f'not valid JSON: {err.msg} at line {err.lineno} column {err.colno}',
+                         where=path, remediation=REMEDIATION) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckError(CHECK, f'cannot read: {err}', where=path, remediation=REMEDIATION) from None
+    errors = outputs_errors(data)
+    if errors:
+        raise ContractError(CHECK, errors, source=path, remediation=REMEDIATION)
+    seen: dict[str, str] = {}
+    for list_key in ('nodes', 'talos_nodes'):
+        for index, node in enumerate(data.get(list_key) or ()):
+            field = f'{list_key}[{index}].name'
+            first = seen.setdefault(node['name'], field)
+            if first is not field:
+                raise ContractError(CHECK, [(field, f'duplicate host name {node["name"]!r}, already used by {first}')],
+                                    source=path, remediation=REMEDIATION)
+    return data
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+    """Hosts and groups from the Terraform outputs contract."""
+
+    NAME = 'eminfra.pipeline.proxmox_dynamic'
+
+    def verify_file(self, path):
+        return super().verify_file(path) and path.endswith(('proxmox_dynamic.yml', 'proxmox_dynamic.yaml'))
+
+    def outputs_file(self, source: str) -> str:
+        """The outputs.json this inventory source reads."""
+        project_root = find_project_root(os.path.dirname(os.path.abspath(source)))
+        configured = self.get_option('outputs_path')
+        if configured:
+            return os.path.abspath(os.path.join(project_root, os.path.expanduser(configured)))
+        return StateLayout.resolve(self.get_option('state_dir'), project_root).outputs_json
+
+    def parse(self, inventory, loader, path, cache=True):
+        super().parse(inventory, loader, path, cache)
+        self._read_config_data(path)
+        outputs_path = self.outputs_file(path)
+        try:
+            handle = open(outputs_path, 'rb')  # pylint: disable=consider-using-with
+        except FileNotFoundError:
+            display.warning(f'{CHECK}: {outputs_path}: not found, so the inventory has no hosts yet. '
+                            f'Remediation: run the terraform_apply step (ansible-playbook playbooks/site.yml)')
+            return
+        except OSError as err:
+            raise AnsibleParserError(str(CheckError(
+                CHECK, f'cannot read: {err.strerror}', where=outputs_path,
+                remediation='make it a regular file that the user running Ansible can read, or re-run the terraform_apply step'))) from None
+        with handle:
+            info = os.fstat(handle.fileno())
+            identity = [outputs_path, info.st_size, info.st_mtime_ns, info.st_ino]
+            cache_key = self.get_cache_key(path)
+            cache_enabled = self.get_option('cache')
+            data = None
+            if cache_enabled and cache:
+                entry = self._cache.get(cache_key)
+                if isinstance(entry, dict) and entry.get('identity') == identity:
+                    data = entry.get('outputs')
+            if data is None:
+                try:
+                    data = read_outputs(outputs_path, handle)
+                except CheckError as err:
+                    raise AnsibleParserError(str(err)) from None
+                if cache_enabled:
+                    self._cache[cache_key] = {'identity': identity, 'outputs': data}
+        self.populate(data)
+
+    def _reuse_compiled_expressions(self) -> None:
+        """Compile each compose/groups/keyed_groups expression once, not once per host.
+
+        ansible-core 2.19 compiles an expression on every evaluation, which is about four fifths of
+        the cost of compose/groups/keyed_groups per host. Compiled expressions are reused only for
+        this plugin's own templar, and only for sources without a backslash (the one thing that
+        compiles differently between expressions and conditionals). On a core without this layout
+        nothing changes.
+        """
+        engine = getattr(self.templar, '_engine', None)
+        environment = getattr(engine, 'environment', None)
+        compile_expression = getattr(environment, 'compile_expression', None)
+        if compile_expression is None or getattr(compile_expression, 'reuses_compiled', False):
+            return
+        compiled: dict = {}
+
+        def reuse(source, *args, **kwargs):
+            if kwargs or not isinstance(source, str) or '\\' in source:
+                return compile_expression(source, *args, **kwargs)
+            key = (source, args)
+            if key not in compiled:
+                compiled[key] = compile_expression(source, *args)
+            return compiled[key]
+        reuse.reuses_compiled = True
+        environment.compile_expression = reuse
+
+    def populate(self, data: dict) -> None:
+        """Add the validated outputs' hosts, groups and variables to the inventory."""
+        inventory = self.inventory
+        prefix = self.get_option('hostvar_prefix') or ''
+        compose = self.get_option('compose')
+        groups = self.get_option('groups')
+        keyed_groups = self.get_option('keyed_groups')
+        strict = self.get_option('strict')
+        constructed = bool(compose or groups or keyed_groups)
+        if constructed:
+            self._reuse_compiled_expressions()
+        group_names: dict[str, str] = {}
+        var_names: dict[str, str | None] = {}
+
+        def safe_group(raw: str, where: str) -> str:
+            safe = group_names.get(raw)
+            if safe is None:
+                safe = to_safe_group_name(raw, force=True, silent=True)
+                if safe != raw:
+                    display.warning(f'{self.NAME}: group {raw!r} ({where}) is not a valid Ansible group name; '
+                                    f'it becomes {safe!r}')
+                group_names[raw] = inventory.add_group(safe)
+                safe = group_names[raw]
+            return safe
+
+        def var_name(key: str, where: str) -> str | None:
+            if key not in var_names:
+                name = f'{prefix}{key}'
+                problem = variable_name_problem(name)
+                if problem:
+                    display.warning(f'{self.NAME}: {where}: key {key!r} is left out: {name!r} {problem}')
+                    name = None
+                var_names[key] = name
+            return var_names[key]
+
+        def add(name: str, hostvars: dict, host_groups: list[str]) -> None:
+            known = name in inventory.hosts
+            inventory.add_host(name)
+            host = inventory.get_host(name)
+            if known:
+                # a host from another source too: set_variable merges mappings as Ansible does
+                for key, value in hostvars.items():
+                    host.set_variable(key, value)
+            else:
+                # names already checked (variable_name_problem), so one bulk update does it
+                host.vars.update(hostvars)
+            for group in host_groups:
+                inventory.add_child(group, name)
+            if constructed:
+                # host vars with group_names and inventory_hostname; fetched again once after
+                # compose, instead of once per keyed_groups entry
+                if compose:
+                    self._set_composite_vars(compose, host.get_vars(), name, strict=strict)
+                variables = host.get_vars()
+                self._add_host_to_composed_groups(groups, variables, name, strict=strict, fetch_hostvars=False)
+                self._add_host_to_keyed_groups(keyed_groups, variables, name, strict=strict, fetch_hostvars=False)
+
+        for index, node in enumerate(data.get('nodes') or ()):
+            where = f'nodes[{index}]'
+            name = node['name']
+            hostvars = {
+                'ansible_host': AnsibleUnsafeText(node['ipv4']),
+                'ansible_user': AnsibleUnsafeText(node['ssh_user']),
+                'ansible_port': int(node.get('ssh_port', 22)),
+            }
+            for key, value in node.items():
+                if key not in NODE_CONNECTION_KEYS:
+                    variable = var_name(key, where)
+                    if variable:
+                        hostvars[variable] = make_unsafe(value)
+            add(name, hostvars, [safe_group(raw, f'{where}.groups, host {name}') for raw in node['groups']])
+
+        if not self.get_option('include_talos'):
+            return
+        for index, node in enumerate(data.get('talos_nodes') or ()):
+            where = f'talos_nodes[{index}]'
+            hostvars = {}
+            for key, value in node.items():
+                if key not in TALOS_SKIPPED_KEYS:
+                    variable = var_name(key, where)
+                    if variable:
+                        hostvars[variable] = make_unsafe(value)
+            add(node['name'], hostvars, [inventory.add_group(TALOS_GROUPS[node['role']])])

@@ -1,0 +1,823 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Verified, resumable artefact downloads for the templates step.
+
+This is a private module_utils file of eminfra.pipeline; its API may change at any time.
+
+``fetch()`` streams a URL into ``<dest>.part`` and hashes it in the same pass: the socket is
+read into 1 MiB buffers by the calling thread while one thread hashes and another writes, so
+the slowest of network, SHA-256 and disk sets the pace instead of their sum. A broken
+connection keeps the ``.part`` file; the next attempt (or the next run) asks for the rest with
+``Range`` guarded by ``If-Range`` (the ETag or Last-Modified kept in ``<dest>.part.meta``), and
+starts again cleanly when the server answers 200 instead of 206. Connection errors and 5xx
+answers are retried with exponential backoff; 4xx answers, TLS failures and redirect loops are
+not. Nothing is moved into place here: ``finish()`` does that only when the digest matches,
+and ``discard()`` removes the bytes when it does not.
+
+Only the standard library is used (urllib over http.client): it honours the operator's proxy
+environment, and with large ``readinto`` calls it moves GiB files at the speed of the disk.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import re
+import socket
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import hashlib
+from dataclasses import asdict, dataclass, field
+from http import client as http_client
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import atomic_write, fsync_dir
+from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+
+CHUNK = 1 << 20
+PIPELINE_BUFFERS = 8
+MAX_REDIRECTS = 10
+PROGRESS_INTERVAL = 0.5
+USER_AGENT = 'eminfra.pipeline-template_fetch/1'
+SHA256_RE = re.compile(r'^[0-9a-fA-F]{64}$')
+# PVE renames upload/download targets with s/[^a-zA-Z0-9_.-]/_/g: only names it keeps are safe.
+SAFE_NAME_RE = re.compile(r'^[A-Za-z0-9_.-]+$')
+_GNU_LINE = re.compile(r'^([0-9a-fA-F]{64}) ([ *])(.+)$')
+_BSD_LINE = re.compile(r'^SHA256 \((.+)\) = ([0-9a-fA-F]{64})$')
+
+
+class DownloadError(CheckError):
+    """A failed fetch; ``retryable`` marks transport failures worth another attempt."""
+
+    def __init__(self, check: str, detail: str, where: str | None = None,
+                 remediation: str | None = None, retryable: bool = False) -> None:
+        super().__init__(check, detail, where=where, remediation=remediation)
+        self.retryable = retryable
+
+
+# ---------------------------------------------------------------------------------- validation
+def check_filename(name: str, where: str = 'filename') -> str:
+    """Refuse names that could leave the directory or that Proxmox would rewrite."""
+    if not name:
+        raise DownloadError('template_filename', 'the file name is empty', where=where,
+                            remediation='set filename to a plain name such as noble-server-cloudimg-amd64.img')
+    if '/' in name or '\\' in name or name in ('.', '..') or '..' in name:
+        raise DownloadError('template_filename', f'{name!r} contains a path separator or ".."', where=where,
+                            remediation='set filename to a plain file name; the directory is dest_dir')
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        raise DownloadError('template_filename', f'{name!r} contains control characters', where=where,
+                            remediation='set filename to letters, digits, ".", "_" and "-" only')
+    if name.startswith(('.', '-')):
+        raise DownloadError('template_filename', f'{name!r} starts with "{name[0]}"', where=where,
+                            remediation='set filename to a name that starts with a letter or digit')
+    if not SAFE_NAME_RE.match(name):
+        rewritten = re.sub(r'[^a-zA-Z0-9_.-]', '_', name)
+        raise DownloadError('template_filename', f'{name!r} has characters Proxmox VE would rewrite '
+                            f'(it would store it as {rewritten!r})', where=where,
+                            remediation=f'set filename to {rewritten!r} or another name of letters, digits, '
+                            '".", "_" and "-"')
+    return name
+
+
+def check_url(url: str, where: str = 'url') -> str:
+    parts = urllib.parse.urlsplit(url or '')
+    if parts.scheme not in ('http', 'https') or not parts.netloc:
+        raise DownloadError('template_url', f'{url!r} is not an http(s) URL', where=where,
+                            remediation='give an http:// or https:// URL of the image')
+    if parts.username or parts.password:
+        raise DownloadError('template_url', 'the URL carries credentials', where=where,
+                            remediation='remove user:password@ from the URL; artefact sources are public')
+    return url
+
+
+def filename_from_url(url: str) -> str:
+    path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+    return path.rstrip('/').rsplit('/', 1)[-1]
+
+
+def parse_checksum(spec: str | None) -> tuple[str, str] | None:
+    """``sha256:HEX`` -> ('pinned', hex); ``sha256:URL`` -> ('published', url); None -> None."""
+    if not spec:
+        return None
+    algo, sep, value = spec.partition(':')
+    if not sep or algo.lower() != 'sha256':
+        raise DownloadError('template_checksum', f'{spec!r} is not sha256:HEX or sha256:URL', where='checksum',
+                            remediation='write sha256:<64 hex digits> or sha256:https://.../SHA256SUMS')
+    value = value.strip()
+    if SHA256_RE.match(value):
+        return 'pinned', value.lower()
+    if value.startswith(('http://', 'https://')):
+        check_url(value, where='checksum')
+        return 'published', value
+    raise DownloadError('template_checksum', f'{value[:80]!r} is neither 64 hex digits nor an http(s) URL',
+                        where='checksum', remediation='write sha256:<64 hex digits> or sha256:https://.../SHA256SUMS')
+
+
+def digest_from_sums(text: str, filename: str, source: str) -> str:
+    """The digest of ``filename`` in a SHA256SUMS file (GNU text/binary or BSD lines)."""
+    found: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith('#'):
+            continue
+        match = _GNU_LINE.match(line)
+        if match:
+            name = match.group(3)
+            if name.startswith('./'):
+                name = name[2:]
+            if name == filename:
+                found.append(match.group(1).lower())
+            continue
+        match = _BSD_LINE.match(line)
+        if match and match.group(1) == filename:
+            found.append(match.group(2).lower())
+    if not found:
+        raise DownloadError('template_checksum', f'{filename} is not listed', where=source,
+                            remediation='check that the checksum URL belongs to the same release directory '
+                            'as the image URL, or pin the digest with checksum: sha256:<hex>')
+    if len(set(found)) > 1:
+        raise DownloadError('template_checksum', f'{filename} is listed with {len(set(found))} different digests',
+                            where=source, remediation='pin the digest with checksum: sha256:<hex>')
+    return found[0]
+
+
+# ---------------------------------------------------------------------------------- transport
+def _ssl_context(validate_certs: bool, ca_path: str | None) -> ssl.SSLContext:
+    if not validate_certs:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=ca_path) if ca_path else ssl.create_default_context()
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    max_redirections = MAX_REDIRECTS
+    max_repeats = 3
+
+
+def build_opener(validate_certs: bool = True, ca_path: str | None = None) -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=_ssl_context(validate_certs, ca_path)),
+                                       _Redirects())
+
+
+def _is_tls_error(exc: BaseException) -> ssl.SSLError | None:
+    seen = set()
+    item: BaseException | None = exc
+    while item is not None and id(item) not in seen:
+        seen.add(id(item))
+        if isinstance(item, ssl.SSLError):
+            return item
+        item = getattr(item, 'reason', None) if isinstance(getattr(item, 'reason', None), BaseException) \
+            else (item.__cause__ or item.__context__)
+    return None
+
+
+def classify(exc: BaseException, url: str, validate_certs: bool, ca_path: str | None) -> DownloadError:
+    """A transport exception as an operator-facing DownloadError."""
+    where = f'GET {url}'
+    if isinstance(exc, DownloadError):
+        return exc
+    if isinstance(exc, urllib.error.HTTPError):
+        code = exc.code
+        if 300 <= code < 400:
+            return DownloadError('template_download', f'too many redirects or a redirect loop ({code}: {exc.reason})',
+                                 where=where, remediation='open the URL in a browser or with `curl -IL`; point url at '
+                                 'the final location of the file')
+        if code >= 500:
+            return DownloadError('template_download', f'the server answered {code} {exc.reason}', where=where,
+                                 remediation='the mirror is failing; retry later or use another mirror', retryable=True)
+        return DownloadError('template_download', f'the server answered {code} {exc.reason}', where=where,
+                             remediation='check the URL (release directory, version, file name); '
+                             'dated release directories are removed upstream after a while')
+    tls = _is_tls_error(exc)
+    if tls is not None:
+        reason = getattr(tls, 'verify_message', None) or getattr(tls, 'reason', None) or str(tls)
+        return DownloadError('template_tls', f'TLS verification failed ({reason})', where=where,
+                             remediation=('give ca_path the PEM of the CA that signed the server certificate'
+                                          if not ca_path else f'{ca_path} does not vouch for this certificate; '
+                                          'give ca_path the right CA') + ', or set validate_certs: false only for '
+                             'a mirror you trust (the checksum still guards the content)')
+    if isinstance(exc, (socket.timeout, TimeoutError)) or isinstance(getattr(exc, 'reason', None), socket.timeout):
+        return DownloadError('template_download', 'no data within the timeout', where=where,
+                             remediation='check the network path to the mirror or raise timeout', retryable=True)
+    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, socket.gaierror):
+        return DownloadError('template_download', f'the host name does not resolve ({exc.reason})', where=where,
+                             remediation='fix the host name in the URL or the DNS of this machine')
+    if isinstance(exc, (urllib.error.URLError, OSError, http_client.HTTPException)):
+        reason = getattr(exc, 'reason', None) or exc
+        return DownloadError('template_download', f'connection failed ({type(exc).__name__}: {reason})', where=where,
+                             remediation='check the network path to the mirror; the next run resumes the download',
+                             retryable=True)
+    return DownloadError('template_download', f'unexpected {type(exc).__name__}: {exc}', where=where,
+                         remediation='retry; report the error if it persists')
+
+
+def fetch_text(url: str, timeout: float = 30.0, validate_certs: bool = True, ca_path: str | None = None,
+               retries: int = 3, backoff: float = 1.0, sleep=time.sleep, limit: int = 4 << 20) -> str:
+    """A small text resource (a SHA256SUMS file), with retries on transport errors."""
+    opener = build_opener(validate_certs, ca_path)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            request = urllib.request.Request(url, headers={'User-Agent': USER_AGENT})
+            with opener.open(request, timeout=timeout) as response:
+                data = response.read(limit + 1)
+            if len(data) > limit:
+                raise DownloadError('template_checksum', f'the checksum file is larger than {limit} bytes',
+                                    where=url, remediation='point checksum at a SHA256SUMS file')
+            return data.decode('utf-8', errors='replace')
+        except Exception as exc:  # noqa: BLE001 - classified
+            error = classify(exc, url, validate_certs, ca_path)
+        if not error.retryable or attempt > retries:
+            raise error
+        sleep(min(30.0, backoff * 2 ** (attempt - 1)))
+
+
+# ---------------------------------------------------------------------------------- streaming
+@dataclass
+class FetchResult:
+    path: str
+    sha256: str
+    size: int
+    bytes_transferred: int = 0
+    resumed: bool = False
+    restarted: bool = False
+    attempts: int = 0
+    elapsed: float = 0.0
+    etag: str | None = None
+    events: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Pipeline:
+    """Hash and write the buffers the reader fills, each in its own thread, in order."""
+
+    def __init__(self, fd: int, digest) -> None:
+        self.fd = fd
+        self.digest = digest
+        self.buffers = [bytearray(CHUNK) for dummy in range(PIPELINE_BUFFERS)]
+        self.free: queue.Queue = queue.Queue()
+        for index in range(PIPELINE_BUFFERS):
+            self.free.put(index)
+        self.pending = [0] * PIPELINE_BUFFERS
+        self.lock = threading.Lock()
+        self.hash_q: queue.Queue = queue.Queue()
+        self.write_q: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.threads = [threading.Thread(target=self._run, args=(self.hash_q, self._hash), daemon=True),
+                        threading.Thread(target=self._run, args=(self.write_q, self._write), daemon=True)]
+        for thread in self.threads:
+            thread.start()
+
+    def _hash(self, view: memoryview) -> None:
+        self.digest.update(view)
+
+    def _write(self, view: memoryview) -> None:
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+    def _run(self, work_q: queue.Queue, work) -> None:
+        while True:
+            item = work_q.get()
+            if item is None:
+                return
+            index, length = item
+            try:
+                if self.error is None:
+                    work(memoryview(self.buffers[index])[:length])
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader
+                self.error = exc
+            with self.lock:
+                self.pending[index] -= 1
+                done = self.pending[index] == 0
+            if done:
+                self.free.put(index)
+
+    def take(self) -> int:
+        if self.error is not None:
+            raise self.error
+        return self.free.get()
+
+    def submit(self, index: int, length: int) -> None:
+        if length == 0:
+            self.free.put(index)
+            return
+        with self.lock:
+            self.pending[index] = 2
+        self.hash_q.put((index, length))
+        self.write_q.put((index, length))
+
+    def close(self) -> None:
+        self.hash_q.put(None)
+        self.write_q.put(None)
+        for thread in self.threads:
+            thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+class Progress:
+    """Writes ``{bytes, total, rate, ...}`` JSON to a file at most twice a second."""
+
+    def __init__(self, path: str | None, url: str, clock=time.monotonic) -> None:
+        self.path = path
+        self.url = url
+        self.clock = clock
+        self.started = clock()
+        self.last = 0.0
+        self.base = 0
+
+    def update(self, done: int, total: int | None, force: bool = False, state: str = 'downloading') -> None:
+        if not self.path:
+            return
+        now = self.clock()
+        if not force and now - self.last < PROGRESS_INTERVAL:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = int((done - self.base) / elapsed)
+        data = {'bytes': done, 'total': total, 'rate': rate, 'url': self.url, 'state': state,
+                'percent': round(100.0 * done / total, 1) if total else None,
+                'elapsed': round(elapsed, 1)}
+        try:
+            atomic_write(self.path, json.dumps(data, sort_keys=True) + '\n', mode=0o644)
+        except OSError:
+            pass  # progress is for the operator's eyes; never fail a download over it
+
+    def remove(self) -> None:
+        if self.path:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+def _read_meta(path: str) -> dict:
+    try:
+        with open(path, encoding='utf-8') as handle:
+            data = json.load(handle)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def part_paths(dest: str) -> tuple[str, str]:
+    return f'{dest}.part', f'{dest}.part.meta'
+
+
+def discard(dest: str) -> None:
+    """Remove the partial download and its sidecar."""
+    for path in part_paths(dest):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _hash_file(path: str, digest, length: int) -> None:
+    with open(path, 'rb') as handle:
+        remaining = length
+        while remaining > 0:
+            chunk = handle.read(min(CHUNK, remaining))
+            if not chunk:
+                break
+            digest.update(chunk)
+            remaining -= len(chunk)
+
+
+def _content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    match = re.match(r'^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$', value or '')
+    if not match:
+        return None
+    total = None if match.group(3) == '*' else int(match.group(3))
+    return int(match.group(1)), int(match.group(2)), total
+
+
+def fetch(url: str, dest: str, *, timeout: float = 30.0, retries: int = 3, backoff: float = 1.0,
+          validate_certs: bool = True, ca_path: str | None = None, progress_path: str | None = None,
+          expected_size: int | None = None, sleep=time.sleep, clock=time.monotonic) -> FetchResult:
+    """Download ``url`` into ``<dest>.part`` (resuming it when possible); return digest and size.
+
+    The caller checks the digest and then calls ``finish()`` (move into place) or ``discard()``.
+    """
+    part, meta_path = part_paths(dest)
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    opener = build_opener(validate_certs, ca_path)
+    progress = Progress(progress_path, url, clock)
+    began = clock()
+    result = FetchResult(path=dest, sha256='', size=0)
+    attempt = 0
+    while True:
+        attempt += 1
+        result.attempts = attempt
+        try:
+            _attempt(opener, url, part, meta_path, result, timeout, progress, expected_size)
+            break
+        except Exception as exc:  # noqa: BLE001 - classified below
+            error = classify(exc, url, validate_certs, ca_path)
+            result.events.append(f'attempt {attempt}: {error.detail}')
+        if not error.retryable or attempt > retries:
+            progress.remove()
+            if not error.retryable:
+                # A definite answer (404, TLS, loop): the partial bytes are of no further use.
+                discard(dest)
+            raise error
+        sleep(min(30.0, backoff * 2 ** (attempt - 1)))
+    result.elapsed = round(clock() - began, 3)
+    progress.update(result.size, result.size, force=True, state='verifying')
+    return result
+
+
+def _attempt(opener, url: str, part: str, meta_path: str, result: FetchResult, timeout: float,
+             progress: Progress, expected_size: int | None) -> None:
+    meta = _read_meta(meta_path)
+    have = 0
+    if os.path.exists(part):
+        validator = meta.get('etag') or meta.get('last_modified')
+        if meta.get('url') == url and validator:
+            have = os.path.getsize(part)
+        else:
+            discard(part[:-len('.part')])
+            meta = {}
+    headers = {'User-Agent': USER_AGENT, 'Accept-Encoding': 'identity'}
+    if have:
+        headers['Range'] = f'bytes={have}-'
+        etag = meta.get('etag')
+        headers['If-Range'] = etag if etag and not etag.startswith('W/') else meta.get('last_modified') or etag
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = opener.open(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:
+            total = _content_range(exc.headers.get('Content-Range', '').replace('*', '0-0', 1)) if exc.headers else None
+            exc.close()
+            if total and total[2] == have:
+                _complete_from_part(part, have, result, meta)
+                return
+            discard(part[:-len('.part')])
+            raise DownloadError('template_download', 'the server refused the resume range; starting over',
+                                where=f'GET {url}', remediation='retry', retryable=True) from None
+        raise
+    with response:
+        status = response.status
+        length = response.headers.get('Content-Length')
+        length = int(length) if length and length.isdigit() else None
+        etag = response.headers.get('ETag')
+        modified = response.headers.get('Last-Modified')
+        digest = hashlib.sha256()
+        if status == 206 and have:
+            crange = _content_range(response.headers.get('Content-Range'))
+            if crange is None or crange[0] != have:
+                raise DownloadError('template_download', f'the server answered 206 with Content-Range '
+                                    f'{response.headers.get("Content-Range")!r} for a request from byte {have}',
+                                    where=f'GET {url}', remediation='retry; the mirror is misbehaving')
+            total = crange[2]
+            _hash_file(part, digest, have)
+            mode = os.O_WRONLY | os.O_APPEND
+            result.resumed = True
+            result.events.append(f'resumed at byte {have}')
+        else:
+            if have:
+                result.restarted = True
+                result.events.append(f'server answered {status} to a range request: restarting from byte 0')
+            have = 0
+            total = length
+            mode = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        if expected_size is not None and total is not None and total != expected_size:
+            result.events.append(f'server size {total} differs from the recorded size {expected_size}')
+        result.etag = etag
+        atomic_write(meta_path, json.dumps({'url': url, 'etag': etag, 'last_modified': modified, 'total': total},
+                                           sort_keys=True), mode=0o644)
+        fd = os.open(part, mode | getattr(os, 'O_CLOEXEC', 0), 0o644)
+        received = 0
+        pipeline = _Pipeline(fd, digest)
+        try:
+            while True:
+                index = pipeline.take()
+                view = memoryview(pipeline.buffers[index])
+                count = response.readinto(view)
+                pipeline.submit(index, count or 0)
+                if not count:
+                    break
+                received += count
+                result.bytes_transferred += count
+                progress.update(have + received, total)
+        finally:
+            try:
+                pipeline.close()
+            finally:
+                os.fsync(fd)
+                os.close(fd)
+        if length is not None and received != length:
+            raise DownloadError('template_download', f'short body: {received} of {length} bytes before the '
+                                'connection closed', where=f'GET {url}',
+                                remediation='retry; the next attempt resumes from the bytes already received',
+                                retryable=True)
+        size = have + received
+        if total is not None and size != total:
+            raise DownloadError('template_download', f'size {size} differs from the announced {total}',
+                                where=f'GET {url}', remediation='retry; the mirror is misbehaving', retryable=True)
+        result.sha256 = digest.hexdigest()
+        result.size = size
+
+
+def _complete_from_part(part: str, size: int, result: FetchResult, meta: dict) -> None:
+    digest = hashlib.sha256()
+    _hash_file(part, digest, size)
+    result.sha256 = digest.hexdigest()
+    result.size = size
+    result.etag = meta.get('etag')
+    result.events.append('the partial file was already complete')
+
+
+def finish(dest: str, mode: int = 0o644) -> None:
+    """Move the verified ``.part`` into place and drop the sidecar."""
+    part, meta_path = part_paths(dest)
+    os.chmod(part, mode)
+    os.replace(part, dest)
+    fsync_dir(os.path.dirname(os.path.abspath(dest)))
+    try:
+        os.unlink(meta_path)
+    except FileNotFoundError:
+        pass
+
+
+def hash_path(path: str) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, 'rb') as handle:
+        while True:
+            chunk = handle.read(CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+# ---------------------------------------------------------------------------------- the step
+ARTEFACT_TYPES = ('lxc', 'vm', 'iso', 'img', 'qcow2', 'raw')
+CONTENT_FOR_TYPE = {'iso': 'iso', 'lxc': 'vztmpl', 'vm': 'import', 'img': 'import', 'qcow2': 'import',
+                    'raw': 'import'}
+_CONTENT_EXT = {
+    'iso': re.compile(r'.+\.(iso|img)$', re.IGNORECASE),
+    'vztmpl': re.compile(r'.+\.(tar|tar\.(gz|xz|zst|bz2))$', re.IGNORECASE),
+    'import': re.compile(r'.+\.(qcow2|raw|vmdk|ova)$', re.IGNORECASE),
+}
+
+
+def _now_iso() -> str:
+    # Imported lazily so that this file stays usable without jsonschema (the manifest needs it).
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._manifest import now_iso  # pylint: disable=import-outside-toplevel
+    return now_iso()
+
+
+def _local_entry(params: dict, dest: str, sha256: str, size: int, source: str, fetched_at: str,
+                 checksum_url: str | None) -> dict:
+    entry = {'type': params['type'], 'source': params['url'], 'filename': os.path.basename(dest), 'path': dest,
+             'sha256': sha256, 'size': size, 'fetched_at': fetched_at, 'checksum_source': source,
+             'mtime_ns': os.stat(dest).st_mtime_ns}
+    if checksum_url:
+        entry['checksum_url'] = checksum_url
+    return entry
+
+
+def run(params: dict, check_mode: bool = False, client_factory=None, sleep=time.sleep) -> dict:
+    """The template_fetch module: make one artefact present, verified, recorded; return the result."""
+    from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest  # pylint: disable=import-outside-toplevel
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout  # pylint: disable=import-outside-toplevel
+
+    url = check_url(params['url'])
+    filename = check_filename(params.get('filename') or filename_from_url(url),
+                              where='filename' if params.get('filename') else f'filename (taken from {url})')
+    if params['type'] not in ARTEFACT_TYPES:
+        raise DownloadError('template_type', f'{params["type"]!r} is not one of {", ".join(ARTEFACT_TYPES)}',
+                            where='type', remediation='set type to the kind of artefact')
+    dest_dir = os.path.abspath(params.get('dest_dir') or StateLayout.resolve(params.get('state_dir')).templates_dir)
+    manifest_path = os.path.abspath(params.get('manifest') or os.path.join(dest_dir, 'manifest.json'))
+    dest = os.path.join(dest_dir, filename)
+    checksum = parse_checksum(params.get('checksum'))
+    name = params['name']
+    manifest = _manifest.load(manifest_path)
+    old = (manifest or {}).get(name)
+    old = old if isinstance(old, dict) else None
+
+    result = {'changed': False, 'path': dest, 'manifest': manifest_path, 'sha256': None, 'size': None,
+              'bytes_transferred': 0, 'resumed': False, 'elapsed': 0.0, 'checksum_source': None,
+              'action': 'none', 'reason': ''}
+    same_source = bool(old and old.get('source') == url and old.get('path') == dest
+                       and old.get('type') == params['type'])
+    current, reason = False, ''
+    if params.get('force'):
+        reason = 'force is set'
+    elif not same_source:
+        reason = 'not in the manifest' if not old else 'the manifest records another source, path or type'
+    elif checksum and checksum[0] == 'pinned' and old.get('sha256') != checksum[1]:
+        reason = 'the pinned checksum differs from the recorded one'
+    elif checksum and checksum[0] == 'published' and old.get('checksum_url') != checksum[1]:
+        reason = 'the checksum URL differs from the recorded one'
+    else:
+        current, reason = _manifest.file_matches(old, dest, bool(params.get('verify')), hash_path)
+    entry = dict(old) if current else None
+    if current:
+        result.update(sha256=old['sha256'], size=old['size'], checksum_source=old.get('checksum_source'),
+                      reason=reason)
+
+    if not current:
+        result['changed'] = True
+        result['action'] = 'fetch'
+        result['reason'] = reason
+        if check_mode:
+            result['msg'] = f'would fetch {url} to {dest} ({reason})'
+            result['diff'] = {'before': _manifest.render({name: old}) if old else '',
+                              'after': f'{name}: fetched from {url}\n'}
+            return _with_placement_plan(result, params, check_mode)
+        entry, fetch_info = _fetch_verified(params, url, dest, checksum, old if same_source else None, sleep)
+        result.update(fetch_info)
+
+    if params.get('proxmox'):
+        spec = dict(params['proxmox'])
+        spec['env_file'] = spec.get('env_file') or StateLayout.resolve(params.get('state_dir')).proxmox_env
+        placed, place_changed, place_info = place(entry, spec, check_mode, client_factory, sleep)
+        result['proxmox'] = place_info
+        if place_changed:
+            result['changed'] = True
+        entry = placed
+
+    if not _manifest.same_artefact(old, entry) or not manifest or entry.get('fetched_at') != (old or {}).get('fetched_at'):
+        new_manifest = _manifest.with_entry(manifest, name, entry)
+        result['diff'] = {'before': _manifest.render({name: old}) if old else '',
+                          'after': _manifest.render({name: entry})}
+        if not check_mode:
+            _manifest.write(manifest_path, new_manifest)
+        result['changed'] = True
+    result['artefact'] = entry
+    return result
+
+
+def _with_placement_plan(result: dict, params: dict, check_mode: bool) -> dict:
+    if params.get('proxmox'):
+        result['proxmox'] = {'planned': True, 'storage': params['proxmox'].get('storage')}
+    return result
+
+
+def _fetch_verified(params: dict, url: str, dest: str, checksum, old: dict | None, sleep) -> tuple[dict, dict]:
+    timeout = float(params.get('timeout') or 30)
+    retries = int(params.get('retries') if params.get('retries') is not None else 3)
+    validate_certs = params.get('validate_certs', True)
+    ca_path = params.get('ca_path')
+    checksum_url = None
+    if checksum and checksum[0] == 'pinned':
+        expected, source = checksum[1], 'pinned'
+    elif checksum:
+        checksum_url = checksum[1]
+        text = fetch_text(checksum_url, timeout=timeout, validate_certs=validate_certs, ca_path=ca_path,
+                          retries=retries, sleep=sleep)
+        expected, source = digest_from_sums(text, filename_from_url(url), checksum_url), 'published'
+    elif old and old.get('sha256'):
+        # No published checksum (Talos image factory): what the first fetch recorded is the reference.
+        expected, source = old['sha256'], old.get('checksum_source') or 'first_fetch'
+    else:
+        expected, source = None, 'first_fetch'
+
+    began = time.monotonic()
+    if expected and not params.get('force') and os.path.isfile(dest) and not os.path.exists(dest + '.part'):
+        digest, size = hash_path(dest)
+        if digest == expected:
+            # The right bytes are already there (e.g. the manifest was lost): adopt them.
+            entry = _local_entry(params, dest, digest, size, source, _now_iso(), checksum_url)
+            return entry, {'sha256': digest, 'size': size, 'checksum_source': source, 'action': 'adopt',
+                           'elapsed': round(time.monotonic() - began, 3)}
+    progress_path = params.get('progress_file') or f'{dest}.progress'
+    fetched = fetch(url, dest, timeout=timeout, retries=retries, validate_certs=validate_certs, ca_path=ca_path,
+                    progress_path=progress_path, sleep=sleep)
+    progress = Progress(progress_path, url)
+    if expected and fetched.sha256 != expected:
+        discard(dest)
+        progress.remove()
+        what = {'pinned': 'the pinned checksum', 'published': f'{checksum_url}',
+                'first_fetch': 'the digest recorded by the first fetch'}[source]
+        raise DownloadError('template_checksum', f'sha256 mismatch: expected {expected} ({what}), got '
+                            f'{fetched.sha256} for {fetched.size} bytes; the download was discarded',
+                            where=f'GET {url}',
+                            remediation='retry (a mirror may be serving a broken copy); if upstream replaced the '
+                            'file on purpose, update the checksum' + (' or delete the manifest entry to record '
+                                                                       'a new first fetch' if source == 'first_fetch' else ''))
+    finish(dest)
+    progress.remove()
+    entry = _local_entry(params, dest, fetched.sha256, fetched.size, source, _now_iso(), checksum_url)
+    return entry, {'sha256': fetched.sha256, 'size': fetched.size, 'bytes_transferred': fetched.bytes_transferred,
+                   'resumed': fetched.resumed, 'restarted': fetched.restarted, 'attempts': fetched.attempts,
+                   'elapsed': round(time.monotonic() - began, 3), 'checksum_source': source, 'action': 'fetch',
+                   'events': fetched.events}
+
+
+# ---------------------------------------------------------------------------------- placement
+def pve_filename(entry: dict, content: str, override: str | None) -> str:
+    """A name Proxmox accepts for this content type (``.img`` qcow2 becomes ``.qcow2`` for import)."""
+    name = override or entry['filename']
+    check_filename(name, where='proxmox.filename')
+    if content == 'import' and not override and name.lower().endswith('.img'):
+        with open(entry['path'], 'rb') as handle:
+            magic = handle.read(4)
+        name = name[:-4] + ('.qcow2' if magic == b'QFI\xfb' else '.raw')
+    if not _CONTENT_EXT[content].match(name):
+        wanted = {'iso': '.iso or .img', 'vztmpl': '.tar or .tar.(gz|xz|zst|bz2)',
+                  'import': '.qcow2, .raw, .vmdk or .ova'}[content]
+        raise DownloadError('template_placement', f'{name!r} is not a valid name for {content} content '
+                            f'(Proxmox VE wants {wanted})', where='proxmox.filename',
+                            remediation='set proxmox.filename to a name with the right extension, or choose '
+                            'another proxmox.content')
+    return name
+
+
+class _UploadFile(io.FileIO):
+    """The local file, presented to the multipart encoder under the Proxmox file name."""
+
+    def __init__(self, path: str, upload_name: str) -> None:
+        super().__init__(path, 'rb')
+        # requests takes the multipart file name from ``name`` (FileIO sets it to the path).
+        self.name = upload_name
+
+
+def _default_client_factory(env_file: str, timeout: float):
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file  # pylint: disable=import-outside-toplevel
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import ProxmoxClient  # pylint: disable=import-outside-toplevel
+    values = read_env_file(env_file)
+    return ProxmoxClient.from_env(values, timeout=timeout), values
+
+
+def _find_volume(client, node: str, storage: str, content: str, volid: str) -> dict | None:
+    for item in client.get(f'nodes/{node}/storage/{storage}/content', content=content) or []:
+        if item.get('volid') == volid:
+            return item
+    return None
+
+
+def place(entry: dict, spec: dict, check_mode: bool, client_factory=None, sleep=time.sleep) -> tuple[dict, bool, dict]:
+    """Make the artefact present on Proxmox storage; return (entry with proxmox_volid, changed, info)."""
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import ProxmoxPermissionError  # pylint: disable=import-outside-toplevel
+    content = spec.get('content') or CONTENT_FOR_TYPE[entry['type']]
+    storage = spec['storage']
+    method = spec.get('method') or 'auto'
+    timeout = float(spec.get('timeout') or 1800)
+    factory = client_factory or _default_client_factory
+    client, values = factory(spec['env_file'], float(spec.get('api_timeout') or 30))
+    node = spec.get('node') or values.get('PROXMOX_NODE')
+    name = pve_filename(entry, content, spec.get('filename'))
+    volid = f'{storage}:{content}/{name}'
+    info = {'storage': storage, 'content': content, 'node': node, 'volid': volid, 'method': None,
+            'action': 'none', 'fallback': None}
+    existing = _find_volume(client, node, storage, content, volid)
+    if existing is not None and int(existing.get('size') or -1) == entry['size'] and not spec.get('force'):
+        info['action'] = 'kept'
+        return dict(entry, proxmox_volid=volid), False, info
+    if check_mode:
+        info['action'] = 'would_place'
+        return dict(entry, proxmox_volid=volid), True, info
+    if existing is not None:
+        if not spec.get('force'):
+            raise DownloadError('template_placement', f'{volid} exists with size {existing.get("size")}, '
+                                f'the artefact has {entry["size"]} bytes', where=f'nodes/{node}/storage/{storage}/content',
+                                remediation='remove the volume in Proxmox (or set proxmox.force: true to replace it)')
+        client.wait_task(client.delete(f'nodes/{node}/storage/{storage}/content/{volid}'), node=node,
+                         timeout=timeout)
+    order = {'download_url': ['download_url'], 'upload': ['upload'], 'auto': ['download_url', 'upload']}[method]
+    for attempt in order:
+        try:
+            if attempt == 'download_url':
+                upid = client.post(f'nodes/{node}/storage/{storage}/download-url', content=content, filename=name,
+                                   url=entry['source'], checksum=entry['sha256'], **{
+                                       'checksum-algorithm': 'sha256',
+                                       'verify-certificates': bool(spec.get('validate_certs', True))})
+            else:
+                with _UploadFile(entry['path'], name) as handle:
+                    upid = client.post(f'nodes/{node}/storage/{storage}/upload', content=content, filename=handle,
+                                       checksum=entry['sha256'], **{'checksum-algorithm': 'sha256'})
+            client.wait_task(upid, node=node, timeout=timeout)
+            info['method'] = attempt
+            break
+        except ProxmoxPermissionError as exc:
+            if attempt == order[-1]:
+                raise
+            info['fallback'] = f'download-url refused ({exc.detail}); uploaded instead'
+    found = _find_volume(client, node, storage, content, volid)
+    if found is None or int(found.get('size') or -1) != entry['size']:
+        raise DownloadError('template_placement', f'after the {info["method"]} task {volid} is '
+                            + ('missing' if found is None else f'{found.get("size")} bytes, not {entry["size"]}'),
+                            where=f'nodes/{node}/storage/{storage}/content',
+                            remediation='look at the task log in the Proxmox UI; check free space on the storage')
+    info['action'] = 'placed'
+    return dict(entry, proxmox_volid=volid), True, info

@@ -1,0 +1,124 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The template manifest (state/cache/templates/manifest.json): read, validate, update.
+
+This is private module_utils of eminfra.pipeline; its API may change at any time.
+
+The contract (``_contracts.MANIFEST_SCHEMA``) describes the finished manifest, with both the
+``ubuntu`` and the ``talos`` artefact. The templates step writes it one artefact at a time, so
+between two fetches only one of them is present. Writers therefore validate the file's shape
+and every artefact entry against the contract's artefact schema (``PARTIAL_SCHEMA``: the
+contract without the two required keys), and consumers that need both (Terraform's
+``templates_present`` check, ``validate_complete``) validate against the full contract. The
+file is always replaced atomically and only after the artefact it records is verified.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import atomic_write, read_bytes
+from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import (
+    MANIFEST_SCHEMA, MANIFEST_SCHEMA_VERSION, ContractError, schema_errors)
+
+PARTIAL_SCHEMA = copy.deepcopy(MANIFEST_SCHEMA)
+PARTIAL_SCHEMA['required'] = ['generated_at']
+PARTIAL_SCHEMA['$id'] = 'eminfra.pipeline/manifest.json#partial'
+REQUIRED_ARTEFACTS = ('ubuntu', 'talos')
+TOP_LEVEL_KEYS = ('generated_at', 'schema_version')
+REMEDIATION = ('run the templates step again (role eminfra.pipeline.templates); if the file was edited by '
+               'hand, restore it or delete it and let the step rebuild it')
+
+
+def now_iso() -> str:
+    """The current time with an explicit UTC offset, to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def empty() -> dict:
+    return {'schema_version': MANIFEST_SCHEMA_VERSION, 'generated_at': now_iso()}
+
+
+def load(path: str) -> dict | None:
+    """The manifest at ``path`` (validated as a partial manifest), or None when there is none."""
+    raw = read_bytes(path)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw.decode('utf-8'))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ContractError('manifest_valid', [('', f'not JSON ({exc})')], source=path,
+                            remediation=REMEDIATION) from None
+    validate_partial(data, source=path)
+    return data
+
+
+def validate_partial(data, source: str | None = None) -> None:
+    errors = schema_errors(data, PARTIAL_SCHEMA)
+    if errors:
+        raise ContractError('manifest_valid', errors, source=source, remediation=REMEDIATION)
+
+
+def validate_complete(data, source: str | None = None) -> None:
+    """The whole contract: both artefacts present (what Terraform needs)."""
+    errors = schema_errors(data, MANIFEST_SCHEMA)
+    if errors:
+        raise ContractError('templates_present', errors, source=source, remediation=REMEDIATION)
+
+
+def artefacts(data: dict) -> dict[str, dict]:
+    return {key: value for key, value in data.items() if key not in TOP_LEVEL_KEYS and isinstance(value, dict)}
+
+
+def with_entry(data: dict | None, name: str, entry: dict) -> dict:
+    """A new manifest with ``name`` set to ``entry`` and a fresh ``generated_at``."""
+    new = copy.deepcopy(data) if data else empty()
+    new[name] = entry
+    new['schema_version'] = MANIFEST_SCHEMA_VERSION
+    new['generated_at'] = now_iso()
+    return new
+
+
+def render(data: dict) -> str:
+    ordered = {key: data[key] for key in TOP_LEVEL_KEYS if key in data}
+    ordered.update({key: data[key] for key in sorted(data) if key not in TOP_LEVEL_KEYS})
+    return json.dumps(ordered, indent=2, sort_keys=False) + '\n'
+
+
+def write(path: str, data: dict) -> None:
+    """Validate, then replace the manifest atomically."""
+    validate_partial(data, source=path)
+    atomic_write(path, render(data), mode=0o644)
+
+
+def same_artefact(old: dict | None, new: dict, ignore=('fetched_at',)) -> bool:
+    """Whether two entries record the same artefact (timestamps aside)."""
+    if not old:
+        return False
+    strip = lambda entry: {k: v for k, v in entry.items() if k not in ignore}  # noqa: E731
+    return strip(old) == strip(new)
+
+
+def file_matches(entry: dict, path: str, verify: bool, hasher) -> tuple[bool, str]:
+    """Whether the file at ``path`` is the artefact ``entry`` records, and how that was decided.
+
+    Size and modification time recorded at fetch time are trusted (a re-hash of a GiB image
+    costs seconds on every run); when either differs, or ``verify`` is set, the file is hashed.
+    """
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return False, 'missing'
+    if stat.st_size != entry.get('size'):
+        return False, f'size {stat.st_size} differs from the recorded {entry.get("size")}'
+    if not verify and entry.get('mtime_ns') == stat.st_mtime_ns:
+        return True, 'size and mtime match the manifest'
+    digest, dummy = hasher(path)
+    if digest == entry.get('sha256'):
+        return True, 'sha256 re-checked'
+    return False, f'sha256 {digest} differs from the recorded {entry.get("sha256")}'

@@ -1,0 +1,134 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Unit tests of _download's pure parts: names, URLs, checksum specs, SHA256SUMS, Content-Range."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import urllib.error
+
+import pytest
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils._download import (
+    DownloadError, _content_range, check_filename, check_url, classify, digest_from_sums, filename_from_url,
+    parse_checksum, pve_filename)
+
+HEX = 'ab' * 32
+OTHER = 'cd' * 32
+
+
+@pytest.mark.parametrize('name', ['noble-server-cloudimg-amd64.img', 'talos-v1.11.5-nocloud-amd64.iso',
+                                  'a_b.tar.zst', 'X1'])
+def test_safe_names_pass(name):
+    assert check_filename(name) == name
+
+
+@pytest.mark.parametrize('name, fragment', [
+    ('', 'empty'), ('../x.img', 'separator'), ('a/b', 'separator'), ('a\\b', 'separator'), ('..', 'separator'),
+    ('a..b', 'separator'), ('x\x00.img', 'control'), ('x\t.img', 'control'), ('x\x7f', 'control'),
+    ('.x.img', 'starts with'), ('-rf.img', 'starts with'), ('image (1).img', 'would rewrite'),
+    ('ümlaut.img', 'would rewrite'),
+])
+def test_unsafe_names_are_refused(name, fragment):
+    with pytest.raises(DownloadError) as info:
+        check_filename(name)
+    assert info.value.check == 'template_filename' and fragment in str(info.value)
+    assert 'Remediation:' in str(info.value)
+
+
+def test_rewrite_suggestion_names_what_pve_would_store():
+    with pytest.raises(DownloadError) as info:
+        check_filename('my image.img')
+    assert "'my_image.img'" in str(info.value)
+
+
+@pytest.mark.parametrize('url', ['http://127.0.0.1/a.img', 'https://cloud-images.ubuntu.com/x/y.img'])
+def test_http_urls_pass(url):
+    assert check_url(url) == url
+
+
+@pytest.mark.parametrize('url', ['file:///etc/passwd', 'ftp://h/a', 'http://', '', 'https://u:p@h/a', 'javascript:x'])
+def test_other_urls_are_refused(url):
+    with pytest.raises(DownloadError) as info:
+        check_url(url)
+    assert info.value.check == 'template_url'
+
+
+def test_filename_from_url_unquotes_and_ignores_query():
+    assert filename_from_url('http://h/a/b%20c.img?x=1') == 'b c.img'
+    assert filename_from_url('http://h/a/') == 'a'
+
+
+def test_parse_checksum_forms():
+    assert parse_checksum(None) is None and parse_checksum('') is None
+    assert parse_checksum(f'sha256:{HEX.upper()}') == ('pinned', HEX)
+    assert parse_checksum('SHA256:http://h/SHA256SUMS') == ('published', 'http://h/SHA256SUMS')
+    for bad in ('md5:abc', HEX, 'sha256:abc', 'sha256:file:///x'):
+        with pytest.raises(DownloadError) as info:
+            parse_checksum(bad)
+        assert info.value.check == 'template_checksum'
+
+
+def test_sums_gnu_binary_text_bsd_and_dot_slash():
+    text = (f'# comment\n{OTHER} *other.img\n{HEX} *noble.img\n'
+            f'{OTHER}  text.img\nSHA256 (bsd.img) = {HEX.upper()}\n{HEX}  ./dotted.img\n')
+    assert digest_from_sums(text, 'noble.img', 'u') == HEX
+    assert digest_from_sums(text, 'text.img', 'u') == OTHER
+    assert digest_from_sums(text, 'bsd.img', 'u') == HEX
+    assert digest_from_sums(text, 'dotted.img', 'u') == HEX
+
+
+def test_sums_missing_and_conflicting_entries():
+    with pytest.raises(DownloadError) as info:
+        digest_from_sums(f'{HEX} *a.img\n', 'b.img', 'http://h/SHA256SUMS')
+    assert 'b.img is not listed' in str(info.value) and 'http://h/SHA256SUMS' in str(info.value)
+    with pytest.raises(DownloadError) as info:
+        digest_from_sums(f'{HEX} *a.img\n{OTHER} *a.img\n', 'a.img', 'u')
+    assert '2 different digests' in str(info.value)
+    # A name that only ends like the wanted one is not it.
+    with pytest.raises(DownloadError):
+        digest_from_sums(f'{HEX} *xa.img\n', 'a.img', 'u')
+
+
+def test_content_range():
+    assert _content_range('bytes 10-19/100') == (10, 19, 100)
+    assert _content_range('bytes 0-0/*') == (0, 0, None)
+    assert _content_range('items 1-2/3') is None and _content_range(None) is None
+
+
+def test_pve_filename_per_content(tmp_path):
+    qcow = tmp_path / 'noble.img'
+    qcow.write_bytes(b'QFI\xfb' + bytes(60))
+    raw = tmp_path / 'disk.img'
+    raw.write_bytes(bytes(64))
+    assert pve_filename({'filename': 'noble.img', 'path': str(qcow)}, 'import', None) == 'noble.qcow2'
+    assert pve_filename({'filename': 'disk.img', 'path': str(raw)}, 'import', None) == 'disk.raw'
+    assert pve_filename({'filename': 'noble.img', 'path': str(qcow)}, 'iso', None) == 'noble.img'
+    assert pve_filename({'filename': 't.iso', 'path': ''}, 'iso', None) == 't.iso'
+    assert pve_filename({'filename': 'x', 'path': ''}, 'vztmpl', 'ct.tar.zst') == 'ct.tar.zst'
+    for entry, content in (({'filename': 't.raw.xz', 'path': ''}, 'import'), ({'filename': 't.qcow2', 'path': ''}, 'iso'),
+                           ({'filename': 't.img', 'path': ''}, 'vztmpl')):
+        with pytest.raises(DownloadError) as info:
+            pve_filename(entry, content, None)
+        assert info.value.check == 'template_placement'
+
+
+def test_classify_transport_errors():
+    url = 'http://127.0.0.1:1/a.img'
+    refused = classify(urllib.error.URLError(ConnectionRefusedError(111, 'refused')), url, True, None)
+    assert refused.retryable and refused.check == 'template_download'
+    not_found = classify(urllib.error.HTTPError(url, 404, 'Not Found', {}, None), url, True, None)
+    assert not not_found.retryable and '404' in str(not_found)
+    unavailable = classify(urllib.error.HTTPError(url, 503, 'Unavailable', {}, None), url, True, None)
+    assert unavailable.retryable
+    loop = classify(urllib.error.HTTPError(url, 302, 'redirect error that would lead to an infinite loop', {}, None),
+                    url, True, None)
+    assert 'redirect loop' in str(loop) and not loop.retryable
+    tls = classify(urllib.error.URLError(ssl.SSLCertVerificationError(1, 'self-signed certificate')), url, True, None)
+    assert tls.check == 'template_tls' and not tls.retryable
+    dns = classify(urllib.error.URLError(socket.gaierror(-2, 'Name or service not known')), url, True, None)
+    assert 'does not resolve' in str(dns) and not dns.retryable
+    timeout = classify(socket.timeout('timed out'), url, True, None)
+    assert timeout.retryable
