@@ -49,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--task-duration', type=float, help='minimum task run time in seconds')
     parser.add_argument('--agent-delay', type=float, help='seconds after VM start until the guest agent answers')
     parser.add_argument('--agent-linklocal', type=float, help='further seconds with only link-local addresses')
+    parser.add_argument('--routes', action='store_true', help='print the served API routes and exit')
     args = parser.parse_args(argv)
+    if args.routes:
+        from tests.pvesim.api import ROUTES
+        for route in ROUTES:
+            print(f'{route.method:6} /api2/json{route.path}')
+        return 0
 
     # installed before the JSON line is printed, so a caller may stop us as soon as it reads it
     stop = threading.Event()

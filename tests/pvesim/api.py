@@ -103,10 +103,16 @@ VM_CONFIG_PARAMS: dict[str, Param] = {
     'vmgenid': S(),
 }
 DISK_RE = re.compile(r'(scsi|virtio|sata|ide)\d+\Z|efidisk0\Z|tpmstate0\Z')
-CLOUDINIT_KEYS = {'ciuser', 'cipassword', 'citype', 'ciupgrade', 'cicustom', 'sshkeys', 'nameserver', 'searchdomain'}
-HWTYPE_KEYS = {'vga', 'scsihw', 'machine', 'bios', 'tablet', 'kvm', 'acpi', 'smbios1', 'vmgenid', 'hotplug'}
-CPU_KEYS = {'cores', 'sockets', 'cpu', 'numa', 'vcpus', 'cpulimit', 'cpuunits', 'affinity'}
-MEMORY_KEYS = {'memory', 'balloon', 'shares'}
+# qemu-server API2/Qemu.pm option groups, for check_vm_modify_config_perm
+CPU_KEYS = {'cores', 'cpu', 'runningcpu', 'cpulimit', 'cpuunits', 'numa', 'smp', 'sockets', 'vcpus'}
+MEMORY_KEYS = {'memory', 'balloon', 'shares', 'allow-ksm'}
+HWTYPE_KEYS = {'acpi', 'hotplug', 'kvm', 'machine', 'runningmachine', 'scsihw', 'smbios1', 'tablet', 'vga',
+               'watchdog', 'audio0', 'rng0'}
+GENERAL_KEYS = {'agent', 'autostart', 'bios', 'description', 'keyboard', 'localtime', 'migrate_downtime',
+                'migrate_speed', 'name', 'onboot', 'ostype', 'protection', 'reboot', 'startdate', 'startup', 'tdf',
+                'template'}
+DISK_OPTION_KEYS = {'boot', 'bootdisk', 'vmstatestorage'}
+CLOUDINIT_KEYS = {'cicustom', 'cipassword', 'citype', 'ciuser', 'ciupgrade', 'nameserver', 'searchdomain', 'sshkeys'}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,8 +354,8 @@ def get_nextid(ctx: Ctx) -> object:
         return str(vmid)
 
 
-PERMISSION_ROOTS = ['/', '/access', '/access/groups', '/nodes', '/pool', '/sdn', '/storage', '/vms',
-                    '/mapping', '/mapping/pci', '/mapping/usb', '/mapping/dir']
+# RPCEnvironment::get_effective_permissions: these plus every path with an ACL entry
+PERMISSION_ROOTS = ['/', '/access', '/access/groups', '/nodes', '/pool', '/sdn', '/storage', '/vms']
 
 
 def get_permissions(ctx: Ctx) -> object:
@@ -365,14 +371,47 @@ def get_permissions(ctx: Ctx) -> object:
         authid = target
     checker = Checker(sim.access, authid)
     if ctx.params.get('path'):
-        paths = [str(ctx.params['path'])]
-    else:
-        paths = sorted(set(PERMISSION_ROOTS) | set(sim.access.acl_paths()))
+        # one path: answered even when empty ({path: {}})
+        path = str(ctx.params['path'])
+        return {path: {priv: 1 if prop else 0 for priv, prop in sorted(checker.privs(path).items())}}
     out = {}
-    for path in paths:
+    for path in sorted(set(PERMISSION_ROOTS) | set(sim.access.acl_paths())):
         privs = checker.privs(path)
-        if privs:
+        if privs:  # paths with nothing are left out
             out[path] = {priv: 1 if prop else 0 for priv, prop in sorted(privs.items())}
+    return out
+
+
+def get_network(ctx: Ctx) -> object:
+    """Node interfaces: one physical NIC and the scenario's bridges on it."""
+    wanted = ctx.params.get('type')
+    rows = [{'iface': 'eno1', 'type': 'eth', 'active': 1, 'exists': 1, 'method': 'manual', 'method6': 'manual',
+             'families': ['inet'], 'priority': 1}]
+    for index, bridge in enumerate(ctx.sim.bridges):
+        row = {'iface': bridge, 'type': 'bridge', 'active': 1, 'autostart': 1, 'method': 'manual',
+               'method6': 'manual', 'families': ['inet'], 'bridge_ports': 'eno1' if index == 0 else '',
+               'bridge_vlan_aware': 0, 'priority': index + 2}
+        if index == 0:
+            row.update({'method': 'static', 'address': '192.168.100.2', 'netmask': '24',
+                        'cidr': '192.168.100.2/24', 'gateway': '192.168.100.1'})
+        rows.append(row)
+    if wanted in ('any_bridge', 'any_local_bridge'):
+        return [r for r in rows if r['type'] in ('bridge', 'OVSBridge')]
+    if wanted and wanted != 'include_sdn':
+        return [r for r in rows if r['type'] == wanted]
+    return rows
+
+
+def get_pci_mappings(ctx: Ctx) -> object:
+    out = []
+    for mapping_id, entry in sorted(ctx.sim.mappings.get('pci', {}).items()):
+        if not ctx.checker.has(f'/mapping/pci/{mapping_id}', ['Mapping.Modify', 'Mapping.Use', 'Mapping.Audit'], True):
+            continue
+        row = {'id': mapping_id, 'description': str(entry.get('description', '')),
+               'map': [str(m) for m in entry.get('map', [])]}
+        if ctx.params.get('check-node'):
+            row['checks'] = []
+        out.append(row)
     return out
 
 
@@ -816,48 +855,63 @@ def list_qemu(ctx: Ctx) -> object:
             if ctx.checker.has(f'/vms/{vm.vmid}', ['VM.Audit'])]
 
 
-def _config_perm_for_key(key: str, value: object = None) -> str | None:
-    if key in ('node', 'vmid', 'pool', 'start', 'storage', 'unique', 'force', 'digest', 'skiplock',
-               'background_delay', 'delete', 'revert', 'archive', 'bwlimit', 'live-restore'):
-        return None
-    if key in ('cdrom',) or (DISK_RE.match(key) and 'media=cdrom' in str(value or '')):
-        return 'VM.Config.CDROM'
-    if DISK_RE.match(key) or key.startswith('unused'):
-        return 'VM.Config.Disk'
-    if key in CPU_KEYS:
-        return 'VM.Config.CPU'
-    if key in MEMORY_KEYS:
-        return 'VM.Config.Memory'
-    if re.fullmatch(r'net\d+', key):
-        return 'VM.Config.Network'
-    if key in CLOUDINIT_KEYS or re.fullmatch(r'ipconfig\d+', key):
-        return 'VM.Config.Cloudinit'
-    if key in HWTYPE_KEYS or re.fullmatch(r'(hostpci|usb|serial|parallel)\d+', key):
-        return 'VM.Config.HWType'
-    return 'VM.Config.Options'
+def _check_modify_perms(ctx: Ctx, vmid: int, keys) -> None:
+    """qemu-server's check_vm_modify_config_perm, option by option."""
+    if ctx.authid == 'root@pam':
+        return
+    vms = f'/vms/{vmid}'
+    for key in keys:
+        if DISK_RE.match(key) or key == 'cdrom' or re.fullmatch(r'(unused|serial|usb|hostpci|virtiofs)\d+', key) \
+                or key == 'tags':
+            continue  # value-dependent: checked with the disks, serial ports and devices
+        if key in CPU_KEYS or re.fullmatch(r'numa\d+', key):
+            _perm(ctx, vms, ['VM.Config.CPU'])
+        elif key in MEMORY_KEYS:
+            _perm(ctx, vms, ['VM.Config.Memory'])
+        elif key in HWTYPE_KEYS:
+            _perm(ctx, vms, ['VM.Config.HWType'])
+        elif key in GENERAL_KEYS:
+            _perm(ctx, vms, ['VM.Config.Options'])
+            if key == 'startup':
+                _perm(ctx, '/', ['Sys.Modify'])
+        elif key == 'freeze':
+            _perm(ctx, vms, ['VM.PowerMgmt'])
+        elif key in DISK_OPTION_KEYS:
+            _perm(ctx, vms, ['VM.Config.Disk'])
+        elif re.fullmatch(r'net\d+', key):
+            _perm(ctx, vms, ['VM.Config.Network'])
+        elif key in CLOUDINIT_KEYS or re.fullmatch(r'ipconfig\d+', key):
+            _perm(ctx, vms, ['VM.Config.Cloudinit', 'VM.Config.Network'], True)
+        else:
+            raise ApiError(500, f"only root can set '{key}' config")
 
 
-def _check_modify_perms(ctx: Ctx, vmid: int, keys: dict[str, object]) -> None:
-    for key in sorted(keys):
-        priv = _config_perm_for_key(key, keys[key])
-        if priv:
-            _perm(ctx, f'/vms/{vmid}', [priv])
+def _check_serial(ctx: Ctx, vmid: int, settings: dict[str, object]) -> None:
+    if ctx.authid == 'root@pam':
+        return
+    for key in settings:
+        if re.fullmatch(r'serial\d+', key):
+            if settings[key] == 'socket':
+                _perm(ctx, f'/vms/{vmid}', ['VM.Config.HWType'])
+            else:
+                raise ApiError(500, f"only root can set '{key}' config for real devices")
 
 
 def _check_hostpci(ctx: Ctx, vmid: int, settings: dict[str, object]) -> None:
     if ctx.authid == 'root@pam':
         return
-    for key in sorted(settings):
+    for key in settings:
         if not re.fullmatch(r'hostpci\d+', key):
             continue
         device, dummy = parse_property_string(str(settings[key]), HOSTPCI)
-        if device.get('host') and not device.get('mapping'):
+        if device.get('host'):
             raise ApiError(500, f"only root can set '{key}' config for non-mapped devices")
-        mapping = device.get('mapping')
-        _perm(ctx, f'/mapping/pci/{mapping}', ['Mapping.Use'])
+        if not device.get('mapping'):
+            raise ApiError(500, "either 'host' or 'mapping' must be set.")
+        _perm(ctx, f"/mapping/pci/{device['mapping']}", ['Mapping.Use'])
         _perm(ctx, f'/vms/{vmid}', ['VM.Config.HWType'])
-        if mapping not in ctx.sim.mappings.get('pci', {}):
-            raise ApiError(500, f"PCI mapping '{mapping}' not found")
+        if device.get('romfile') is not None:
+            raise param_error({key: "only root@pam can set 'romfile' option"})
 
 
 def _check_bridges(ctx: Ctx, settings: dict[str, object]) -> None:
@@ -872,8 +926,18 @@ def _check_bridges(ctx: Ctx, settings: dict[str, object]) -> None:
             continue
         path = f'/sdn/zones/{ctx.sim.sdn_zone}/{bridge}'
         if net.get('tag'):
-            path += f"/{net['tag']}"
-        _perm(ctx, path, ['SDN.Use'], True)
+            _perm(ctx, f"{path}/{net['tag']}", ['SDN.Use'])
+        tags: set[int] = set()
+        for part in str(net.get('trunks') or '').split(';'):
+            if '-' in part:
+                low, high = part.split('-', 1)
+                tags.update(range(int(low), int(high) + 1))
+            elif part.strip():
+                tags.add(int(part))
+        for tag in sorted(tags):
+            _perm(ctx, f'{path}/{tag}', ['SDN.Use'])
+        if not net.get('tag') and not tags:
+            _perm(ctx, path, ['SDN.Use'])
 
 
 def _check_storage_access(ctx: Ctx, vmid: int, settings: dict[str, object]) -> list[tuple[str, dict]]:
@@ -926,6 +990,11 @@ def _check_storage_access(ctx: Ctx, vmid: int, settings: dict[str, object]) -> l
             raise ApiError(500, 'Only root can pass arbitrary filesystem paths.') from None
         _check_volume_access(ctx, storeid, content, owner, vmid)
     return new_disks
+
+
+def declared_config_key(key: str) -> Param | None:
+    from tests.pvesim.params import declared
+    return declared(VM_CONFIG_PARAMS, key)
 
 
 def _random_mac() -> str:
@@ -1054,23 +1123,25 @@ def create_qemu(ctx: Ctx) -> object:
         raise ApiError(500, f"pool '{pool}' does not exist")
     if ctx.params.get('storage'):
         _perm(ctx, f"/storage/{ctx.params['storage']}", ['Datastore.AllocateSpace'])
+    if ctx.params.get('start'):
+        _perm(ctx, f'/vms/{vmid}', ['VM.PowerMgmt'])
     if not ctx.checker.has(f'/vms/{vmid}', ['VM.Allocate']) and not (
             pool and ctx.checker.has(f'/pool/{pool}', ['VM.Allocate'])):
-        _perm(ctx, f'/vms/{vmid}', ['VM.Allocate'])
-    with sim.lock:
-        if vmid in sim.vms:
-            raise param_error({'vmid': f'VM {vmid} already exists'})
+        raise PermissionDenied('Permission check failed')
+    # the order of qemu-server's create_vm
+    new_disks = _check_storage_access(ctx, vmid, settings)
+    _check_modify_perms(ctx, vmid, settings)
+    _check_serial(ctx, vmid, settings)
     _check_hostpci(ctx, vmid, settings)
     _check_bridges(ctx, settings)
-    _check_modify_perms(ctx, vmid, settings)
-    new_disks = _check_storage_access(ctx, vmid, settings)
     settings = _normalise_settings(settings)
     for key, value in list(settings.items()):
         if key in VM_CONFIG_PARAMS and VM_CONFIG_PARAMS[key].type == 'boolean':
             settings[key] = int(value)
     with sim.lock:
         if vmid in sim.vms:
-            raise param_error({'vmid': f'VM {vmid} already exists'})
+            # create_and_lock_config -> PVE::Cluster::check_vmid_unused
+            raise ApiError(500, f"unable to create VM {vmid} - VM {vmid} already exists on node '{sim.vms[vmid].node}'")
         vm = VM(vmid, node, {}, pool=pool)
         vm.lock = 'create'
         sim.vms[vmid] = vm
@@ -1159,14 +1230,26 @@ def _update_config(ctx: Ctx, sync: bool) -> object:
     settings = {k: v for k, v in ctx.params.items()
                 if k not in ('node', 'vmid', 'digest', 'delete', 'skiplock', 'background_delay', 'revert', 'force')}
     deletes = [k for k in re.split(r'[,;\s]+', str(ctx.params.get('delete') or '')) if k]
+    if ctx.params.get('skiplock') and ctx.authid != 'root@pam':
+        raise param_error({'skiplock': 'Only root may use this option.'})
+    if not deletes and not settings and not ctx.params.get('revert'):
+        raise ApiError(500, 'no options specified')
     for key in deletes:
-        priv = _config_perm_for_key(key, vm.config.get(key))
-        if priv:
-            _perm(ctx, f'/vms/{vmid}', [priv])
-    _check_hostpci(ctx, vmid, settings)
-    _check_bridges(ctx, settings)
+        if key in settings:
+            raise param_error({'delete': f"you can't use '-{key}' and -delete {key}' at the same time"})
+        if declared_config_key(key) is None:
+            raise param_error({'delete': f"unknown option '{key}'"})
+    # the order of qemu-server's update_vm_api
+    _check_modify_perms(ctx, vmid, deletes)
     _check_modify_perms(ctx, vmid, settings)
     new_disks = _check_storage_access(ctx, vmid, settings)
+    _check_bridges(ctx, settings)
+    for key in sorted(set(settings) | set(deletes)):  # per option, as the update itself does
+        if DISK_RE.match(key):
+            value = settings.get(key, vm.config.get(key, ''))
+            _perm(ctx, f'/vms/{vmid}', ['VM.Config.CDROM' if 'media=cdrom' in str(value) else 'VM.Config.Disk'])
+    _check_serial(ctx, vmid, settings)
+    _check_hostpci(ctx, vmid, settings)
     settings = _normalise_settings(settings)
     digest = ctx.params.get('digest')
     with sim.lock:
@@ -1251,11 +1334,17 @@ def _do_start(sim: Simulator, vm: VM, task: Task) -> None:
 
 def vm_start(ctx: Ctx) -> object:
     vm = _vm_for(ctx)
-    if vm.template:
-        raise ApiError(500, "you can't start a vm if it's a template")
-    if vm.lock:
-        raise ApiError(500, f'VM is locked ({vm.lock})')
-    return ctx.sim.start_task(_node(ctx), 'qmstart', str(vm.vmid), ctx.authid, lambda task: _do_start(ctx.sim, vm, task))
+    if ctx.params.get('skiplock') and ctx.authid != 'root@pam':
+        raise param_error({'skiplock': 'Only root may use this option.'})
+
+    def work(task: Task) -> None:
+        # qemu-server checks these in the worker (QemuServer::vm_start), so they fail the task
+        if vm.lock:
+            raise TaskError(f'VM is locked ({vm.lock})')
+        if vm.template:
+            raise TaskError("you can't start a vm if it's a template")
+        _do_start(ctx.sim, vm, task)
+    return ctx.sim.start_task(_node(ctx), 'qmstart', str(vm.vmid), ctx.authid, work)
 
 
 def _do_stop(sim: Simulator, vm: VM, task: Task) -> None:
@@ -1274,10 +1363,19 @@ def vm_shutdown(ctx: Ctx) -> object:
     vm = _vm_for(ctx)
 
     def work(task: Task) -> None:
-        if vm.status != 'running':
-            raise TaskError(f'VM {vm.vmid} not running')
-        _do_stop(ctx.sim, vm, task)
+        _do_stop(ctx.sim, vm, task)  # a stopped VM is simply left stopped
     return ctx.sim.start_task(_node(ctx), 'qmshutdown', str(vm.vmid), ctx.authid, work)
+
+
+def vm_reboot(ctx: Ctx) -> object:
+    vm = _vm_for(ctx)
+    if vm.status != 'running':
+        raise ApiError(500, f'VM {vm.vmid} not running')
+
+    def work(task: Task) -> None:
+        _do_stop(ctx.sim, vm, task)
+        _do_start(ctx.sim, vm, task)
+    return ctx.sim.start_task(_node(ctx), 'qmreboot', str(vm.vmid), ctx.authid, work)
 
 
 def vm_resize(ctx: Ctx) -> object:
@@ -1317,10 +1415,12 @@ def vm_resize(ctx: Ctx) -> object:
 def vm_template(ctx: Ctx) -> object:
     sim = ctx.sim
     vm = _vm_for(ctx)
+    if vm.lock:
+        raise ApiError(500, f'VM is locked ({vm.lock})')
+    if vm.template and not ctx.params.get('disk'):
+        raise ApiError(500, "you can't convert a template to a template")
     if vm.status == 'running':
         raise ApiError(500, "you can't convert a VM to template if VM is running")
-    if vm.template:
-        raise ApiError(500, 'VM is already a template')
 
     def work(task: Task) -> None:
         with sim.lock:
@@ -1424,6 +1524,8 @@ def vm_clone(ctx: Ctx) -> object:
 def vm_delete(ctx: Ctx) -> object:
     sim = ctx.sim
     vm = _vm_for(ctx)
+    if str(vm.config.get('protection', 0)) == '1':
+        raise ApiError(500, f"can't remove VM {vm.vmid} - protection mode enabled")
     if vm.status == 'running':
         raise ApiError(500, f'VM {vm.vmid} is running - destroy failed')
     if vm.lock and not ctx.params.get('skiplock'):
@@ -1449,12 +1551,15 @@ def vm_delete(ctx: Ctx) -> object:
 def _agent_guard(ctx: Ctx) -> tuple[VM, float]:
     sim = ctx.sim
     vm = _vm_for(ctx)
-    if not _agent_enabled(vm):
+    # qemu-server's assert_agent_available: any 'agent' setting counts as configured; with
+    # enabled=0 the VM has no agent channel, so the ping never answers
+    if 'agent' not in vm.config:
         raise ApiError(500, 'No QEMU guest agent configured')
     if vm.status != 'running' or vm.started_at is None:
         raise ApiError(500, f'VM {vm.vmid} is not running')
     elapsed = time.time() - vm.started_at
-    if sim.has_fault('agent_never_up', vm.vmid) or elapsed < float(sim.settings['agent_delay']):
+    if not _agent_enabled(vm) or sim.has_fault('agent_never_up', vm.vmid) \
+            or elapsed < float(sim.settings['agent_delay']):
         raise ApiError(500, 'QEMU guest agent is not running')
     return vm, elapsed
 
@@ -1526,6 +1631,11 @@ ROUTES: list[Route] = [
     Route('GET', '/cluster/resources', get_cluster_resources,
           {'type': S(enum=('vm', 'storage', 'node', 'sdn'))}, node_proxy=False),
     Route('GET', '/cluster/nextid', get_nextid, {'vmid': Int(minimum=100, maximum=999999999)}, node_proxy=False),
+    Route('GET', '/nodes/{node}/network', get_network,
+          {'node': NODE, 'type': S(enum=('bridge', 'bond', 'eth', 'alias', 'vlan', 'fabric', 'OVSBridge', 'OVSBond',
+                                         'OVSPort', 'OVSIntPort', 'vnet', 'any_bridge', 'any_local_bridge',
+                                         'include_sdn'))}),
+    Route('GET', '/cluster/mapping/pci', get_pci_mappings, {'check-node': S()}, node_proxy=False),
     Route('GET', '/storage', get_storage_config_list,
           {'type': S(enum=('btrfs', 'cephfs', 'cifs', 'dir', 'esxi', 'iscsi', 'iscsidirect', 'lvm', 'lvmthin',
                            'nfs', 'pbs', 'rbd', 'zfs', 'zfspool'))}, node_proxy=False),
@@ -1592,6 +1702,8 @@ ROUTES: list[Route] = [
           ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
     Route('POST', '/nodes/{node}/qemu/{vmid}/status/shutdown', vm_shutdown,
           {**_VMP, 'skiplock': B(), 'timeout': Int(minimum=0), 'forceStop': B(), 'keepActive': B()},
+          ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
+    Route('POST', '/nodes/{node}/qemu/{vmid}/status/reboot', vm_reboot, {**_VMP, 'timeout': Int(minimum=0)},
           ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
     Route('PUT', '/nodes/{node}/qemu/{vmid}/resize', vm_resize,
           {**_VMP, 'disk': S(optional=False), 'size': S(optional=False, pattern=r'\+?\d+(\.\d+)?[KMGT]?'),

@@ -38,6 +38,7 @@ class PveSim:
     data_dir: str
     control_url: str
     process: subprocess.Popen | None = None
+    log_path: str | None = None  # the simulator's stderr (tracebacks of simulator bugs land here)
     _context: ssl.SSLContext | None = field(default=None, repr=False)
 
     @property
@@ -81,13 +82,19 @@ def start(tmp_dir: str, scenario: str | None = None, extra: list[str] | None = N
     if scenario:
         argv += ['--scenario', scenario]
     argv += extra or []
-    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.makedirs(tmp_dir, exist_ok=True)
+    log_path = os.path.join(tmp_dir, 'pvesim.log')
+    # stderr goes to a file: a pipe nobody reads would block the server once it fills
+    with open(log_path, 'ab') as log:
+        process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
     line = process.stdout.readline()
     if not line:
         process.wait(10)
-        raise RuntimeError(f'pvesim did not start: {process.stderr.read()}')
+        with open(log_path, encoding='utf-8', errors='replace') as handle:
+            raise RuntimeError(f'pvesim did not start: {handle.read()}')
     info = json.loads(line)
-    return PveSim(info['url'], info['ca'], info['env_files'], info['data_dir'], info['control'], process)
+    return PveSim(info['url'], info['ca'], info['env_files'], info['data_dir'], info['control'], process,
+                  log_path=log_path)
 
 
 def stop(sim: PveSim) -> None:
@@ -98,6 +105,8 @@ def stop(sim: PveSim) -> None:
         except subprocess.TimeoutExpired:
             sim.process.kill()
             sim.process.wait(5)
+    if sim.process and sim.process.stdout:
+        sim.process.stdout.close()
 
 
 @pytest.fixture(scope='session')

@@ -16,6 +16,7 @@ import shutil
 import struct
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable
@@ -441,7 +442,8 @@ class Simulator:
                 error = f'WARNINGS: {warnings}'
         except (TaskError, ApiError) as exc:
             error = str(exc).rstrip('\n') if isinstance(exc, TaskError) else exc.message.rstrip('\n')
-        except Exception as exc:  # a bug in the simulator must still end the task
+        except Exception as exc:  # a bug in the simulator must still end the task, and be seen
+            traceback.print_exc()
             error = f'internal simulator error: {exc!r}'
         if error and not error.startswith('WARNINGS: ') and cleanup is not None:
             try:

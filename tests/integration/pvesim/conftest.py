@@ -96,3 +96,20 @@ def qcow2_image(virtual_size: int, payload: bytes = b'') -> bytes:
     import struct
     header = b'QFI\xfb' + struct.pack('>I', 3) + b'\0' * 16 + struct.pack('>Q', virtual_size)
     return header + b'\0' * (512 - len(header)) + payload
+
+
+@pytest.fixture(autouse=True)
+def no_simulator_tracebacks(request):
+    """Fail any test during which the shared simulator hit an internal error (a traceback in
+    its log): a simulator bug must never pass for server behaviour."""
+    if 'pvesim' not in request.fixturenames and 'pvesim_fresh' not in request.fixturenames:
+        yield
+        return
+    sim = request.getfixturevalue('pvesim')
+    before = os.path.getsize(sim.log_path) if sim.log_path and os.path.exists(sim.log_path) else 0
+    yield
+    if sim.log_path and os.path.exists(sim.log_path):
+        with open(sim.log_path, encoding='utf-8', errors='replace') as handle:
+            handle.seek(before)
+            new = handle.read()
+        assert 'Traceback' not in new, f'simulator error during the test:\n{new[-3000:]}'

@@ -151,7 +151,8 @@ def test_privsep_intersection_and_propagation(pvesim_fresh):
     assert perms['/vms'] == {'VM.Audit': 0, 'VM.GuestAgent.Audit': 0, 'Datastore.Audit': 0, 'Mapping.Audit': 0,
                              'Pool.Audit': 0, 'SDN.Audit': 0, 'Sys.Audit': 0}
     assert perms['/vms/200']['VM.Allocate'] == 1 and 'Sys.Audit' not in perms['/vms/200']
-    assert raw(pvesim_fresh, 'GET', '/access/permissions', header=header, params={'path': '/vms/300'}).json()['data'] == {}
+    assert raw(pvesim_fresh, 'GET', '/access/permissions', header=header, params={'path': '/vms/300'}).json()['data'] == \
+        {'/vms/300': {}}
     # a token without privsep has exactly its user's privileges
     pvesim_fresh.control('token', tokenid='ops@pve!t', privsep=0)
     perms = raw(pvesim_fresh, 'GET', '/access/permissions', header=header, params={'path': '/vms/200'}).json()['data']
@@ -196,3 +197,37 @@ def test_task_list_is_filtered_by_owner(pvesim_fresh):
     assert [(r['upid'], r['status']) for r in rows] == [(upid, 'OK')]
     assert api.nodes('pve').tasks.get(source='active') == []
     assert proxmox(pvesim_fresh, 'noacl').nodes('pve').tasks.get() == []  # not its task, no Sys.Audit
+
+
+def test_create_and_config_permission_rules(pvesim_fresh):
+    """qemu-server's create_vm / update_vm_api checks, in their order."""
+    pvesim_fresh.control('role', name='Basic', privs=['VM.Allocate', 'VM.Config.Options', 'Datastore.AllocateSpace'])
+    pvesim_fresh.control('token', tokenid='pipeline@pve!basic', privsep=1, secret='b')
+    pvesim_fresh.control('acl', path='/', role='Basic', token='pipeline@pve!basic')
+    header = 'PVEAPIToken=pipeline@pve!basic=b'
+
+    def create(**data):
+        return raw(pvesim_fresh, 'POST', '/nodes/pve/qemu', header=header, data=data)
+    ok = create(vmid=170, name='basic', onboot=1, scsi0='local-lvm:1', tags='a')
+    assert ok.status_code == 200  # disks need no VM.Config.Disk on create; tags need nothing
+    assert _status_line(create(vmid=171, start=1)) == (403, 'Permission check failed (/vms/171, VM.PowerMgmt)')
+    assert _status_line(create(vmid=171, ciuser='x')) == \
+        (403, 'Permission check failed (/vms/171, VM.Config.Cloudinit|VM.Config.Network)')
+    assert _status_line(create(vmid=171, vmgenid='1')) == (500, "only root can set 'vmgenid' config")
+    assert _status_line(create(vmid=171, serial0='/dev/ttyS0')) == \
+        (500, "only root can set 'serial0' config for real devices")
+    assert _status_line(create(vmid=171, startup='order=1')) == (403, 'Permission check failed (/, Sys.Modify)')
+    # no VM.Allocate at all: the bare message
+    response = raw(pvesim_fresh, 'POST', '/nodes/pve/qemu', token='noacl', data={'vmid': 172})
+    assert _status_line(response) == (403, 'Permission check failed')
+    wait_task(proxmox(pvesim_fresh), ok.json()['data'])
+    # config changes: disks need VM.Config.Disk there
+    response = raw(pvesim_fresh, 'PUT', '/nodes/pve/qemu/170/config', header=header, data={'scsi1': 'local-lvm:1'})
+    assert _status_line(response) == (403, 'Permission check failed (/vms/170, VM.Config.Disk)')
+    response = raw(pvesim_fresh, 'PUT', '/nodes/pve/qemu/170/config', header=header, data={'delete': 'nosuch'})
+    assert response.json()['errors'] == {'delete': "unknown option 'nosuch'"}
+    response = raw(pvesim_fresh, 'PUT', '/nodes/pve/qemu/170/config', header=header, data={'skiplock': 1, 'name': 'x'})
+    assert response.json()['errors'] == {'skiplock': 'Only root may use this option.'}
+    response = raw(pvesim_fresh, 'PUT', '/nodes/pve/qemu/170/config', header=header, data={})
+    assert _status_line(response) == (500, 'no options specified')
+    assert raw(pvesim_fresh, 'PUT', '/nodes/pve/qemu/170/config', header=header, data={'name': 'renamed'}).status_code == 200

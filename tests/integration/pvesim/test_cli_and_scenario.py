@@ -135,3 +135,14 @@ def test_clean_stop_on_signal(tmp_path, signum):
     assert process.wait(15) == 0
     assert time.monotonic() - begin < 15
     assert process.stderr.read() == ''
+
+
+def test_routes_listing_matches_readme():
+    result = _run(['--routes'])
+    assert result.returncode == 0
+    with open(os.path.join(ROOT, 'tests', 'pvesim', 'README.md'), encoding='utf-8') as handle:
+        readme = handle.read()
+    lines = result.stdout.splitlines()
+    assert len(lines) >= 40
+    for line in lines:
+        assert line in readme, f'README does not list: {line}'

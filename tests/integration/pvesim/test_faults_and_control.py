@@ -70,6 +70,11 @@ def test_agent_never_up_and_not_configured(pvesim_fresh):
     with pytest.raises(ResourceException) as err:
         api.nodes('pve').qemu(101).agent.ping.post()
     assert err.value.content == 'No QEMU guest agent configured'
+    wait_task(api, api.nodes('pve').qemu.post(vmid=102, agent='enabled=0', start=1))
+    time.sleep(1.0)
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(102).agent.ping.post()
+    assert err.value.content == 'QEMU guest agent is not running'  # configured, but switched off
     pvesim_fresh.control('fault', kind='agent_never_up', vmid=100)
     time.sleep(1.0)
     with pytest.raises(ResourceException) as err:

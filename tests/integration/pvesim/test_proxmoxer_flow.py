@@ -169,7 +169,11 @@ def test_vm_config_resize_template_clone(pvesim_fresh):
     assert wait_task(api, upid)['exitstatus'] == 'OK'
     with pytest.raises(ResourceException) as err:
         api.nodes('pve').qemu.post(vmid=9000, name='again')
+    assert (err.value.status_code, err.value.content) == (500, "unable to create VM 9000 - VM 9000 already exists on node 'pve'")
+    with pytest.raises(ResourceException) as err:
+        api.cluster.nextid.get(vmid=9000)
     assert err.value.status_code == 400 and err.value.errors == {'vmid': 'VM 9000 already exists'}
+    assert api.cluster.nextid.get(vmid=9001) == '9001'
     assert api.nodes('pve').qemu(9000).config.put(cores=4, description='base') is None
     upid = api.nodes('pve').qemu(9000).config.post(memory='4096', delete='description')
     assert wait_task(api, upid)['exitstatus'] == 'OK'
@@ -182,9 +186,11 @@ def test_vm_config_resize_template_clone(pvesim_fresh):
     assert err.value.content == 'shrinking disks is not supported'
     assert wait_task(api, api.nodes('pve').qemu(9000).template.post())['exitstatus'] == 'OK'
     assert api.nodes('pve').qemu(9000).config.get()['scsi0'].startswith('local-lvm:base-9000-disk-0,')
+    status = wait_task(api, api.nodes('pve').qemu(9000).status.start.post())
+    assert status['exitstatus'] == "you can't start a vm if it's a template"
     with pytest.raises(ResourceException) as err:
-        api.nodes('pve').qemu(9000).status.start.post()
-    assert err.value.content == "you can't start a vm if it's a template"
+        api.nodes('pve').qemu(9000).template.post()
+    assert err.value.content == "you can't convert a template to a template"
     upid = api.nodes('pve').qemu(9000).clone.post(newid=101, name='lab-02')
     assert ':qmclone:9000:' in upid and wait_task(api, upid)['exitstatus'] == 'OK'
     clone = api.nodes('pve').qemu(101).config.get()
@@ -299,3 +305,23 @@ def test_downloaded_images_are_checked_like_untrusted_images(pvesim_fresh, file_
         url=url, content='import', filename='../../etc/disk.raw'))  # directories are dropped
     assert status['exitstatus'] == 'OK'
     assert [v['volid'] for v in api.nodes('pve').storage('local').content.get()] == ['local:import/disk.raw']
+
+
+def test_network_mappings_and_reboot(pvesim_fresh):
+    api = proxmox(pvesim_fresh)
+    bridges = api.nodes('pve').network.get(type='any_bridge')
+    assert [(b['iface'], b['type'], b['active']) for b in bridges] == [('vmbr0', 'bridge', 1)]
+    assert [m['id'] for m in api.cluster.mapping.pci.get()] == ['gpu0']
+    assert proxmox(pvesim_fresh, 'noacl').cluster.mapping.pci.get() == []
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(100).status.reboot.post()
+    assert err.value.content == "Configuration file 'nodes/pve/qemu-server/100.conf' does not exist"
+    wait_task(api, api.nodes('pve').qemu.post(vmid=100))
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').qemu(100).status.reboot.post()
+    assert err.value.content == 'VM 100 not running'
+    wait_task(api, api.nodes('pve').qemu(100).status.start.post())
+    pid = api.nodes('pve').qemu(100).status.current.get()['pid']
+    assert wait_task(api, api.nodes('pve').qemu(100).status.reboot.post())['exitstatus'] == 'OK'
+    current = api.nodes('pve').qemu(100).status.current.get()
+    assert current['status'] == 'running' and current['pid'] != pid
