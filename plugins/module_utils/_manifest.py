@@ -100,8 +100,8 @@ def same_artefact(old: dict | None, new: dict, ignore=('fetched_at',)) -> bool:
     """Whether two entries record the same artefact (timestamps aside)."""
     if not old:
         return False
-    strip = lambda entry: {k: v for k, v in entry.items() if k not in ignore}  # noqa: E731
-    return strip(old) == strip(new)
+    return ({k: v for k, v in old.items() if k not in ignore}
+            == {k: v for k, v in new.items() if k not in ignore})
 
 
 def file_matches(entry: dict, path: str, verify: bool, hasher) -> tuple[bool, str]:

@@ -55,6 +55,7 @@ AUTH_REMEDIATION = ('on the Proxmox host run `pveum user token list {user}` (is 
                     '`pveum user token add {user} {token} --privsep 1`, then write the new value to '
                     'PROXMOX_TOKEN_SECRET')
 
+_UNKNOWN_NODE_RE = re.compile(r"(?:hostname lookup '([^']+)' failed|no such cluster node '([^']+)')")
 _TOKEN_HEADER_RE = re.compile(r'(PVEAPIToken[= ])\S+', re.IGNORECASE)
 
 
@@ -152,6 +153,12 @@ class ProxmoxAPIError(ProxmoxError):
     """Any other HTTP error answer (400, 404, 500 ...)."""
 
     kind = 'http'
+
+
+class ProxmoxNodeError(ProxmoxError):
+    """A call naming a node that is not in the cluster (pveproxy cannot resolve it)."""
+
+    kind = 'node'
 
 
 class ProxmoxTaskError(ProxmoxError):
@@ -385,6 +392,12 @@ class ProxmoxClient:
                 where=where, status=status,
                 remediation='run the eminfra.pipeline.proxmox_token_check module (role proxmox_access) for the '
                 'exact pveum commands that grant the missing privileges')
+        node = _UNKNOWN_NODE_RE.search(reason)
+        if status in (500, 595) and node:
+            return ProxmoxNodeError('node_present', f'{status} {reason}: node {node.group(1) or node.group(2)!r} is not in the cluster',
+                                    where=where, status=status,
+                                    remediation='set PROXMOX_NODE in proxmox.env to a node listed by `pvecm nodes` '
+                                    '(or GET /nodes)')
         if status == 501:
             return ProxmoxAPIError('proxmox_api', f'501 {reason}: this Proxmox VE version does not offer the call',
                                    where=where, status=status,

@@ -31,7 +31,7 @@ description:
   - While downloading it writes C({bytes, total, rate, percent}) JSON to O(progress_file), so that
     a role running it with C(async) can show progress.
 author:
-  - EM-Infra maintainers
+  - EM-Infra maintainers (@eminfra)
 extends_documentation_fragment:
   - eminfra.pipeline.state
 options:

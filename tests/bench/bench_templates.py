@@ -6,6 +6,7 @@
 Measured in one run, each figure against a baseline taken in the same run:
 - throughput of ``_download.fetch`` (stream, SHA-256 and write in one pass, fsync before the
   file may be recorded) as a ratio to ``curl -o FILE`` (transfer and write only; goal >= 0.9),
+  also without the fsync (``durable=False``: the transfer alone, on the same terms as curl),
   to ``curl -o FILE && sync FILE`` (the same durability as fetch) and to
   ``curl -o FILE && sha256sum FILE`` (what a download-then-hash tool such as get_url does);
   every measurement is the best of ``--rounds`` interleaved rounds, as the machine is shared;
@@ -38,7 +39,7 @@ ARTEFACT = '/bench/release-20251113/noble-server-cloudimg-amd64.img'
 
 CHILD = r'''
 import json, sys, time
-sys.path[:0] = sys.argv[4:]
+sys.path[:0] = sys.argv[5:]
 
 
 def peak_kib():
@@ -51,11 +52,12 @@ def peak_kib():
 
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _download
-url, dest, retries = sys.argv[1], sys.argv[2], int(sys.argv[3])
+url, dest, retries, durable = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == 'durable'
+sys.path[:0] = sys.argv[5:]
 began = time.perf_counter()
 out = {}
 try:
-    result = _download.fetch(url, dest, retries=retries, timeout=60)
+    result = _download.fetch(url, dest, retries=retries, timeout=60, durable=durable)
     _download.finish(dest)
     out.update(ok=True, sha256=result.sha256, size=result.size, bytes_transferred=result.bytes_transferred,
                resumed=result.resumed)
@@ -70,8 +72,9 @@ BARE = ("print(next(int(line.split()[1]) for line in open('/proc/self/status') "
         "if line.startswith('VmHWM:')))")
 
 
-def child(url: str, dest: str, retries: int = 0) -> dict:
-    proc = subprocess.run([sys.executable, '-c', CHILD, url, dest, str(retries), ROOT, os.path.join(ROOT, '.collections')],
+def child(url: str, dest: str, retries: int = 0, durable: bool = True) -> dict:
+    proc = subprocess.run([sys.executable, '-c', CHILD, url, dest, str(retries), 'durable' if durable else 'cached',
+                           ROOT, os.path.join(ROOT, '.collections')],
                           capture_output=True, text=True, check=False, timeout=900)
     if proc.returncode != 0:
         raise SystemExit(f'bench child failed:\n{proc.stderr}')
@@ -89,7 +92,7 @@ def best(values):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--size', default='1G')
     parser.add_argument('--rounds', type=int, default=3, help='rounds per measurement; the best is kept')
     args = parser.parse_args()
@@ -106,7 +109,7 @@ def main() -> int:
         dest = os.path.join(work, 'image.img')
         mib = size / (1 << 20)
 
-        curl_times, curl_sync_times, curl_hash_times, ours = [], [], [], []
+        curl_times, curl_sync_times, curl_hash_times, ours, cached = [], [], [], [], []
         for dummy in range(args.rounds):
             curl_times.append(timed(['curl', '-sS', '--fail', '--noproxy', '*', '-o', dest, url]))
             os.unlink(dest)
@@ -125,11 +128,17 @@ def main() -> int:
                 raise SystemExit(f'bench: fetch failed or wrong digest: {result}')
             ours.append(result)
             os.unlink(dest)
+            result = child(url, dest, durable=False)
+            if not result['ok'] or result['sha256'] != expected:
+                raise SystemExit(f'bench: fetch failed or wrong digest: {result}')
+            cached.append(result)
+            os.unlink(dest)
         ours_time = best(r['elapsed'] for r in ours)
+        cached_time = best(r['elapsed'] for r in cached)
         curl_time = best(curl_times)
         curl_hash_time = best(curl_hash_times)
         curl_sync_time = best(curl_sync_times)
-        peak_kib = max(r['maxrss_kib'] for r in ours)
+        peak_kib = max(r['maxrss_kib'] for r in ours + cached)
         bare_kib = int(subprocess.run([sys.executable, '-c', BARE], capture_output=True, text=True,
                                       check=True).stdout.strip())
 
@@ -150,7 +159,9 @@ def main() -> int:
             'curl_then_sync_mib_s': round(mib / curl_sync_time, 1),
             'curl_then_sha256sum_mib_s': round(mib / curl_hash_time, 1),
             'fetch_mib_s': round(mib / ours_time, 1),
+            'fetch_without_fsync_mib_s': round(mib / cached_time, 1),
             'throughput_ratio_vs_curl': round(curl_time / ours_time, 3),
+            'throughput_ratio_without_fsync_vs_curl': round(curl_time / cached_time, 3),
             'throughput_ratio_vs_curl_then_sync': round(curl_sync_time / ours_time, 3),
             'throughput_ratio_vs_curl_then_sha256sum': round(curl_hash_time / ours_time, 3),
             'peak_rss_mib': round(peak_kib / 1024, 1),

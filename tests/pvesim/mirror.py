@@ -551,7 +551,7 @@ def make_server(host: str, port: int, state: MirrorState,
 
 
 def _parse_listen(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(':')
+    host, dummy, port = text.rpartition(':')
     host = host.strip('[]') or '127.0.0.1'
     if not (host.startswith('127.') or host in ('localhost', '::1')):
         raise SystemExit(f'mirror: --listen {text}: only loopback addresses are allowed')
@@ -559,7 +559,7 @@ def _parse_listen(text: str) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m tests.pvesim.mirror', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m tests.pvesim.mirror', description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--listen', default='127.0.0.1:0', help='HOST:PORT on loopback (port 0: any free port)')
     parser.add_argument('--root', required=True, help='directory for static files and the digest cache')
     parser.add_argument('--artefact', action='append', default=[], metavar='PATH:SIZE',
@@ -573,12 +573,12 @@ def main(argv: list[str] | None = None) -> int:
     state = MirrorState(args.root)
     specs = args.artefact or [f'{p}:{s}' for p, s in DEFAULT_ARTEFACTS.items()]
     for spec in specs:
-        path, _, size = spec.rpartition(':')
+        path, dummy, size = spec.rpartition(':')
         if not path:
             parser.error(f'--artefact {spec}: expected PATH:SIZE')
         state.add(path, parse_size(size))
     for spec in args.fault:
-        path, _, raw = spec.partition('=')
+        path, dummy, raw = spec.partition('=')
         state.set_fault(path, json.loads(raw))
     if args.precompute:
         for artefact in list(state.artefacts.values()):

@@ -55,7 +55,7 @@ def write_intent(directory: pathlib.Path, cluster: str | None = None, nodes: str
 
 
 def run_module(tmp_path: pathlib.Path, state_dir: pathlib.Path, args: dict, role: bool = False,
-               extra_vars: dict | None = None, check_mode: bool = False) -> PlaybookRun:
+               extra_vars: dict | None = None, check_mode: bool = False, start_run: bool = True) -> PlaybookRun:
     """Run proxmox_token_check (or the proxmox_access role) at -vvvv; keep the task result."""
     work = tmp_path / 'run'
     work.mkdir(parents=True, exist_ok=True)
@@ -63,7 +63,7 @@ def run_module(tmp_path: pathlib.Path, state_dir: pathlib.Path, args: dict, role
     log_file = work / 'ansible.log'
     if role:
         tasks = [
-            {'name': 'Start a run',
+            {'name': 'Start a run', 'when': start_run,
              'eminfra.pipeline.latest_env': {'start_run': True, 'state_dir': '{{ eminfra_state_dir }}'}},
             {'name': 'Run the proxmox_access role', 'block': [
                 {'name': 'Include the role', 'ansible.builtin.include_role': {'name': 'eminfra.pipeline.proxmox_access'}},

@@ -63,3 +63,19 @@ def test_role_env_file_failure_is_recorded(tmp_path, pvesim):
     assert run.rc != 0
     assert latest['LAST_FAILED_CHECK'] == 'proxmox_env_valid'
     assert run.result['msg'].endswith(f'Remediation: chmod 600 {state}/proxmox.env')
+
+
+def test_role_on_its_own_starts_and_closes_a_run(tmp_path, pvesim):
+    values = dict(pvesim.env('full'))
+    state = tmp_path / 'state'
+    write_env(state / 'proxmox.env', values)
+    intent = write_intent(tmp_path / 'intent')
+    run = run_module(tmp_path, state, {}, role=True, start_run=False,
+                     extra_vars={'proxmox_access_cluster_file': intent['cluster_file'],
+                                 'proxmox_access_nodes_file': intent['nodes_file'],
+                                 'proxmox_access_start_run': True})
+    run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+    assert run.rc == 0, run.output[-3000:]
+    latest = read_env_file(str(state / 'runs' / 'latest.env'))
+    assert latest['LAST_STEP_COMPLETED'] == 'proxmox_access'
+    assert latest['RUN_STATUS'] == 'succeeded'

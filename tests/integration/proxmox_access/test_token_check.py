@@ -98,7 +98,7 @@ def test_nodownload_fails_only_templates(tmp_path, pvesim):
     assert 'Remediation: run on the Proxmox host: pveum role add EMInfraPipeline' in msg
 
 
-@pytest.mark.parametrize('case', ['wrong_secret', 'unknown_token', 'expired_token'])
+@pytest.mark.parametrize('case', ['wrong_secret', 'unknown_token', 'expired_token', 'disabled_user'])
 def test_rejected_token_says_why(case, tmp_path, pvesim):
     if case == 'wrong_secret':
         override = {'PROXMOX_TOKEN_SECRET': '00000000-dead-beef-0000-000000000000'}
@@ -106,6 +106,11 @@ def test_rejected_token_says_why(case, tmp_path, pvesim):
     elif case == 'unknown_token':
         override = {'PROXMOX_TOKEN_ID': 'pipeline@pve!nosuchtoken'}
         token_id = 'pipeline@pve!nosuchtoken'
+    elif case == 'disabled_user':
+        token_id = 'offboarded@pve!ci'
+        pvesim.control('user', userid='offboarded@pve', enable=0)
+        made = pvesim.control('token', tokenid=token_id, privsep=0)
+        override = {'PROXMOX_TOKEN_ID': token_id, 'PROXMOX_TOKEN_SECRET': made['secret']}
     else:
         token_id = 'pipeline@pve!expired'
         made = pvesim.control('token', tokenid=token_id, privsep=0, expire=int(time.time()) - 3600)

@@ -14,9 +14,12 @@ import pytest
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import MANIFEST_SCHEMA, schema_errors
 from ansible_collections.eminfra.pipeline.plugins.module_utils._download import DownloadError, run
-from tests.pvesim.mirror_fixtures import TALOS_DIR, TALOS_ISO_PATH, TALOS_RAW_PATH, UBUNTU_DIR, UBUNTU_PATH
+from tests.pvesim.mirror_fixtures import TALOS_ISO_PATH, TALOS_RAW_PATH, UBUNTU_DIR, UBUNTU_PATH
 
-NO_SLEEP = lambda seconds: None  # noqa: E731 - backoff is behaviour under test, not wall time
+
+def no_sleep(seconds):
+    """Backoff is behaviour under test, not wall time."""
+    del seconds
 
 
 def ubuntu_params(mirror, dest_dir, **extra):
@@ -106,7 +109,7 @@ def test_drop_is_retried_and_resumed_within_one_run(clean_mirror, tmp_path):
     size = clean_mirror.artefacts[TALOS_RAW_PATH]
     clean_mirror.fault(TALOS_RAW_PATH, drop_after=size // 3, drop_times=2)
     result = run(talos_params(clean_mirror, tmp_path, url=clean_mirror.url_for(TALOS_RAW_PATH), type='raw',
-                              retries=3), sleep=NO_SLEEP)
+                              retries=3), sleep=no_sleep)
     assert result['resumed'] is True and result['attempts'] == 3
     assert result['bytes_transferred'] == size
     assert result['sha256'] == clean_mirror.digest(TALOS_RAW_PATH)
@@ -231,7 +234,7 @@ def test_failures_are_clear_and_leave_nothing(case, clean_mirror, tmp_path, reco
         clean_mirror.fault(UBUNTU_PATH, error_status=503, error_times=10)
         params['retries'] = 2
     with pytest.raises(DownloadError) as info:
-        run(params, sleep=NO_SLEEP)
+        run(params, sleep=no_sleep)
     message = str(info.value)
     assert message.startswith(expected[0]) and expected[1] in message
     assert 'Remediation:' in message
@@ -249,7 +252,7 @@ def test_self_signed_tls_is_refused_then_trusted_with_ca_path(tls_mirror, tmp_pa
     params = {'name': 'other', 'type': 'qcow2', 'url': server.url_for('/tls/image.qcow2'), 'dest_dir': str(tmp_path),
               'retries': 2}
     with pytest.raises(DownloadError) as info:
-        run(dict(params), sleep=NO_SLEEP)
+        run(dict(params), sleep=no_sleep)
     message = str(info.value)
     assert message.startswith('template_tls') and 'ca_path' in message
     assert 'certificate' in message

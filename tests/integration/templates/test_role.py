@@ -12,7 +12,7 @@ import shutil
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
 from tests.ansible_run import run_playbook
-from tests.pvesim.mirror_fixtures import TALOS_DIR, TALOS_ISO_PATH, UBUNTU_DIR, UBUNTU_PATH
+from tests.pvesim.mirror_fixtures import TALOS_ISO_PATH, UBUNTU_DIR, UBUNTU_PATH
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLAYBOOK = os.path.join(HERE, 'site_templates.yml')

@@ -59,7 +59,7 @@ def test_write_is_atomic_ordered_and_loads_back(tmp_path):
     text = open(path, encoding='utf-8').read()
     assert list(json.loads(text))[:2] == ['generated_at', 'schema_version']
     assert _manifest.load(path) == data
-    assert [name for name in os.listdir(tmp_path)] == ['manifest.json']
+    assert os.listdir(tmp_path) == ['manifest.json']
     assert oct(os.stat(path).st_mode & 0o777) == '0o644'
 
 

@@ -295,3 +295,15 @@ def test_from_env_and_token_split():
     assert (client.user, client.token_name, client.verify) == ('pipeline@pve', 'full', False)
     with pytest.raises(ValueError):
         px.split_token_id('pipeline@pve')
+
+
+def test_unknown_node_is_named_and_not_retried(server, pki):
+    server.plan['/api2/json/nodes/nosuch/status'] = [
+        (500, "hostname lookup 'nosuch' failed - failed to get address info for: nosuch: Name or service not known", None)]
+    sleeps = []
+    client = _client(server.url, sleeps, ca_bundle=pki['ca'])
+    with pytest.raises(px.ProxmoxNodeError) as info:
+        client.get('nodes/nosuch/status')
+    assert str(info.value).startswith('node_present: GET ')
+    assert "node 'nosuch' is not in the cluster" in str(info.value)
+    assert sleeps == [] and len(server.requests) == 1
