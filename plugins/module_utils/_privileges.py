@@ -23,7 +23,9 @@ Privileges are evaluated against ``GET /access/permissions``: ``{path: {privileg
 each path's effective privileges; a path without an entry inherits the privileges flagged 1
 (propagate) on its nearest listed ancestor. Proxmox always evaluates the top-level paths
 (``ALWAYS_EVALUATED``) and leaves out paths where nothing is granted, so a missing top-level
-path means no privileges below it (unless a deeper path is listed).
+path means no privileges below it (unless a deeper path is listed). An omitted deeper path
+(a NoAccess ACL) cannot be seen in the whole answer: callers add the exact answer for each
+path they need with ``set_exact`` (``GET /access/permissions?path=...``).
 """
 
 from __future__ import annotations
@@ -123,6 +125,13 @@ class Permissions:
     def empty(self) -> bool:
         return not any(self.dump.values())
 
+    def set_exact(self, path: str, privs: dict | None) -> None:
+        """Record the exact answer for ``path`` (``GET /access/permissions?path=...``)."""
+        self.dump[normalise_path(path)] = {str(priv): bool(int(flag or 0)) for priv, flag in (privs or {}).items()}
+
+    def listed(self, path: str) -> bool:
+        return normalise_path(path) in self.dump
+
     def privileges_at(self, path: str) -> set[str]:
         path = normalise_path(path)
         if path in self.dump:
@@ -159,6 +168,19 @@ def rules_for(steps, major: int | None) -> list[dict]:
             continue  # unknown version: the PVE 8 rule (older name) is checked
         out.append(rule)
     return out
+
+
+def required_paths(steps, context: dict, major: int | None) -> list[str]:
+    """Every ACL path the rules for ``steps`` look at, in matrix order."""
+    paths: list[str] = []
+    for rule in rules_for(steps, major):
+        items = list(dict.fromkeys(context.get(rule['foreach']) or [])) if rule.get('foreach') else [None]
+        for item in items:
+            pairs = list(_expand(rule['all'], context, item))
+            for alt in rule.get('any_of', ()):
+                pairs.extend(_expand(alt, context, item))
+            paths.extend(path for path, dummy in pairs)
+    return list(dict.fromkeys(paths))
 
 
 def _expand(pairs, context: dict, item: str | None = None):

@@ -239,20 +239,24 @@ class ProxmoxClient:
         return f'{method} {self.base_url}{self.api_path(path)}'
 
     # ------------------------------------------------------------------ requests
-    def get(self, path: str, **params):
+    def get(self, path: str, /, **params):
         return self.request('GET', path, **params)
 
-    def post(self, path: str, **params):
+    def post(self, path: str, /, **params):
         return self.request('POST', path, **params)
 
-    def put(self, path: str, **params):
+    def put(self, path: str, /, **params):
         return self.request('PUT', path, **params)
 
-    def delete(self, path: str, **params):
+    def delete(self, path: str, /, **params):
         return self.request('DELETE', path, **params)
 
-    def request(self, method: str, path: str, **params):
-        """One API call with bounded retries; returns the ``data`` of the answer."""
+    def request(self, method: str, path: str, /, **params):
+        """One API call with bounded retries; returns the ``data`` of the answer.
+
+        ``path`` and ``method`` are positional-only, so API parameters of those names (such as
+        ``GET /access/permissions?path=/vms``) pass as keywords.
+        """
         method = method.upper()
         resource = self._api(self._segments(path))
         params = {key: (int(val) if isinstance(val, bool) else val) for key, val in params.items()}

@@ -273,9 +273,25 @@ class TokenCheck:
         self._add('node_online', 'pass', f'node {self.node} is online ({source})')
         return True
 
+    def _read_permissions(self, **params) -> privileges.Permissions:
+        """The whole answer, then the exact answer for each path the rules need that it does not list.
+
+        The whole answer leaves out paths where nothing is granted (an ACL with NoAccess, say), so
+        inheritance from a listed ancestor could be wrong there; ``?path=`` asks PVE itself.
+        """
+        perms = privileges.Permissions(self.client.get('access/permissions', **params))
+        if perms.empty:
+            return perms
+        major = privileges.pve_major(self.version.get('version') or self.version.get('release'))
+        for path in privileges.required_paths(self.steps, self._privilege_context(), major):
+            if not perms.listed(path):
+                answer = self.client.get('access/permissions', path=path, **params) or {}
+                perms.set_exact(path, answer.get(path) or {})
+        return perms
+
     def _permissions(self) -> privileges.Permissions | None:
         try:
-            return privileges.Permissions(self.client.get('access/permissions'))
+            return self._read_permissions()
         except ProxmoxError as err:
             self._fail_from(err)
             return None
@@ -283,7 +299,7 @@ class TokenCheck:
     def _user_permissions(self) -> privileges.Permissions | None:
         user = self.token_id.split('!', 1)[0]
         try:
-            return privileges.Permissions(self.client.get('access/permissions', userid=user))
+            return self._read_permissions(userid=user)
         except ProxmoxError:
             return None
 

@@ -257,3 +257,19 @@ def test_no_answer_in_time_is_a_timeout(tmp_path, pvesim):
         assert 'no answer from 127.0.0.1' in run.result['msg'] and 'within 1 s' in run.result['msg']
     finally:
         pvesim.control('clear_faults')
+
+
+def test_noaccess_below_a_granted_path_is_seen(tmp_path, pvesim):
+    """A NoAccess ACL leaves its path out of GET /access/permissions; the check asks for that path itself."""
+    token_id = 'masked@pve!ci'
+    pvesim.control('user', userid='masked@pve')
+    made = pvesim.control('token', tokenid=token_id, privsep=0)
+    pvesim.control('acl', path='/', role='PipelineFull', user='masked@pve')
+    pvesim.control('acl', path='/mapping/pci/gpu0', role='NoAccess', user='masked@pve')
+    run, dummy = _check(tmp_path, pvesim, nodes=GPU_NODES, PROXMOX_TOKEN_ID=token_id,
+                        PROXMOX_TOKEN_SECRET=made['secret'])
+    result = run.result
+    assert result['failed_check'] == 'token_privileges'
+    assert result['missing_privileges'] == [{'step': 'terraform_apply', 'path': '/mapping/pci/gpu0',
+                                             'privilege': 'Mapping.Use'}]
+    assert "pveum acl modify /mapping/pci/gpu0 --tokens 'masked@pve!ci' --roles EMInfraPipeline" in result['remediation']

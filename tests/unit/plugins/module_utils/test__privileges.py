@@ -180,3 +180,18 @@ def test_download_url_rule_matches_schema():
     check = schema['/nodes/{node}/storage/{storage}/download-url']['POST']['permissions']['check']
     assert check == ['and', ['perm', '/storage/{storage}', ['Datastore.AllocateTemplate']],
                      ['or', ['perm', '/', ['Sys.Audit', 'Sys.Modify']], ['perm', '/nodes/{node}', ['Sys.AccessNetwork']]]]
+
+
+def test_exact_answer_overrides_inheritance():
+    perms = priv.Permissions({'/': {'Mapping.Use': 1}, '/mapping': {'Mapping.Use': 1}})
+    assert perms.has('/mapping/pci/gpu0', 'Mapping.Use')
+    assert not perms.listed('/mapping/pci/gpu0')
+    perms.set_exact('/mapping/pci/gpu0', {})  # PVE: NoAccess there
+    assert perms.listed('/mapping/pci/gpu0')
+    assert not perms.has('/mapping/pci/gpu0', 'Mapping.Use')
+
+
+def test_required_paths_cover_every_rule():
+    paths = priv.required_paths(priv.STEP_ORDER, CONTEXT, 9)
+    assert paths == ['/storage/local', '/nodes/pve', '/', '/vms', '/storage/local-lvm',
+                     '/sdn/zones/localnetwork/vmbr0', '/mapping/pci/gpu0']

@@ -307,3 +307,10 @@ def test_unknown_node_is_named_and_not_retried(server, pki):
     assert str(info.value).startswith('node_present: GET ')
     assert "node 'nosuch' is not in the cluster" in str(info.value)
     assert sleeps == [] and len(server.requests) == 1
+
+
+def test_api_parameters_named_path_or_method_pass_through(server, pki):
+    server.plan['/api2/json/access/permissions'] = [(200, 'OK', {'/vms': {'VM.Audit': 1}})]
+    client = _client(server.url, ca_bundle=pki['ca'])
+    assert client.get('access/permissions', path='/vms', method='x') == {'/vms': {'VM.Audit': 1}}
+    assert server.requests[-1][1] == '/api2/json/access/permissions?path=%2Fvms&method=x'
