@@ -33,7 +33,7 @@ description:
   - Every value taken from the file is marked unsafe, so it is never templated.
   - With O(compose), O(groups) or O(keyed_groups), each expression is compiled once and evaluated per
     host; O(groups) and O(keyed_groups) see the host variables after O(compose), including
-    C(group_names) from the node's C(groups).
+    C(group_names) from the node's C(groups), as with P(ansible.builtin.constructed#inventory).
   - The inventory source file name must end with C(proxmox_dynamic.yml) or C(proxmox_dynamic.yaml).
 extends_documentation_fragment:
   - ansible.builtin.constructed
@@ -472,8 +472,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             for group in host_groups:
                 inventory.add_child(group, name)
             if constructed:
-                # host vars with group_names and inventory_hostname; fetched again once after
-                # compose, instead of once per keyed_groups entry
+                # as ansible.builtin.constructed: compose, then fetch the host vars once more
+                # for groups and keyed_groups (not once per keyed_groups entry)
                 if compose:
                     self._set_composite_vars(compose, host.get_vars(), name, strict=strict)
                 variables = host.get_vars()
