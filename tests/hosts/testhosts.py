@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # Copyright (c) 2026 EM-Infra maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -27,6 +27,7 @@ left, and ``up`` runs it first for the same lab prefix.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import http.client
 import importlib.util
@@ -232,6 +233,16 @@ def prepare_base(cache_dir: str) -> tuple[str, float]:
     target = base_dir(cache_dir)
     if os.path.exists(os.path.join(target, '.eminfra-complete')):
         return target, 0.0
+    os.makedirs(cache_dir, mode=0o755, exist_ok=True)
+    # Labs started side by side build the base once: the others wait here, then find it.
+    with open(os.path.join(cache_dir, '.build.lock'), 'w', encoding='utf-8') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(os.path.join(target, '.eminfra-complete')):
+            return target, 0.0
+        return _build_base(cache_dir, target)
+
+
+def _build_base(cache_dir: str, target: str) -> tuple[str, float]:
     mirrors = machine_apt_mirrors()
     mirror = primary_mirror(mirrors)
     os.makedirs(cache_dir, mode=0o755, exist_ok=True)
@@ -860,7 +871,7 @@ def default_state_dir() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--state-dir', default=default_state_dir(), help='key, known hosts, inventory, host files')
     parser.add_argument('--cache-dir', default=DEFAULT_CACHE_DIR, help='the cached base root filesystem and packages')

@@ -82,8 +82,9 @@ def runs(nodes):
     check_out, check_recap = playbook(nodes, '--check')
     first_out, first_recap = playbook(nodes)
     second_out, second_recap = playbook(nodes)
+    check_after_out, check_after_recap = playbook(nodes, '--check', '--diff')
     return {'before_denied': before, 'check': (check_out, check_recap), 'first': (first_out, first_recap),
-            'second': (second_out, second_recap)}
+            'second': (second_out, second_recap), 'check_after': (check_after_out, check_after_recap)}
 
 
 def test_check_mode_runs_and_reports(runs):
@@ -98,6 +99,12 @@ def test_first_run_changes_second_run_changes_nothing(runs):
     assert first['r1']['changed'] > 0 and first['r2']['changed'] > 0
     assert {h: r['changed'] for h, r in second.items()} == {'r1': 0, 'r2': 0}
     assert all(r['failed'] == 0 for r in second.values())
+
+
+def test_check_mode_on_configured_nodes_predicts_no_change(runs):
+    out, recap = runs['check_after']
+    assert {h: (r['changed'], r['failed']) for h, r in recap.items()} == {'r1': (0, 0), 'r2': (0, 0)}
+    assert 'check mode: packages not checked' not in out
 
 
 def test_packages_installed(nodes, runs):
