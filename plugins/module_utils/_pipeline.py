@@ -1,0 +1,451 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The pipeline run: step planning, the run lock, re-validation checks and the run summary.
+
+This is a private module_utils file of eminfra.pipeline; its API may change at any time.
+
+* ``plan_steps`` turns the run controls (resume, start_at, dry run) and latest.env into the
+  steps to re-validate, run and skip.
+* ``RunLock`` is ``state/runs/run.lock``: created with O_CREAT|O_EXCL, naming the holder's
+  RUN_ID and its ansible-playbook controller process (pid and start time, so a reused pid is
+  never taken for the holder); a lock whose holder is gone is taken over.
+* ``check_*`` are the read-only checks that a resume runs before it skips a completed step and
+  that diagnostics runs; each raises CheckError with its check id and remediation.
+* ``write_summary`` writes ``runs/<RUN_ID>/steps.json`` and ``summary.txt``.
+
+latest.env itself is written by ``_latest_env`` only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import socket
+import stat
+import time
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts, _manifest
+from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import atomic_write, read_bytes
+from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS, StateLayout
+
+#: Steps whose result a resume re-validates before it skips them (DESIGN.md's table).
+REVALIDATED_STEPS = ('proxmox_access', 'templates', 'terraform_apply', 'ansible_inventory')
+#: Steps that a resume always runs again: they are idempotent, and their re-validation is a re-run.
+RERUN_STEPS = ('ansible_base', 'ansible_docker')
+
+REMEDIATION_RESUME = 'ansible-playbook playbooks/site.yml -e eminfra_start_at={step}'
+REMEDIATION_ENV = ('write state/proxmox.env (mode 0600) with PROXMOX_API_URL, PROXMOX_NODE, PROXMOX_TOKEN_ID and '
+                   'PROXMOX_TOKEN_SECRET; or run `make demo` to try the pipeline against the Proxmox simulator')
+LOCK_WAIT_SECONDS = 2.0
+LOCK_UNREADABLE_GRACE = 10.0
+
+
+# ------------------------------------------------------------------ planning
+
+def plan_steps(latest: dict[str, str], resume: bool = False, start_at: str | None = None,
+               dry_run: bool = False) -> dict:
+    """The steps to re-validate, run and skip, and why.
+
+    * neither control: every step runs;
+    * ``resume``: the completed steps of REVALIDATED_STEPS are re-validated, the run starts after
+      LAST_STEP_COMPLETED (at ansible_base at the latest: those steps are re-run, not re-validated);
+    * ``start_at``: the run starts at that step; the steps before it must have completed and are
+      re-validated like a resume.
+    A dry run plans like a real run; it never reads DRY_RUN_LAST_STEP, so an earlier dry run never
+    makes a step be skipped.
+    """
+    if resume and start_at:
+        raise CheckError('run_controls', 'eminfra_resume and eminfra_start_at exclude each other',
+                         where='extra vars', remediation='pass one of them')
+    last = latest.get('LAST_STEP_COMPLETED') or ''
+    if last and last not in STEPS:
+        raise CheckError('latest_env_valid', f'LAST_STEP_COMPLETED {last!r} is not a pipeline step',
+                         where='state/runs/latest.env: LAST_STEP_COMPLETED',
+                         remediation='start from scratch (omit eminfra_resume) or set a valid step')
+    done = STEPS.index(last) + 1 if last else 0
+    if start_at:
+        if start_at not in STEPS:
+            raise CheckError('run_controls', f'{start_at!r} is not a pipeline step', where='eminfra_start_at',
+                             remediation=f'use one of {", ".join(STEPS)}')
+        first = STEPS.index(start_at)
+        if first > done:
+            raise CheckError('run_controls', f'cannot start at {start_at}: the steps before it have not completed '
+                             f'(LAST_STEP_COMPLETED is {last or "empty"})', where='eminfra_start_at',
+                             remediation=(REMEDIATION_RESUME.format(step=STEPS[done]) if done < len(STEPS)
+                                          else 'ansible-playbook playbooks/site.yml'))
+        mode = 'start_at'
+    elif resume:
+        first = min(done, STEPS.index(RERUN_STEPS[0]))
+        mode = 'resume'
+    else:
+        first = 0
+        mode = 'full'
+    revalidate = [step for step in STEPS[:first] if step in REVALIDATED_STEPS]
+    return {
+        'mode': mode,
+        'dry_run': dry_run,
+        'last_step_completed': last,
+        'revalidate': revalidate,
+        'run': list(STEPS[first:]),
+        'skip': list(STEPS[:first]),
+    }
+
+
+# ------------------------------------------------------------------ the run lock
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding='utf-8', errors='replace') as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def process_start_time(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks after boot): with the pid, it names one process."""
+    text = _read_text(f'/proc/{pid}/stat')
+    if not text or ')' not in text:
+        return None
+    fields = text[text.rindex(')') + 2:].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _parent_pid(pid: int) -> int | None:
+    text = _read_text(f'/proc/{pid}/stat')
+    if not text or ')' not in text:
+        return None
+    fields = text[text.rindex(')') + 2:].split()
+    try:
+        return int(fields[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _is_playbook_command(pid: int) -> bool:
+    raw = read_bytes(f'/proc/{pid}/cmdline')
+    if not raw:
+        return False
+    argv = [arg.decode('utf-8', 'replace') for arg in raw.split(b'\0') if arg]
+    return any(os.path.basename(arg) == 'ansible-playbook' for arg in argv[:2])
+
+
+def find_controller(pid: int | None = None) -> int | None:
+    """The ansible-playbook controller that runs this process: the topmost ancestor whose command
+    line is ansible-playbook (its task workers are forks with the same command line and end with
+    their task)."""
+    current = pid or os.getpid()
+    found = None
+    seen = set()
+    while current and current > 1 and current not in seen:
+        seen.add(current)
+        if _is_playbook_command(current):
+            found = current
+        current = _parent_pid(current)
+    return found
+
+
+def boot_id() -> str:
+    return (_read_text('/proc/sys/kernel/random/boot_id') or '').strip()
+
+
+def process_alive(pid: int, start_time: str | None, boot: str | None = None) -> bool:
+    """Whether the process that took a lock still runs (same boot, same pid, same start time)."""
+    if boot and boot != boot_id():
+        return False
+    current = process_start_time(pid)
+    if current is None:
+        return False
+    return start_time is None or current == str(start_time)
+
+
+class RunLock:
+    """``state/runs/run.lock``: one pipeline run at a time."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def holder(self) -> dict | None:
+        """The lock's content; None when there is no lock; ``{}`` when it cannot be parsed."""
+        raw = read_bytes(self.path)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw.decode('utf-8'))
+        except (UnicodeDecodeError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def holder_alive(self, holder: dict) -> bool:
+        if holder.get('host') and holder['host'] != socket.gethostname():
+            return True  # another machine's process: never judged from here
+        try:
+            pid = int(holder.get('pid'))
+        except (TypeError, ValueError):
+            return False
+        return process_alive(pid, holder.get('start_time'), holder.get('boot_id'))
+
+    def _create(self, content: dict) -> bool:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            handle.write(json.dumps(content, sort_keys=True) + '\n')
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+
+    def _locked_error(self, holder: dict) -> CheckError:
+        run_id = holder.get('run_id') or 'unknown (the lock file is being written or is damaged)'
+        return CheckError('run_lock', f'another pipeline run holds the lock: RUN_ID {run_id} '
+                          f'(pid {holder.get("pid", "?")} on {holder.get("host", "?")}, since {holder.get("acquired_at", "?")})',
+                          where=self.path,
+                          remediation='wait for that run to end; if its process is gone and the lock stays, '
+                          f'check with `ps -p {holder.get("pid", "PID")}` and remove {self.path}')
+
+    def acquire(self, run_id: str, pid: int, now: float | None = None) -> dict:
+        """Take the lock for ``run_id`` held by process ``pid``; returns ``{'taken_over': old holder or None}``.
+
+        Raises CheckError ``run_lock`` naming the holder's RUN_ID when a live run holds it.
+        """
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        content = {
+            'run_id': run_id,
+            'pid': pid,
+            'start_time': process_start_time(pid),
+            'boot_id': boot_id(),
+            'host': socket.gethostname(),
+            'acquired_at': datetime.datetime.fromtimestamp(now or time.time(), datetime.timezone.utc).isoformat(timespec='seconds'),
+        }
+        taken_over = None
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            if self._create(content):
+                return {'taken_over': taken_over, 'lock': content}
+            holder = self.holder()
+            if holder is None:
+                continue  # released between the two calls: try again
+            if holder.get('run_id') == run_id and holder.get('pid') == pid:
+                return {'taken_over': None, 'lock': holder}
+            if not holder:
+                # Created but not yet written, or damaged: wait a little, then judge by its age.
+                try:
+                    age = time.time() - os.stat(self.path).st_mtime
+                except FileNotFoundError:
+                    continue
+                if time.monotonic() < deadline or age < LOCK_UNREADABLE_GRACE:
+                    if time.monotonic() >= deadline:
+                        raise self._locked_error(holder)
+                    time.sleep(0.05)
+                    continue
+            elif self.holder_alive(holder):
+                raise self._locked_error(holder)
+            # The holder is gone: move its lock aside atomically (only one taker wins the rename).
+            stale = f'{self.path}.stale-{pid}-{os.urandom(3).hex()}'
+            try:
+                os.rename(self.path, stale)
+            except FileNotFoundError:
+                continue
+            moved = read_bytes(stale)
+            os.unlink(stale)
+            if moved is not None and moved.strip() and json.loads(moved.decode('utf-8', 'replace') or '{}') != holder:
+                # A new run created the lock between our read and the rename: give it back, and refuse.
+                fresh = json.loads(moved.decode('utf-8', 'replace'))
+                try:
+                    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    with os.fdopen(fd, 'wb') as handle:
+                        handle.write(moved)
+                except FileExistsError:
+                    pass
+                raise self._locked_error(fresh)
+            taken_over = holder
+
+    def release(self, run_id: str) -> bool:
+        """Remove the lock when ``run_id`` holds it; returns whether it was removed."""
+        holder = self.holder()
+        if not holder or holder.get('run_id') != run_id:
+            return False
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            return False
+        return True
+
+
+# ------------------------------------------------------------------ checks (read-only)
+
+def check_proxmox_env_present(layout: StateLayout) -> None:
+    """proxmox_env_present: the run cannot start without the credentials file."""
+    if not os.path.lexists(layout.proxmox_env):
+        raise CheckError('proxmox_env_present', 'the file does not exist', where=layout.proxmox_env,
+                         remediation=REMEDIATION_ENV)
+
+
+def _artefact_path(layout: StateLayout, entry: dict) -> str:
+    path = entry.get('path') or os.path.join(layout.templates_dir, entry.get('filename', ''))
+    return path if os.path.isabs(path) else os.path.join(layout.project_root, path)
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_templates(layout: StateLayout, verify_checksums: bool = True) -> dict:
+    """templates_present: the manifest is valid and every artefact is on disk with its recorded sha256."""
+    remediation = REMEDIATION_RESUME.format(step='templates')
+    if not os.path.isfile(layout.manifest):
+        raise CheckError('templates_present', 'the template manifest does not exist', where=layout.manifest,
+                         remediation=remediation)
+    try:
+        manifest = _manifest.load(layout.manifest) or {}
+        _manifest.validate_complete(manifest, source=layout.manifest)
+    except CheckError as exc:
+        raise CheckError('templates_present', exc.detail, where=exc.where or layout.manifest,
+                         remediation=remediation) from None
+    found = {}
+    for name, entry in sorted(_manifest.artefacts(manifest).items()):
+        path = _artefact_path(layout, entry)
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            raise CheckError('templates_present', f'artefact {name} is missing', where=f'{layout.manifest}: {name}.path ({path})',
+                             remediation=remediation) from None
+        if entry.get('size') is not None and info.st_size != entry['size']:
+            raise CheckError('templates_present', f'artefact {name} has {info.st_size} bytes, the manifest records {entry["size"]}',
+                             where=f'{layout.manifest}: {name}.size ({path})', remediation=remediation)
+        if verify_checksums and entry.get('sha256'):
+            digest = sha256_file(path)
+            if digest != entry['sha256']:
+                raise CheckError('templates_present', f'artefact {name} has sha256 {digest}, the manifest records {entry["sha256"]}',
+                                 where=f'{layout.manifest}: {name}.sha256 ({path})', remediation=remediation)
+        found[name] = path
+    return found
+
+
+def _tfstate_path(layout: StateLayout, environment: str | None) -> str | None:
+    workdir = layout.terraform_workdir
+    if environment:
+        path = os.path.join(workdir, environment, 'terraform.tfstate')
+        return path if os.path.isfile(path) else None
+    candidates = []
+    try:
+        names = os.listdir(workdir)
+    except OSError:
+        return None
+    for name in names:
+        path = os.path.join(workdir, name, 'terraform.tfstate')
+        if os.path.isfile(path):
+            candidates.append((os.stat(path).st_mtime, path))
+    return max(candidates)[1] if candidates else None
+
+
+def check_terraform_outputs(layout: StateLayout, environment: str | None = None) -> dict:
+    """terraform_outputs_valid: outputs.json is valid and equals the outputs of the current Terraform state."""
+    # Imported here: diagnostics and planning must not need what the Terraform runner needs.
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._terraform import normalise_outputs
+
+    remediation = REMEDIATION_RESUME.format(step='terraform_apply')
+    path = layout.outputs_json
+    raw = read_bytes(path)
+    if raw is None:
+        raise CheckError('terraform_outputs_valid', 'outputs.json does not exist', where=path, remediation=remediation)
+    try:
+        outputs = json.loads(raw.decode('utf-8'))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckError('terraform_outputs_valid', f'not JSON ({exc})', where=path, remediation=remediation) from None
+    _contracts.validate(outputs, _contracts.OUTPUTS_SCHEMA, 'terraform_outputs_valid', source=path,
+                        remediation=remediation)
+    state_path = _tfstate_path(layout, environment)
+    if state_path is None:
+        raise CheckError('terraform_outputs_valid', 'there is no Terraform state to compare outputs.json with',
+                         where=os.path.join(layout.terraform_workdir, '<environment>', 'terraform.tfstate'),
+                         remediation=remediation)
+    try:
+        with open(state_path, encoding='utf-8') as handle:
+            tfstate = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise CheckError('terraform_outputs_valid', f'the Terraform state cannot be read ({exc})', where=state_path,
+                         remediation=remediation) from None
+    expected = normalise_outputs(tfstate.get('outputs') or {})
+    if expected != outputs:
+        differing = sorted(key for key in set(expected) | set(outputs) if expected.get(key) != outputs.get(key))
+        raise CheckError('terraform_outputs_valid', f'outputs.json differs from the Terraform state in {", ".join(differing)}',
+                         where=f'{path} (state {state_path})', remediation=remediation)
+    return {'outputs': path, 'state': state_path, 'nodes': [node['name'] for node in outputs.get('nodes', [])]}
+
+
+def check_proxmox_env_mode(layout: StateLayout) -> None:
+    """proxmox_env_valid (the part that needs no network): a regular file, mode 0600 or stricter."""
+    check_proxmox_env_present(layout)
+    info = os.stat(layout.proxmox_env)
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckError('proxmox_env_valid', 'not a regular file', where=layout.proxmox_env,
+                         remediation='write proxmox.env as a regular file with mode 0600')
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        raise CheckError('proxmox_env_valid', f'mode {mode:04o} lets the group or others read the token secret',
+                         where=layout.proxmox_env, remediation=f'chmod 600 {layout.proxmox_env}')
+
+
+# ------------------------------------------------------------------ the summary
+
+def _duration(seconds) -> str:
+    try:
+        seconds = float(seconds)
+    except (TypeError, ValueError):
+        return '-'
+    return f'{seconds:.1f}s' if seconds < 60 else f'{int(seconds // 60)}m{seconds % 60:04.1f}s'
+
+
+def render_summary(run_id: str, status: str, dry_run: bool, steps: list[dict], latest: dict[str, str]) -> str:
+    """The table an operator reads at a glance: step, status, duration, artefacts."""
+    rows = [('STEP', 'STATUS', 'DURATION', 'ARTEFACTS / CHECK')]
+    for entry in steps:
+        detail = entry.get('failed_check') or ', '.join(entry.get('artefacts') or [])
+        rows.append((entry['step'], entry.get('status', ''), _duration(entry.get('duration')) if 'duration' in entry else '-',
+                     detail))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(3)]
+    lines = [f'run {run_id}{" (dry run)" if dry_run else ""}: {status}; '
+             f'LAST_STEP_COMPLETED={latest.get("LAST_STEP_COMPLETED", "")}'
+             + (f', LAST_STEP_FAILED={latest["LAST_STEP_FAILED"]} ({latest.get("LAST_FAILED_CHECK", "")})'
+                if latest.get('LAST_STEP_FAILED') else '')]
+    for row in rows:
+        lines.append('  '.join(str(cell).ljust(widths[i]) for i, cell in enumerate(row[:3])) + '  ' + str(row[3]))
+    return '\n'.join(line.rstrip() for line in lines) + '\n'
+
+
+def normalise_steps(plan: dict, records: list[dict]) -> list[dict]:
+    """One entry per pipeline step, from the plan and what the playbook recorded."""
+    by_step = {}
+    for record in records or []:
+        if isinstance(record, dict) and record.get('step') in STEPS:
+            by_step.setdefault(record['step'], {}).update(record)
+    out = []
+    for step in STEPS:
+        entry = {'step': step}
+        if step in by_step:
+            entry.update(by_step[step])
+        elif step in (plan or {}).get('skip', []):
+            entry['status'] = 'revalidated' if step in plan.get('revalidate', []) else 'skipped'
+        else:
+            entry['status'] = 'not run'
+        out.append(entry)
+    return out
+
+
+def write_summary(run_dir: str, summary: dict, text: str) -> list[str]:
+    """``steps.json`` and ``summary.txt`` in the run's directory; returns the paths."""
+    steps_json = os.path.join(run_dir, 'steps.json')
+    summary_txt = os.path.join(run_dir, 'summary.txt')
+    atomic_write(steps_json, json.dumps(summary, indent=2, sort_keys=True) + '\n', mode=0o644)
+    atomic_write(summary_txt, text, mode=0o644)
+    return [steps_json, summary_txt]

@@ -1,0 +1,355 @@
+#!/usr/bin/python
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: pipeline_run
+short_description: Start and finish a pipeline run, plan its steps, hold the run lock, run read-only checks
+version_added: 0.1.0
+description:
+  - O(action=start) refuses at once without C(proxmox.env) (check C(proxmox_env_present)), plans the steps from
+    the run controls and C(runs/latest.env), takes the run lock C(runs/run.lock) and starts the run in latest.env
+    (through the same code as M(eminfra.pipeline.latest_env)).
+  - The lock names the run's C(RUN_ID) and the ansible-playbook controller process (its pid and start time).
+    A second run fails at once with the C(run_lock) check naming the holder's C(RUN_ID). A lock whose process is
+    gone (or was replaced by another process with the same pid) is taken over with a warning.
+  - O(action=finish) closes the run in latest.env (C(RUN_STATUS)), writes C(runs/<RUN_ID>/steps.json) and
+    C(runs/<RUN_ID>/summary.txt), and releases the lock.
+  - O(action=check) runs read-only checks (C(proxmox_env_valid) without network, C(templates_present),
+    C(terraform_outputs_valid)) and reports each with its status, detail and remediation.
+author:
+  - EM-Infra maintainers (@eminfra)
+extends_documentation_fragment:
+  - eminfra.pipeline.state
+attributes:
+  check_mode:
+    support: full
+    description:
+      - O(action=start) and O(action=finish) compute the plan and the summary and write nothing, take no lock.
+      - O(action=check) never writes anything.
+  diff_mode:
+    support: none
+  idempotent:
+    support: partial
+    description:
+      - O(action=start) always starts a new run with a new C(RUN_ID), so it always reports a change.
+      - O(action=check) never changes anything.
+requirements:
+  - jsonschema (Python library, on the host that runs the module)
+options:
+  action:
+    description:
+      - V(start) plans the run, takes the lock and starts the run; V(finish) closes it; V(check) runs read-only checks.
+    type: str
+    required: true
+    choices: [start, finish, check]
+  resume:
+    description:
+      - With O(action=start), continue after C(LAST_STEP_COMPLETED) of latest.env; the completed steps are
+        returned in RV(plan.revalidate) for the playbook to re-validate.
+    type: bool
+    default: false
+  start_at:
+    description:
+      - With O(action=start), replay from this step. The steps before it must have completed.
+    type: str
+    choices: [proxmox_access, templates, terraform_apply, ansible_inventory, ansible_base, ansible_docker]
+  dry_run:
+    description:
+      - With O(action=start), start a dry run (C(DRY_RUN=true)); it never advances C(LAST_STEP_COMPLETED).
+    type: bool
+    default: false
+  status:
+    description:
+      - With O(action=finish), how the run ended.
+    type: str
+    choices: [succeeded, failed]
+    default: succeeded
+  plan:
+    description:
+      - With O(action=finish), the plan O(action=start) returned.
+    type: dict
+    default: {}
+  steps:
+    description:
+      - With O(action=finish), what each step did, one dictionary per step with the keys C(step), C(status),
+        C(duration) (seconds), C(artefacts) (paths) and C(failed_check).
+    type: list
+    elements: dict
+    default: []
+  checks:
+    description:
+      - With O(action=check), the checks to run.
+    type: list
+    elements: str
+    choices: [proxmox_env_present, proxmox_env_valid, templates_present, terraform_outputs_valid, run_lock]
+    default: [proxmox_env_present, proxmox_env_valid, templates_present, terraform_outputs_valid, run_lock]
+  fail_on_error:
+    description:
+      - With O(action=check), fail the task at the first failed check (with its message), instead of only reporting.
+    type: bool
+    default: true
+  terraform_environment:
+    description:
+      - The Terraform environment (directory name under C(terraform/environments/)) whose state
+        C(terraform_outputs_valid) compares C(outputs.json) with; by default the most recently written one.
+    type: str
+notes:
+  - The lock's holder is found by walking this module's process ancestors in C(/proc) for the ansible-playbook
+    command line, so the lock stays with the run, not with one task's process.
+seealso:
+  - module: eminfra.pipeline.latest_env
+'''
+
+EXAMPLES = r'''
+- name: Start the run
+  eminfra.pipeline.pipeline_run:
+    action: start
+    resume: "{{ eminfra_resume | default(false) | bool }}"
+    start_at: "{{ eminfra_start_at | default(omit, true) }}"
+    dry_run: "{{ eminfra_dry_run | default(false) | bool }}"
+  register: pipeline
+
+- name: Re-validate the templates before a resume skips them
+  eminfra.pipeline.pipeline_run:
+    action: check
+    checks: [templates_present]
+  when: "'templates' in pipeline.plan.revalidate"
+
+- name: Close the run
+  eminfra.pipeline.pipeline_run:
+    action: finish
+    status: succeeded
+    plan: "{{ pipeline.plan }}"
+    steps: "{{ pipeline_steps }}"
+'''
+
+RETURN = r'''
+run_id:
+  description: The run's C(RUN_ID).
+  returned: O(action=start) and O(action=finish)
+  type: str
+  sample: 20260130T090000Z-a1b2c3
+run_dir:
+  description: The run's directory under C(runs/).
+  returned: O(action=start) and O(action=finish)
+  type: str
+  sample: /srv/eminfra/state/runs/20260130T090000Z-a1b2c3
+plan:
+  description: The steps to re-validate, run and skip.
+  returned: O(action=start)
+  type: dict
+  contains:
+    mode:
+      description: V(full), V(resume) or V(start_at).
+      type: str
+      returned: always
+    dry_run:
+      description: Whether the run is a dry run.
+      type: bool
+      returned: always
+    last_step_completed:
+      description: C(LAST_STEP_COMPLETED) when the run started.
+      type: str
+      returned: always
+    revalidate:
+      description: Completed steps to re-validate before they are skipped.
+      type: list
+      elements: str
+      returned: always
+    run:
+      description: Steps to run, in order.
+      type: list
+      elements: str
+      returned: always
+    skip:
+      description: Steps not run.
+      type: list
+      elements: str
+      returned: always
+lock:
+  description: The lock's content (RUN_ID, pid, start time, boot id, host, time taken).
+  returned: O(action=start)
+  type: dict
+taken_over:
+  description: The content of a lock left by a process that is gone, which this run took over; empty otherwise.
+  returned: O(action=start)
+  type: dict
+summary:
+  description: The run's summary table, as written to C(summary.txt).
+  returned: O(action=finish)
+  type: str
+files:
+  description: The files O(action=finish) wrote.
+  returned: O(action=finish)
+  type: list
+  elements: str
+checks:
+  description:
+    - One entry per check with C(check), C(status) (V(ok), V(warning) or V(failed)), C(detail), C(where) and C(remediation).
+    - C(terraform_outputs_valid) also has C(nodes), the names of the SSH-managed nodes in C(outputs.json).
+  returned: O(action=check)
+  type: list
+  elements: dict
+failed_check:
+  description: The id of the check that failed.
+  returned: failure
+  type: str
+  sample: run_lock
+remediation:
+  description: What the operator can do about the failure.
+  returned: failure
+  type: str
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _pipeline
+from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import HAS_JSONSCHEMA, JSONSCHEMA_IMPORT_ERROR
+from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._latest_env import LatestEnv
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS, StateLayout, state_dir_argument_spec
+
+CHECKS = ('proxmox_env_present', 'proxmox_env_valid', 'templates_present', 'terraform_outputs_valid', 'run_lock')
+
+
+def start(module: AnsibleModule, layout: StateLayout) -> dict:
+    params = module.params
+    _pipeline.check_proxmox_env_present(layout)
+    record = LatestEnv(layout)
+    before_text, current = record.read()
+    plan = _pipeline.plan_steps(current, resume=params['resume'], start_at=params['start_at'], dry_run=params['dry_run'])
+    content = record.plan(current, start_run=True, dry_run=params['dry_run'])
+    run_id = content['RUN_ID']
+    result = {'changed': True, 'plan': plan, 'run_id': run_id, 'run_dir': record.run_dir(run_id), 'lock': {},
+              'taken_over': {}}
+    if module.check_mode:
+        return result
+    controller = _pipeline.find_controller()
+    if controller is None:
+        controller = os.getppid()
+        module.warn(f'no ansible-playbook process among the ancestors of pid {os.getpid()}: the run lock names '
+                    f'pid {controller}')
+    lock = _pipeline.RunLock(layout.lock)
+    taken = lock.acquire(run_id, controller)
+    if taken['taken_over']:
+        old = taken['taken_over']
+        module.warn(f'run_lock: took over the lock of run {old.get("run_id", "unknown")} (pid {old.get("pid", "?")}), '
+                    'whose process is gone')
+    try:
+        record.write(content, before_text)
+    except BaseException:
+        lock.release(run_id)
+        raise
+    result.update(lock=taken['lock'], taken_over=taken['taken_over'] or {})
+    return result
+
+
+def finish(module: AnsibleModule, layout: StateLayout) -> dict:
+    params = module.params
+    record = LatestEnv(layout)
+    dummy, current = record.read()
+    run_id = current.get('RUN_ID', '')
+    if not run_id:
+        raise CheckError('latest_env_run', 'no run is recorded yet', where=record.path,
+                         remediation='start the run with action: start')
+    steps = _pipeline.normalise_steps(params['plan'], params['steps'])
+    status = params['status']
+    if status == 'succeeded' and current.get('RUN_STATUS') == 'failed':
+        status = 'failed'
+    result = {'changed': True, 'run_id': run_id, 'run_dir': record.run_dir(run_id), 'files': []}
+    if not module.check_mode:
+        current = record.run(run_status=status)['values']
+    dry_run = current.get('DRY_RUN') == 'true'
+    text = _pipeline.render_summary(run_id, status, dry_run, steps, current)
+    summary = {'run_id': run_id, 'status': status, 'dry_run': dry_run, 'plan': params['plan'], 'steps': steps,
+               'last_step_completed': current.get('LAST_STEP_COMPLETED', ''),
+               'last_step_failed': current.get('LAST_STEP_FAILED', ''),
+               'last_failed_check': current.get('LAST_FAILED_CHECK', '')}
+    result['summary'] = text
+    result['status'] = status
+    if not module.check_mode:
+        result['files'] = _pipeline.write_summary(record.run_dir(run_id), summary, text)
+        if not _pipeline.RunLock(layout.lock).release(run_id):
+            module.warn(f'run_lock: {layout.lock} was not held by run {run_id}; left as it is')
+    return result
+
+
+def run_checks(module: AnsibleModule, layout: StateLayout) -> dict:
+    results = []
+    for check in module.params['checks']:
+        entry = {'check': check, 'status': 'ok', 'detail': '', 'where': '', 'remediation': ''}
+        try:
+            if check == 'proxmox_env_present':
+                _pipeline.check_proxmox_env_present(layout)
+                entry['detail'] = layout.proxmox_env
+            elif check == 'proxmox_env_valid':
+                _pipeline.check_proxmox_env_mode(layout)
+                entry['detail'] = 'regular file, mode 0600 or stricter'
+            elif check == 'templates_present':
+                found = _pipeline.check_templates(layout)
+                entry['detail'] = ', '.join(f'{name}: {path}' for name, path in found.items())
+            elif check == 'terraform_outputs_valid':
+                found = _pipeline.check_terraform_outputs(layout, module.params['terraform_environment'])
+                entry['detail'] = f'{len(found["nodes"])} SSH-managed nodes; matches {found["state"]}'
+                entry['nodes'] = found['nodes']
+            elif check == 'run_lock':
+                holder = _pipeline.RunLock(layout.lock).holder()
+                lock = _pipeline.RunLock(layout.lock)
+                if holder is None:
+                    entry['detail'] = 'no run holds the lock'
+                elif holder and not lock.holder_alive(holder):
+                    entry.update(status='warning', detail=f'stale lock of run {holder.get("run_id")} '
+                                 f'(pid {holder.get("pid")} is gone); the next run takes it over')
+                else:
+                    entry['detail'] = f'run {holder.get("run_id", "unknown")} holds the lock (pid {holder.get("pid", "?")})'
+        except CheckError as err:
+            entry.update(status='failed', detail=err.detail, where=err.where or '', remediation=err.remediation or '')
+            if module.params['fail_on_error']:
+                module.fail_json(msg=str(err), checks=results + [entry], **err.result())
+        results.append(entry)
+    return {'changed': False, 'checks': results}
+
+
+def main() -> None:
+    argument_spec = dict(
+        action=dict(type='str', required=True, choices=['start', 'finish', 'check']),
+        resume=dict(type='bool', default=False),
+        start_at=dict(type='str', choices=list(STEPS)),
+        dry_run=dict(type='bool', default=False),
+        status=dict(type='str', choices=['succeeded', 'failed'], default='succeeded'),
+        plan=dict(type='dict', default={}),
+        steps=dict(type='list', elements='dict', default=[]),
+        checks=dict(type='list', elements='str', choices=list(CHECKS), default=list(CHECKS)),
+        fail_on_error=dict(type='bool', default=True),
+        terraform_environment=dict(type='str'),
+    )
+    argument_spec.update(state_dir_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_JSONSCHEMA:
+        module.fail_json(msg=missing_required_lib('jsonschema'), exception=JSONSCHEMA_IMPORT_ERROR)
+    layout = StateLayout.resolve(module.params['state_dir'])
+    action = module.params['action']
+    try:
+        if action == 'start':
+            result = start(module, layout)
+        elif action == 'finish':
+            result = finish(module, layout)
+        else:
+            result = run_checks(module, layout)
+    except CheckError as err:
+        module.fail_json(msg=str(err), **err.result())
+    except OSError as err:
+        module.fail_json(msg=f'pipeline_state_write: {err.filename or layout.runs_dir}: {err.strerror or err}. '
+                         'Remediation: make the state directory writable', failed_check='pipeline_state_write',
+                         remediation='make the state directory writable')
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,194 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fixtures for playbooks/site.yml and playbooks/diagnostics.yml end to end.
+
+One pvesim and one artefact mirror (small artefacts) per session; each test gets its own state
+root and a reset simulator. The intent is the loopback variant in intent/ beside this file: its
+Ubuntu node util-01 is 127.77.0.40:22940, where ``ssh_node`` starts a real sshd (the
+ansible_inventory step waits for its SSH banner). Its group is site_test, so ansible_base and
+ansible_docker find no hosts in base and docker: the node roles would configure this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
+from tests.ansible_run import ROOT, run_playbook
+from tests.pvesim.fixtures import pvesim  # noqa: F401  pylint: disable=unused-import
+from tests.pvesim.mirror_fixtures import TALOS_DIR, UBUNTU_DIR, MirrorProcess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SITE = os.path.join(ROOT, 'playbooks', 'site.yml')
+DIAGNOSTICS = os.path.join(ROOT, 'playbooks', 'diagnostics.yml')
+INTENT_CLUSTER = os.path.join(HERE, 'intent', 'cluster.yaml')
+INTENT_NODES = os.path.join(HERE, 'intent', 'nodes.yaml')
+NODE_ADDRESS = ('127.77.0.40', 22940)
+SSHD = '/usr/sbin/sshd'
+ARTEFACT_SIZE = 1 << 20
+# Raw disk images: the sim environment imports both into VM disks (content import). The
+# mirror's generated .img/.qcow2 carry a qcow2 magic without a virtual size, and its .iso cannot
+# be a VM disk, so the tests serve .raw artefacts (see the report on the templates defaults).
+UBUNTU_RAW = f'{UBUNTU_DIR}/noble-server-cloudimg-amd64.raw'
+TALOS_RAW = f'{TALOS_DIR}/nocloud-amd64.raw'
+
+
+@pytest.fixture(scope='session')
+def site_mirror():
+    """The artefact mirror with 1 MiB artefacts."""
+    process = MirrorProcess.start(artefacts={UBUNTU_RAW: ARTEFACT_SIZE, TALOS_RAW: ARTEFACT_SIZE})
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def terraform_found() -> bool:
+    return bool(shutil.which('terraform') or shutil.which('tofu'))
+
+
+class SshNode:
+    """A real sshd on the intent's node address: what the ansible_inventory step waits for."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+        self.hostkey = os.path.join(workdir, 'ssh_host_ed25519_key')
+        if not os.path.exists(self.hostkey):
+            subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', self.hostkey], check=True)
+
+    def start(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            return
+        os.makedirs('/run/sshd', exist_ok=True)
+        self.proc = subprocess.Popen([SSHD, '-D', '-e', '-f', '/dev/null', '-h', self.hostkey,
+                                      '-o', f'ListenAddress={NODE_ADDRESS[0]}:{NODE_ADDRESS[1]}', '-o', 'PidFile=none',
+                                      '-o', 'PasswordAuthentication=no', '-o', 'AuthorizedKeysFile=none'],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        import socket
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(NODE_ADDRESS, timeout=1) as sock:
+                    if sock.recv(64).startswith(b'SSH-2.0-'):
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f'sshd did not answer on {NODE_ADDRESS}: {self.proc.stderr.read() if self.proc.poll() is not None else ""}')
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture(scope='session')
+def ssh_node(tmp_path_factory):
+    if not os.path.exists(SSHD):
+        pytest.skip('no sshd (make setup installs openssh-server)')
+    node = SshNode(str(tmp_path_factory.mktemp('sshnode')))
+    yield node
+    node.stop()
+
+
+class Site:
+    """One state root wired to pvesim and the mirror; runs the playbooks against it."""
+
+    def __init__(self, state: str, sim, mirror) -> None:
+        self.state = state
+        self.sim = sim
+        self.mirror = mirror
+        self.secret = sim.token('full')[1]
+
+    @property
+    def latest(self) -> dict[str, str]:
+        return read_env_file(os.path.join(self.state, 'runs', 'latest.env'))
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.state, *parts)
+
+    def write_proxmox_env(self) -> None:
+        os.makedirs(self.state, exist_ok=True)
+        shutil.copy(self.sim.env_files['full'], self.path('proxmox.env'))
+        os.chmod(self.path('proxmox.env'), 0o600)
+
+    def variables(self, **extra) -> list[str]:
+        values = {
+            'templates_ubuntu_base_url': self.mirror.url_for(UBUNTU_DIR),
+            'templates_ubuntu_url': self.mirror.url_for(UBUNTU_RAW),
+            'templates_ubuntu_type': 'raw',
+            'templates_talos_image': 'nocloud-amd64.raw',
+            'templates_talos_type': 'raw',
+            'templates_talos_factory_url': self.mirror.url + '/talos',
+            'templates_progress_interval': 1,
+            'templates_retries': 1,
+            'templates_proxmox_storage': 'local',
+            'terraform_apply_environment': 'sim',
+            'terraform_apply_intent_cluster_file': INTENT_CLUSTER,
+            'terraform_apply_intent_nodes_file': INTENT_NODES,
+            'terraform_apply_ssh_public_key': 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKeyOnly site-test',
+            'proxmox_access_cluster_file': INTENT_CLUSTER,
+            'proxmox_access_nodes_file': INTENT_NODES,
+            'eminfra_ssh_wait_timeout': 3,
+        }
+        values.update(extra)
+        return ['-e', json.dumps(values)]
+
+    def run(self, *args: str, playbook: str = SITE, **extra):
+        result = run_playbook(playbook, *self.variables(**extra), *args, state_dir=self.state)
+        self.assert_no_secret(result)
+        return result
+
+    def popen(self, *args: str, **extra) -> subprocess.Popen:
+        """Start site.yml without waiting (for the concurrency test)."""
+        from tests.ansible_run import BIN, ansible_env
+        argv = [os.path.join(BIN, 'ansible-playbook'), SITE, *self.variables(**extra), *args]
+        return subprocess.Popen(argv, cwd=ROOT, env=ansible_env(self.state), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    def files(self) -> dict[str, bytes]:
+        out = {}
+        for directory, dummy, names in os.walk(self.state):
+            for name in names:
+                path = os.path.join(directory, name)
+                if os.path.isfile(path):
+                    with open(path, 'rb') as handle:
+                        out[os.path.relpath(path, self.state)] = handle.read()
+        return out
+
+    def assert_no_secret(self, result) -> None:
+        """The token secret is in proxmox.env only: not in the output, task results or any other state file."""
+        assert self.secret not in result.stdout + result.stderr + json.dumps(result.results)
+        for name, data in self.files().items():
+            if name != 'proxmox.env':
+                assert self.secret.encode() not in data, f'the token secret is in {name}'
+
+
+@pytest.fixture
+def site(pvesim, site_mirror, tmp_path):  # noqa: F811
+    if not terraform_found():
+        pytest.skip('no terraform or tofu (make setup installs the embedded Terraform)')
+    pvesim.reset()
+    site_mirror.reset()
+    state = tempfile.mkdtemp(prefix='state-', dir=str(tmp_path))
+    project = Site(state, pvesim, site_mirror)
+    project.write_proxmox_env()
+    return project
+
+
+def summary_of(result) -> str:
+    """The summary lines the run printed."""
+    return '\n'.join(line for entry in result.task('Show the run summary') for line in entry['result'].get('msg', []))
+
+
+def changed_tasks(result) -> list[str]:
+    return [entry['task'] for entry in result.results if entry.get('status') == 'ok' and entry['result'].get('changed')]
