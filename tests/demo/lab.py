@@ -267,6 +267,9 @@ def up(args) -> dict:
         say('an earlier lab is still recorded here: taking it down first')
         down(args)
     os.makedirs(lab_dir, mode=0o700, exist_ok=True)
+    # Every lab starts empty: a new simulator must not meet an old one's volumes or run logs.
+    for name in ('pvesim', 'pvesim-data', 'mirror', 'runs'):
+        shutil.rmtree(os.path.join(lab_dir, name), ignore_errors=True)
     lab: dict = {'lab_dir': lab_dir, 'state_dir': state_dir, 'prefix': args.prefix, 'token': args.token,
                  'started_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
     record = os.path.join(lab_dir, LAB_FILE)
@@ -414,12 +417,22 @@ def site(args) -> dict:
         log.flush()
         proc = subprocess.Popen(argv, cwd=REPO, env=ansible_env(lab, results), stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
                                 stderr=subprocess.STDOUT, text=True, errors='replace')
-        for line in proc.stdout:
-            log.write(line)
-            if not args.quiet:
-                sys.stderr.write(line)
-                sys.stderr.flush()
-        rc = proc.wait()
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                if not args.quiet:
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+            rc = proc.wait()
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM): the playbook stops too, before the lab goes down.
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
     with open(results, encoding='utf-8') as handle:
         entries = [json.loads(line) for line in handle if line.strip()]
     changed: dict[str, list[str]] = {}
