@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup test test-unit lint sanity build-check schema demo bench
-.PHONY: gate validate-intent
+.PHONY: gate validate-intent molecule
 
 # Runs a step and reports how long it took: $(call timed,label,command)
 timed = start=$$(date +%s); $(2); rc=$$?; echo "make: $(1) took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
@@ -26,6 +26,7 @@ help:
 	@echo "make build-check  build, inspect and install the collection tarball"
 	@echo "make schema  regenerate schema.json from plugins/module_utils/_contracts.py"
 	@echo "make demo    run the whole pipeline against the embedded Proxmox simulator"
+	@echo "make molecule  the molecule scenarios (pipeline end to end, resume, refusals, dry run)"
 	@echo "make bench   benchmarks, reported as ratios against a baseline"
 	@echo "make gate    Phase 1 validation gate (records evidence in the Phase 1 tracker)"
 
@@ -47,6 +48,7 @@ test: setup
 	@$(MAKE) --no-print-directory sanity
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory build-check
+	@$(MAKE) --no-print-directory molecule
 
 test-unit: setup
 	$(PY) -m pytest tests/unit
@@ -63,9 +65,13 @@ build-check: setup
 schema: setup
 	$(PY) -m tests.tools.gen_schema
 
-demo:
-	@echo "make demo: not built yet (the end-to-end demo comes with the pipeline steps)." >&2
-	@exit 2
+# The whole pipeline against the simulator (tests/demo/demo.py; state in state/demo/, docs/demo.md).
+demo: setup
+	@$(call timed,demo,$(PY) -m tests.demo.demo)
+
+# Molecule scenarios (extensions/molecule/): the pipeline end to end, resume, refusals, dry run.
+molecule: setup
+	@$(call timed,molecule,$(BIN)/molecule test --all)
 
 bench: setup
 	PYTHON=$(abspath $(PY)) tests/bench/run_all.sh

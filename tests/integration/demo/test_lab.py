@@ -1,0 +1,123 @@
+# Copyright (c) 2026 EM-Infra maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The lab behind make demo and the molecule scenarios (tests/demo/lab.py, tests/demo/demo.py):
+an operator's state root is never touched, proxmox.env is written as the pipeline wants it, and
+every server stops again, also when the demo is interrupted. Without test hosts (those are
+covered by the molecule scenarios), so these run anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+
+import yaml
+
+from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+LAB = os.path.join(REPO, 'tests', 'demo', 'lab.py')
+DEMO = os.path.join(REPO, 'tests', 'demo', 'demo.py')
+
+
+def lab(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, LAB, '--lab-dir', str(tmp_path / 'lab'), '--state-dir', str(tmp_path / 'state'),
+            '--prefix', 'emtl', *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+
+
+def processes_naming(text: str) -> list[int]:
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f'/proc/{entry}/cmdline', 'rb') as handle:
+                    cmdline = handle.read().replace(b'\0', b' ').decode(errors='replace')
+                with open(f'/proc/{entry}/stat', encoding='utf-8') as handle:
+                    zombie = handle.read().rsplit(')', 1)[-1].split()[0] == 'Z'
+            except OSError:
+                continue
+            if text in cmdline and not zombie:
+                found.append(int(entry))
+    return found
+
+
+def test_up_refuses_a_state_root_with_an_operators_proxmox_env(tmp_path):
+    state = tmp_path / 'state'
+    state.mkdir()
+    operator = state / 'proxmox.env'
+    operator.write_text("PROXMOX_TOKEN_SECRET='the-operators-own'\n")
+    proc = lab(tmp_path, 'up', '--hosts', 'no', '--fresh')
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith('lab_state_root:'), proc.stderr
+    assert str(operator) in proc.stderr and 'Remediation' in proc.stderr
+    assert operator.read_text() == "PROXMOX_TOKEN_SECRET='the-operators-own'\n"
+    assert sorted(os.listdir(state)) == ['proxmox.env']
+    assert not (tmp_path / 'lab' / 'lab.json').exists()
+    assert processes_naming(str(tmp_path / 'lab')) == []
+
+
+def test_up_writes_proxmox_env_and_vars_and_down_stops_every_server(tmp_path):
+    proc = lab(tmp_path, 'up', '--hosts', 'no', '--artefact-mib', '1', '--token', 'noacl')
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    env_path = tmp_path / 'state' / 'proxmox.env'
+    assert stat.S_IMODE(env_path.stat().st_mode) == 0o600
+    assert read_env_file(str(env_path)) == read_env_file(info['pvesim']['env_files']['noacl'])
+    assert info['skipped_hosts'] == 'not asked for (--hosts no)' and info['hosts'] is None
+    variables = yaml.safe_load((tmp_path / 'state' / 'lab-vars.yml').read_text())
+    assert variables['templates_ubuntu_url'].startswith(info['mirror']['url'] + '/ubuntu/')
+    assert variables['terraform_apply_environment'] == 'sim'
+    # The simulator answers over HTTPS with its own CA, the mirror serves the artefact.
+    context = ssl.create_default_context(cafile=info['pvesim']['ca'])
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+    request = urllib.request.Request(f'{info["pvesim"]["url"]}/api2/json/version')
+    try:
+        opener.open(request, timeout=30)
+    except urllib.error.HTTPError as err:
+        assert err.code == 401  # no token sent: the real server's answer
+    with opener.open(variables['templates_ubuntu_url'], timeout=30) as response:
+        assert len(response.read()) == 1 << 20
+    # Everything the lab holds that carries a token stays outside the state root.
+    assert sorted(os.listdir(tmp_path / 'state')) == ['.eminfra-lab', 'lab-vars.yml', 'proxmox.env']
+    pids = [info['pvesim']['pid'], info['mirror']['pid']]
+    assert set(pids) <= set(processes_naming(str(tmp_path / 'lab')))
+
+    down = lab(tmp_path, 'down')
+    assert down.returncode == 0, down.stderr
+    assert sorted(json.loads(down.stdout)['stopped']) == ['mirror', 'pvesim']
+    assert processes_naming(str(tmp_path / 'lab')) == []
+    assert not (tmp_path / 'lab' / 'lab.json').exists()
+    assert env_path.exists()
+    again = lab(tmp_path, 'down')
+    assert again.returncode == 0 and json.loads(again.stdout)['stopped'] == []
+
+
+def test_demo_stops_the_lab_when_interrupted(tmp_path):
+    env = dict(os.environ, DEMO_HOSTS='no', DEMO_ARTEFACT_MIB='1')
+    argv = [sys.executable, DEMO, '--state-dir', str(tmp_path / 'state'), '--lab-dir', str(tmp_path / 'lab')]
+    demo = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / 'lab' / 'runs' / 'site-01-demo.log'
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.exists() and 'TASK [' in log.read_text(errors='replace')):
+        assert demo.poll() is None, demo.stdout.read()
+        time.sleep(0.2)
+    assert log.exists(), 'the demo never started the pipeline run'
+    record = json.loads((tmp_path / 'lab' / 'lab.json').read_text())
+    assert processes_naming(str(tmp_path / 'lab'))
+    demo.send_signal(signal.SIGINT)
+    output, dummy = demo.communicate(timeout=120)
+    assert demo.returncode == 130, output
+    assert 'interrupted; stopping the lab' in output and 'lab stopped (mirror, pvesim' in output
+    assert processes_naming(str(tmp_path / 'lab')) == [], output
+    # The playbook run named the state root in its command line (-e @<state>/lab-vars.yml): it is gone too.
+    assert processes_naming(str(tmp_path)) == [], output
+    assert not (tmp_path / 'lab' / 'lab.json').exists()
+    assert record['pvesim']['pid'] not in processes_naming('tests.pvesim')
