@@ -42,7 +42,8 @@ Control endpoint (same port, JSON): ``GET /_mirror/state``; ``POST /_mirror/faul
 ``POST /_mirror/artefact`` ``{"path": P, "size": N}`` (adding an existing path bumps its
 version: new bytes, new ETag and Last-Modified); ``POST /_mirror/remove`` ``{"path": P}``;
 ``GET /_mirror/log`` (every request: method, path, range, status, body bytes sent);
-``POST /_mirror/reset`` (clears faults and the log).
+``POST /_mirror/reset`` (waits for artefact responses still being written, then clears faults
+and the log).
 """
 
 from __future__ import annotations
@@ -179,6 +180,10 @@ class MirrorState:
         self.artefacts: dict[str, Artefact] = {}
         self.faults: dict[str, dict] = {}
         self.log: list[dict] = []
+        # artefact responses still being written; reset waits for them so that a response
+        # finishing late (a throttled one sleeps after its last byte) never lands in the next log
+        self.in_flight = 0
+        self.idle = threading.Condition(self.lock)
         self._digest_cache_path = os.path.join(self.root, '.mirror-digests.json')
         try:
             with open(self._digest_cache_path, encoding='utf-8') as handle:
@@ -285,6 +290,19 @@ class MirrorState:
         with self.lock:
             self.log.append(entry)
 
+    def begin(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+
+    def end(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+            self.idle.notify_all()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        with self.lock:
+            return self.idle.wait_for(lambda: self.in_flight == 0, timeout)
+
     def snapshot(self) -> dict:
         with self.lock:
             artefacts = {p: {'size': a.size, 'etag': a.etag, 'version': a.version,
@@ -377,6 +395,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
                 state.clear(body.get('path'))
                 return self._json(200, {'ok': True})
             if self.command == 'POST' and action == 'reset':
+                state.wait_idle()
                 state.clear()
                 with state.lock:
                     state.log.clear()
@@ -426,7 +445,11 @@ class MirrorHandler(BaseHTTPRequestHandler):
         artefact = state.artefacts.get(path)
         if artefact is None:
             return self._serve_other(path, head)
-        self._serve_artefact(artefact, fault, head)
+        state.begin()
+        try:
+            self._serve_artefact(artefact, fault, head)
+        finally:
+            state.end()
 
     def _serve_other(self, path: str, head: bool) -> None:
         state = self.state
