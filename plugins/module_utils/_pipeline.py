@@ -21,6 +21,7 @@ latest.env itself is written by ``_latest_env`` only.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import hashlib
 import json
 import os
@@ -245,25 +246,34 @@ class RunLock:
                     continue
             elif self.holder_alive(holder):
                 raise self._locked_error(holder)
-            # The holder is gone: move its lock aside atomically (only one taker wins the rename).
-            stale = f'{self.path}.stale-{pid}-{os.urandom(3).hex()}'
+            # The holder is gone. Judge and replace its lock under a guard that every taker of a
+            # stale lock takes, so that one of many simultaneous takers wins and a fresh lock
+            # created meanwhile is never removed.
+            replaced = self._replace_stale(holder, content)
+            if replaced is None:
+                continue  # the lock changed while we waited for the guard: judge it again
+            if replaced:
+                return {'taken_over': holder, 'lock': content}
+            # another run created the lock after the stale one went: judge that one
+
+    def _replace_stale(self, stale: dict, content: dict) -> bool | None:
+        """Under the guard: remove the lock if it is still ``stale`` and create ours.
+
+        Returns True when ours is in place, False when another run's lock appeared first, None when
+        the lock is no longer the stale one that was judged."""
+        # the guard is an flock on the lock's directory: no extra file is left behind
+        guard = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            if self.holder() != stale:
+                return None
             try:
-                os.rename(self.path, stale)
+                os.unlink(self.path)
             except FileNotFoundError:
-                continue
-            moved = read_bytes(stale)
-            os.unlink(stale)
-            if moved is not None and moved.strip() and json.loads(moved.decode('utf-8', 'replace') or '{}') != holder:
-                # A new run created the lock between our read and the rename: give it back, and refuse.
-                fresh = json.loads(moved.decode('utf-8', 'replace'))
-                try:
-                    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                    with os.fdopen(fd, 'wb') as handle:
-                        handle.write(moved)
-                except FileExistsError:
-                    pass
-                raise self._locked_error(fresh)
-            taken_over = holder
+                return None
+            return self._create(content)
+        finally:
+            os.close(guard)  # closing releases the flock
 
     def release(self, run_id: str) -> bool:
         """Remove the lock when ``run_id`` holds it; returns whether it was removed."""

@@ -133,25 +133,32 @@ def test_a_fresh_unreadable_lock_is_respected(tmp_path, monkeypatch):
 
 
 def test_only_one_of_many_simultaneous_takers_wins(tmp_path):
+    """Many runs find the same stale lock at once: exactly one takes it over (20 rounds, 12 takers)."""
     lock_path = str(tmp_path / 'run.lock')
-    _pipeline.RunLock(lock_path).acquire('dead', dead_pid())
-    results = []
+    for dummy_round in range(20):
+        if os.path.exists(lock_path):
+            os.unlink(lock_path)
+        _pipeline.RunLock(lock_path).acquire('dead', dead_pid())
+        results = []
+        start = threading.Barrier(12)
 
-    def take(index):
-        try:
-            _pipeline.RunLock(lock_path).acquire(f'run-{index}', os.getpid())
-            results.append(('won', index))
-        except CheckError:
-            results.append(('lost', index))
+        def take(index):
+            start.wait()
+            try:
+                _pipeline.RunLock(lock_path).acquire(f'run-{index}', os.getpid())
+                results.append(('won', index))
+            except CheckError:
+                results.append(('lost', index))
 
-    threads = [threading.Thread(target=take, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert [r[0] for r in results].count('won') == 1
-    winner = [r[1] for r in results if r[0] == 'won'][0]
-    assert _pipeline.RunLock(lock_path).holder()['run_id'] == f'run-{winner}'
+        threads = [threading.Thread(target=take, args=(i,)) for i in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [r[0] for r in results].count('won') == 1, results
+        winner = [r[1] for r in results if r[0] == 'won'][0]
+        assert _pipeline.RunLock(lock_path).holder()['run_id'] == f'run-{winner}'
+        assert os.listdir(tmp_path) == ['run.lock']
 
 
 def test_find_controller_walks_up_to_the_topmost_ansible_playbook(tmp_path):
