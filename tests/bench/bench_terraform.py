@@ -90,6 +90,7 @@ def main() -> int:
         # Warm-up: the wrapper initialises its own data dir once (excluded, like the raw init).
         warm = make_runner(binary, os.path.join(tmp, 'wrapper'), manifest, proxmox)
         warm.execute(check_mode=True)
+
         def raw_round():
             start = time.perf_counter()
             raw_terraform('plan', '-input=false', '-no-color', '-detailed-exitcode', f'-out={raw.plan_path}')
