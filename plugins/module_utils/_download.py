@@ -29,6 +29,7 @@ import queue
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.error
@@ -43,6 +44,12 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import Ch
 
 CHUNK = 1 << 20
 PIPELINE_BUFFERS = 8
+# Writeback of the file is started every WRITEBACK_WINDOW bytes, so that the final fsync finds
+# little left to write.
+WRITEBACK_WINDOW = 8 << 20
+# Windows this far behind the newest are dropped from the page cache (written back by then).
+WRITEBACK_LAG = 2
+SYNC_FILE_RANGE_WRITE = 2
 MAX_REDIRECTS = 10
 PROGRESS_INTERVAL = 0.5
 USER_AGENT = 'eminfra.pipeline-template_fetch/1'
@@ -260,12 +267,71 @@ class FetchResult:
         return asdict(self)
 
 
+_SYNC_FILE_RANGE: list = []
+
+
+def _sync_file_range():
+    """Linux ``sync_file_range(2)`` through ctypes (the os module lacks it), or None elsewhere."""
+    if not _SYNC_FILE_RANGE:
+        func = None
+        if sys.platform.startswith('linux'):
+            try:
+                import ctypes  # pylint: disable=import-outside-toplevel
+                func = ctypes.CDLL(None, use_errno=True).sync_file_range
+                func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+                func.restype = ctypes.c_int
+            except (ImportError, OSError, AttributeError):
+                func = None
+        _SYNC_FILE_RANGE.append(func)
+    return _SYNC_FILE_RANGE[0]
+
+
+class _Writeback:
+    """Write the file back window by window while the download goes on, and keep it out of the cache.
+
+    Left alone, the kernel keeps a GiB of dirty pages until the final fsync, which then writes
+    them all while nothing else happens, and the download fills the page cache with a file
+    nobody reads again (the digest is computed on the way in). So each completed window of
+    WRITEBACK_WINDOW bytes is queued for writing with ``sync_file_range(SYNC_FILE_RANGE_WRITE)``,
+    and the window WRITEBACK_LAG steps older, written by then, is dropped from the cache with
+    ``posix_fadvise(POSIX_FADV_DONTNEED)``. Neither call waits for the disk or collects write
+    errors (the WAIT flags of sync_file_range would consume an error that fsync must report),
+    so the fsync before the file may be recorded still sees every error and stays the one
+    guarantee of durability. Where sync_file_range is missing or either call fails this does
+    nothing.
+    """
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self.fd = fd
+        self.start = offset
+        self.end = offset
+        self.windows: list[tuple[int, int]] = []
+        self.func = _sync_file_range()
+
+    def wrote(self, count: int) -> None:
+        self.end += count
+        if self.func is None or self.end - self.start < WRITEBACK_WINDOW:
+            return
+        window = (self.start, self.end - self.start)
+        self.start = self.end
+        try:
+            if self.func(self.fd, window[0], window[1], SYNC_FILE_RANGE_WRITE) != 0:
+                raise OSError('sync_file_range failed')
+            self.windows.append(window)
+            if len(self.windows) > WRITEBACK_LAG:
+                offset, length = self.windows.pop(0)
+                os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_DONTNEED)
+        except (OSError, AttributeError):
+            self.func = None
+
+
 class _Pipeline:
     """Hash and write the buffers the reader fills, each in its own thread, in order."""
 
-    def __init__(self, fd: int, digest) -> None:
+    def __init__(self, fd: int, digest, offset: int = 0) -> None:
         self.fd = fd
         self.digest = digest
+        self.writeback = _Writeback(fd, offset)
         self.buffers = [bytearray(CHUNK) for dummy in range(PIPELINE_BUFFERS)]
         self.free: queue.Queue = queue.Queue()
         for index in range(PIPELINE_BUFFERS):
@@ -286,6 +352,7 @@ class _Pipeline:
     def _write(self, view: memoryview) -> None:
         while view:
             written = os.write(self.fd, view)
+            self.writeback.wrote(written)
             view = view[written:]
 
     def _run(self, work_q: queue.Queue, work) -> None:
@@ -507,7 +574,7 @@ def _attempt(opener, url: str, part: str, meta_path: str, result: FetchResult, t
                                            sort_keys=True), mode=0o644)
         fd = os.open(part, mode | getattr(os, 'O_CLOEXEC', 0), 0o644)
         received = 0
-        pipeline = _Pipeline(fd, digest)
+        pipeline = _Pipeline(fd, digest, have)
         try:
             while True:
                 index = pipeline.take()
