@@ -138,12 +138,15 @@ def test_classify_transport_errors():
     assert timeout.retryable
 
 
-def _write_through_pipeline(path, chunks, offset=0):
+def _write_through_pipeline(path, chunks, offset=0, direct=False):
     """Feed ``chunks`` through the hash-and-write pipeline as the reader would; return the digest."""
     digest = hashlib.sha256()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    if direct:
+        fd, direct = _download._open_part(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, offset)
+    else:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        pipeline = _download._Pipeline(fd, digest, offset)
+        pipeline = _download._Pipeline(fd, digest, offset, direct)
         for chunk in chunks:
             index = pipeline.take()
             pipeline.buffers[index][:len(chunk)] = chunk
@@ -201,3 +204,23 @@ def test_writeback_failure_leaves_the_download_intact(tmp_path, monkeypatch):
     assert calls == [0] and pipeline.writeback.func is None
     assert path.read_bytes() == b''.join(chunks)
     assert digest == hashlib.sha256(b''.join(chunks)).hexdigest()
+
+
+def test_direct_writes_then_buffered_tail(tmp_path, monkeypatch):
+    monkeypatch.setattr(_download, 'WRITEBACK_WINDOW', 1 << 20)
+    path = str(tmp_path / 'image.part')
+    chunks = [bytes([n]) * (1 << 20) for n in range(3)] + [b'tail' * 1000, b'z' * 4096]
+    pipeline, digest = _write_through_pipeline(path, chunks, direct=True)
+    with open(path, 'rb') as handle:
+        assert handle.read() == b''.join(chunks)
+    assert digest == hashlib.sha256(b''.join(chunks)).hexdigest()
+    # Whether or not this file system takes O_DIRECT, the unaligned tail ends it.
+    assert not pipeline.direct and pipeline.writeback is not None
+    assert pipeline.offset == sum(len(chunk) for chunk in chunks)
+
+
+def test_open_part_refuses_direct_at_an_unaligned_resume_offset(tmp_path):
+    path = str(tmp_path / 'image.part')
+    fd, direct = _download._open_part(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 4097)
+    os.close(fd)
+    assert direct is False
