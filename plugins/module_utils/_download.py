@@ -24,6 +24,7 @@ environment, and with large ``readinto`` calls it moves GiB files at the speed o
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import json
@@ -380,13 +381,25 @@ class _Pipeline:
     def _hash(self, view: memoryview) -> None:
         self.digest.update(view)
 
+    def _buffered(self) -> None:
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+        self.direct = False
+        self.writeback = _Writeback(self.fd, self.offset)
+
     def _write(self, view: memoryview) -> None:
+        # A buffer returns to the reader only after this write (and its hash) are done, so a
+        # direct write never sees its buffer change under it.
         while view:
             if self.direct and (len(view) % DIRECT_ALIGN or self.offset % DIRECT_ALIGN):
-                fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_DIRECT)
-                self.direct = False
-                self.writeback = _Writeback(self.fd, self.offset)
-            written = os.write(self.fd, view)
+                self._buffered()
+            try:
+                written = os.write(self.fd, view)
+            except OSError as exc:
+                if not self.direct or exc.errno != errno.EINVAL:
+                    raise
+                # Some file systems open with O_DIRECT and refuse the write: go through the cache.
+                self._buffered()
+                continue
             self.offset += written
             if self.writeback is not None:
                 self.writeback.wrote(written)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
@@ -224,3 +225,28 @@ def test_open_part_refuses_direct_at_an_unaligned_resume_offset(tmp_path):
     fd, direct = _download._open_part(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 4097)
     os.close(fd)
     assert direct is False
+
+
+def test_direct_write_refused_falls_back_to_the_page_cache(tmp_path, monkeypatch):
+    probe = str(tmp_path / 'probe')
+    fd, direct = _download._open_part(probe, os.O_WRONLY | os.O_CREAT, 0)
+    os.close(fd)
+    if not direct:
+        pytest.skip('this file system does not take O_DIRECT')
+    real_write = os.write
+    refused = []
+
+    def write(fd, data):
+        if not refused:
+            refused.append(len(data))
+            raise OSError(errno.EINVAL, 'Invalid argument')
+        return real_write(fd, data)
+
+    monkeypatch.setattr(_download.os, 'write', write)
+    path = str(tmp_path / 'image.part')
+    chunks = [bytes([n]) * (1 << 20) for n in range(3)]
+    pipeline, digest = _write_through_pipeline(path, chunks, direct=True)
+    assert refused == [1 << 20] and not pipeline.direct
+    with open(path, 'rb') as handle:
+        assert handle.read() == b''.join(chunks)
+    assert digest == hashlib.sha256(b''.join(chunks)).hexdigest()
