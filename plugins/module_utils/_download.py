@@ -8,7 +8,9 @@ This is a private module_utils file of eminfra.pipeline; its API may change at a
 
 ``fetch()`` streams a URL into ``<dest>.part`` and hashes it in the same pass: the socket is
 read into 1 MiB buffers by the calling thread while one thread hashes and another writes, so
-the slowest of network, SHA-256 and disk sets the pace instead of their sum. A broken
+the slowest of network, SHA-256 and disk sets the pace instead of their sum. The writes go to
+the disk as they come (O_DIRECT where the file system takes it, else early writeback), so the
+fsync that must precede recording the file is short. A broken
 connection keeps the ``.part`` file; the next attempt (or the next run) asks for the rest with
 ``Range`` guarded by ``If-Range`` (the ETag or Last-Modified kept in ``<dest>.part.meta``), and
 starts again cleanly when the server answers 200 instead of 206. Connection errors and 5xx
@@ -22,13 +24,17 @@ environment, and with large ``readinto`` calls it moves GiB files at the speed o
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import io
 import json
+import mmap
 import os
 import queue
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.error
@@ -43,6 +49,14 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import Ch
 
 CHUNK = 1 << 20
 PIPELINE_BUFFERS = 8
+# Writeback of the file is started every WRITEBACK_WINDOW bytes, so that the final fsync finds
+# little left to write.
+WRITEBACK_WINDOW = 8 << 20
+# Windows this far behind the newest are dropped from the page cache (written back by then).
+WRITEBACK_LAG = 2
+SYNC_FILE_RANGE_WRITE = 2
+# O_DIRECT writes need buffers, lengths and file offsets aligned to the device's block size.
+DIRECT_ALIGN = 4096
 MAX_REDIRECTS = 10
 PROGRESS_INTERVAL = 0.5
 USER_AGENT = 'eminfra.pipeline-template_fetch/1'
@@ -260,13 +274,97 @@ class FetchResult:
         return asdict(self)
 
 
-class _Pipeline:
-    """Hash and write the buffers the reader fills, each in its own thread, in order."""
+_SYNC_FILE_RANGE: list = []
 
-    def __init__(self, fd: int, digest) -> None:
+
+def _sync_file_range():
+    """Linux ``sync_file_range(2)`` through ctypes (the os module lacks it), or None elsewhere."""
+    if not _SYNC_FILE_RANGE:
+        func = None
+        if sys.platform.startswith('linux'):
+            try:
+                import ctypes  # pylint: disable=import-outside-toplevel
+                func = ctypes.CDLL(None, use_errno=True).sync_file_range
+                func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+                func.restype = ctypes.c_int
+            except (ImportError, OSError, AttributeError):
+                func = None
+        _SYNC_FILE_RANGE.append(func)
+    return _SYNC_FILE_RANGE[0]
+
+
+class _Writeback:
+    """Write the file back window by window while the download goes on, and keep it out of the cache.
+
+    Left alone, the kernel keeps a GiB of dirty pages until the final fsync, which then writes
+    them all while nothing else happens, and the download fills the page cache with a file
+    nobody reads again (the digest is computed on the way in). So each completed window of
+    WRITEBACK_WINDOW bytes is queued for writing with ``sync_file_range(SYNC_FILE_RANGE_WRITE)``,
+    and the window WRITEBACK_LAG steps older, written by then, is dropped from the cache with
+    ``posix_fadvise(POSIX_FADV_DONTNEED)``. Neither call waits for the disk or collects write
+    errors (the WAIT flags of sync_file_range would consume an error that fsync must report),
+    so the fsync before the file may be recorded still sees every error and stays the one
+    guarantee of durability. Where sync_file_range is missing or either call fails this does
+    nothing.
+    """
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self.fd = fd
+        self.start = offset
+        self.end = offset
+        self.windows: list[tuple[int, int]] = []
+        self.func = _sync_file_range()
+
+    def wrote(self, count: int) -> None:
+        self.end += count
+        if self.func is None or self.end - self.start < WRITEBACK_WINDOW:
+            return
+        window = (self.start, self.end - self.start)
+        self.start = self.end
+        try:
+            if self.func(self.fd, window[0], window[1], SYNC_FILE_RANGE_WRITE) != 0:
+                raise OSError('sync_file_range failed')
+            self.windows.append(window)
+            if len(self.windows) > WRITEBACK_LAG:
+                offset, length = self.windows.pop(0)
+                os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_DONTNEED)
+        except (OSError, AttributeError):
+            self.func = None
+
+
+def _open_part(part: str, mode: int, offset: int) -> tuple[int, bool]:
+    """Open the ``.part`` file with O_DIRECT where the file system allows it; return (fd, direct).
+
+    Direct writes go from the (page-aligned) buffers to the disk without a copy into the page
+    cache and without the kernel's writeback work, which on a busy machine is CPU the download
+    does not have to spend; they still need the fsync for the file's size and the disk's cache.
+    """
+    flags = mode | getattr(os, 'O_CLOEXEC', 0)
+    direct = getattr(os, 'O_DIRECT', 0)
+    if direct and offset % DIRECT_ALIGN == 0:
+        try:
+            return os.open(part, flags | direct, 0o644), True
+        except OSError:
+            pass  # e.g. EINVAL: the file system does not support it
+    return os.open(part, flags, 0o644), False
+
+
+class _Pipeline:
+    """Hash and write the buffers the reader fills, each in its own thread, in order.
+
+    With ``direct`` the file was opened with O_DIRECT: full buffers at aligned offsets are
+    written directly; the first write that is not aligned (the tail of the file, a short read)
+    turns O_DIRECT off and the rest goes through the page cache with ``_Writeback``.
+    """
+
+    def __init__(self, fd: int, digest, offset: int = 0, direct: bool = False) -> None:
         self.fd = fd
         self.digest = digest
-        self.buffers = [bytearray(CHUNK) for dummy in range(PIPELINE_BUFFERS)]
+        self.offset = offset
+        self.direct = direct
+        self.writeback = None if direct else _Writeback(fd, offset)
+        # Anonymous maps are page-aligned, as O_DIRECT wants.
+        self.buffers = [mmap.mmap(-1, CHUNK) for dummy in range(PIPELINE_BUFFERS)]
         self.free: queue.Queue = queue.Queue()
         for index in range(PIPELINE_BUFFERS):
             self.free.put(index)
@@ -283,9 +381,28 @@ class _Pipeline:
     def _hash(self, view: memoryview) -> None:
         self.digest.update(view)
 
+    def _buffered(self) -> None:
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+        self.direct = False
+        self.writeback = _Writeback(self.fd, self.offset)
+
     def _write(self, view: memoryview) -> None:
+        # A buffer returns to the reader only after this write (and its hash) are done, so a
+        # direct write never sees its buffer change under it.
         while view:
-            written = os.write(self.fd, view)
+            if self.direct and (len(view) % DIRECT_ALIGN or self.offset % DIRECT_ALIGN):
+                self._buffered()
+            try:
+                written = os.write(self.fd, view)
+            except OSError as exc:
+                if not self.direct or exc.errno != errno.EINVAL:
+                    raise
+                # Some file systems open with O_DIRECT and refuse the write: go through the cache.
+                self._buffered()
+                continue
+            self.offset += written
+            if self.writeback is not None:
+                self.writeback.wrote(written)
             view = view[written:]
 
     def _run(self, work_q: queue.Queue, work) -> None:
@@ -505,9 +622,9 @@ def _attempt(opener, url: str, part: str, meta_path: str, result: FetchResult, t
         result.etag = etag
         atomic_write(meta_path, json.dumps({'url': url, 'etag': etag, 'last_modified': modified, 'total': total},
                                            sort_keys=True), mode=0o644)
-        fd = os.open(part, mode | getattr(os, 'O_CLOEXEC', 0), 0o644)
+        fd, direct = _open_part(part, mode, have)
         received = 0
-        pipeline = _Pipeline(fd, digest)
+        pipeline = _Pipeline(fd, digest, have, direct)
         try:
             while True:
                 index = pipeline.take()

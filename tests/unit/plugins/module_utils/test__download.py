@@ -5,12 +5,17 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import os
 import socket
 import ssl
+import sys
 import urllib.error
 
 import pytest
 
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _download
 from ansible_collections.eminfra.pipeline.plugins.module_utils._download import (
     DownloadError, _content_range, check_filename, check_url, classify, digest_from_sums, filename_from_url,
     parse_checksum, pve_filename)
@@ -132,3 +137,116 @@ def test_classify_transport_errors():
     assert 'does not resolve' in str(dns) and not dns.retryable
     timeout = classify(socket.timeout('timed out'), url, True, None)
     assert timeout.retryable
+
+
+def _write_through_pipeline(path, chunks, offset=0, direct=False):
+    """Feed ``chunks`` through the hash-and-write pipeline as the reader would; return the digest."""
+    digest = hashlib.sha256()
+    if direct:
+        fd, direct = _download._open_part(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, offset)
+    else:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        pipeline = _download._Pipeline(fd, digest, offset, direct)
+        for chunk in chunks:
+            index = pipeline.take()
+            pipeline.buffers[index][:len(chunk)] = chunk
+            pipeline.submit(index, len(chunk))
+        pipeline.close()
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return pipeline, digest.hexdigest()
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='sync_file_range is Linux only')
+def test_writeback_queues_each_window_and_drops_older_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(_download, 'WRITEBACK_WINDOW', 3 << 20)
+    real = _download._sync_file_range()
+    assert real is not None
+    calls, dropped = [], []
+
+    def recording(fd, offset, length, flags):
+        calls.append((offset, length, flags))
+        return real(fd, offset, length, flags)
+
+    real_fadvise = os.posix_fadvise
+
+    def fadvise(fd, offset, length, advice):
+        dropped.append((offset, length, advice))
+        real_fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(_download, '_SYNC_FILE_RANGE', [recording])
+    monkeypatch.setattr(_download.os, 'posix_fadvise', fadvise)
+    path = tmp_path / 'image.part'
+    path.write_bytes(b'x' * 100)  # a resumed download appends after the bytes it has
+    chunks = [bytes([n]) * (1 << 20) for n in range(10)]
+    dummy, digest = _write_through_pipeline(str(path), chunks, offset=100)
+    assert path.read_bytes() == b'x' * 100 + b''.join(chunks)
+    assert digest == hashlib.sha256(b''.join(chunks)).hexdigest()
+    # Windows of 3 MiB from the resume offset on, queued for writing only (no wait flags).
+    window = 3 << 20
+    assert calls == [(100 + n * window, window, _download.SYNC_FILE_RANGE_WRITE) for n in range(3)]
+    assert dropped == [(100, window, os.POSIX_FADV_DONTNEED)]
+
+
+def test_writeback_failure_leaves_the_download_intact(tmp_path, monkeypatch):
+    monkeypatch.setattr(_download, 'WRITEBACK_WINDOW', 1 << 20)
+    calls = []
+
+    def failing(fd, offset, length, flags):
+        calls.append(offset)
+        return -1
+
+    monkeypatch.setattr(_download, '_SYNC_FILE_RANGE', [failing])
+    path = tmp_path / 'image.part'
+    chunks = [bytes([n]) * (1 << 20) for n in range(4)]
+    pipeline, digest = _write_through_pipeline(str(path), chunks)
+    assert calls == [0] and pipeline.writeback.func is None
+    assert path.read_bytes() == b''.join(chunks)
+    assert digest == hashlib.sha256(b''.join(chunks)).hexdigest()
+
+
+def test_direct_writes_then_buffered_tail(tmp_path, monkeypatch):
+    monkeypatch.setattr(_download, 'WRITEBACK_WINDOW', 1 << 20)
+    path = str(tmp_path / 'image.part')
+    chunks = [bytes([n]) * (1 << 20) for n in range(3)] + [b'tail' * 1000, b'z' * 4096]
+    pipeline, digest = _write_through_pipeline(path, chunks, direct=True)
+    with open(path, 'rb') as handle:
+        assert handle.read() == b''.join(chunks)
+    assert digest == hashlib.sha256(b''.join(chunks)).hexdigest()
+    # Whether or not this file system takes O_DIRECT, the unaligned tail ends it.
+    assert not pipeline.direct and pipeline.writeback is not None
+    assert pipeline.offset == sum(len(chunk) for chunk in chunks)
+
+
+def test_open_part_refuses_direct_at_an_unaligned_resume_offset(tmp_path):
+    path = str(tmp_path / 'image.part')
+    fd, direct = _download._open_part(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 4097)
+    os.close(fd)
+    assert direct is False
+
+
+def test_direct_write_refused_falls_back_to_the_page_cache(tmp_path, monkeypatch):
+    probe = str(tmp_path / 'probe')
+    fd, direct = _download._open_part(probe, os.O_WRONLY | os.O_CREAT, 0)
+    os.close(fd)
+    if not direct:
+        pytest.skip('this file system does not take O_DIRECT')
+    real_write = os.write
+    refused = []
+
+    def write(fd, data):
+        if not refused:
+            refused.append(len(data))
+            raise OSError(errno.EINVAL, 'Invalid argument')
+        return real_write(fd, data)
+
+    monkeypatch.setattr(_download.os, 'write', write)
+    path = str(tmp_path / 'image.part')
+    chunks = [bytes([n]) * (1 << 20) for n in range(3)]
+    pipeline, digest = _write_through_pipeline(path, chunks, direct=True)
+    assert refused == [1 << 20] and not pipeline.direct
+    with open(path, 'rb') as handle:
+        assert handle.read() == b''.join(chunks)
+    assert digest == hashlib.sha256(b''.join(chunks)).hexdigest()
