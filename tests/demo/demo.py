@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--artefact-mib', type=int, default=int(os.environ.get('DEMO_ARTEFACT_MIB', '64')))
     args = parser.parse_args(argv)
     args.state_dir, args.lab_dir = os.path.abspath(args.state_dir), os.path.abspath(args.lab_dir)
+    # Ctrl-C and SIGTERM stop the lab. SIGINT is set explicitly: a process started in the
+    # background by a non-interactive shell inherits SIGINT ignored, and Python keeps it so.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, on_signal)
     started = time.monotonic()
     lab_args = argparse.Namespace(lab_dir=args.lab_dir, state_dir=args.state_dir, prefix=args.prefix, token='full',

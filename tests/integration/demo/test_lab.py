@@ -103,7 +103,10 @@ def test_up_writes_proxmox_env_and_vars_and_down_stops_every_server(tmp_path):
 def test_demo_stops_the_lab_when_interrupted(tmp_path):
     env = dict(os.environ, DEMO_HOSTS='no', DEMO_ARTEFACT_MIB='1')
     argv = [sys.executable, DEMO, '--state-dir', str(tmp_path / 'state'), '--lab-dir', str(tmp_path / 'lab')]
-    demo = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Started with SIGINT ignored, as a non-interactive shell starts a background job (and as CI may):
+    # the demo must still stop on Ctrl-C.
+    demo = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # pylint: disable=subprocess-popen-preexec-fn
     # The run holds its lock from its first task to its last: interrupt while it is held
     # (the playbook's output file is block-buffered, so it is no sign of progress).
     lock = tmp_path / 'state' / 'runs' / 'run.lock'
