@@ -32,6 +32,7 @@ empties a state root that carries the marker, and only such a root.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import shlex
@@ -363,6 +364,10 @@ def down(args) -> dict:
         hosts = proc.stdout.strip() or proc.stderr.strip()
         if proc.returncode != 0:
             say(f'testhosts down exited {proc.returncode}: {proc.stderr.strip()}')
+    # The simulator's own env files carry its tokens' secrets; with the simulator gone they are of no
+    # use, and the only copy that stays is the state root's proxmox.env.
+    for name in glob.glob(os.path.join(lab_dir, 'pvesim', '*.env')):
+        os.unlink(name)
     try:
         os.unlink(os.path.join(lab_dir, LAB_FILE))
     except FileNotFoundError:
