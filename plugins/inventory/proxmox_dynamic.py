@@ -118,6 +118,11 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 from ansible.utils.display import Display
 from ansible.utils.unsafe_proxy import AnsibleUnsafeText
 
+try:
+    from ansible.template import is_trusted_as_template
+except ImportError:  # pragma: no cover - a core without template trust: every expression goes to the templar
+    is_trusted_as_template = None
+
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import (
     OUTPUTS_SCHEMA, ContractError, _describe, field_path, schema_errors,
 )
@@ -404,10 +409,97 @@ def read_outputs(path: str, handle) -> dict:
     return data
 
 
+# A variable reference: a name, then any number of .attribute, ['key'], ["key"] or [index], no spaces
+# inside. Anything else (filters, operators, tests, literals, backslashes) is left to the templar.
+_REFERENCE_NAME = r'[A-Za-z_][A-Za-z0-9_]*'
+_REFERENCE = re.compile(rf'\s*({_REFERENCE_NAME})((?:\.{_REFERENCE_NAME}|\[(?:\'[^\'\\]*\'|"[^"\\]*"|0|[1-9][0-9]*)\])*)\s*')
+_REFERENCE_STEP = re.compile(rf'\.({_REFERENCE_NAME})|\[(?:\'([^\'\\]*)\'|"([^"\\]*)"|([0-9]+))\]')
+# Jinja constants, operators and the names the expression context defines itself
+_NOT_VARIABLES = frozenset(('true', 'false', 'none', 'True', 'False', 'None', 'and', 'or', 'not', 'in', 'is', 'if', 'else',
+                            'self', 'loop', 'caller', 'varargs', 'kwargs', 'super', 'omit'))
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+_MISSING = object()
+
+
+def parse_reference(expression) -> tuple | None:
+    """``expression`` as (name, steps) when it is a plain variable reference that ``resolve_reference`` may answer, else None.
+
+    Each step is (True, attribute) for ``.attribute`` or (False, key) for ``[key]``. An attribute that
+    dict or list also has as a method (``x.items``) or that starts with ``_`` is never a plain reference:
+    Jinja resolves those to the attribute, not the item.
+    """
+    if not isinstance(expression, str):
+        return None
+    match = _REFERENCE.fullmatch(expression)
+    if not match or match.group(1) in _NOT_VARIABLES:
+        return None
+    steps = []
+    for step in _REFERENCE_STEP.finditer(match.group(2)):
+        attribute, single, double, index = step.groups()
+        if attribute is not None:
+            if attribute.startswith('_') or hasattr(dict, attribute) or hasattr(list, attribute):
+                return None
+            steps.append((True, attribute))
+        elif index is not None:
+            steps.append((False, int(index)))
+        else:
+            steps.append((False, single if single is not None else double))
+    return match.group(1), tuple(steps)
+
+
+def _plain_copy(value):
+    """A copy of ``value`` if it holds only plain JSON-like types (no tagged or custom ones), else _MISSING."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is list:
+        items = [_plain_copy(item) for item in value]
+        return _MISSING if any(item is _MISSING for item in items) else items
+    if kind is dict:
+        copied = {}
+        for key, item in value.items():
+            item = _plain_copy(item)
+            if type(key) not in _SCALARS or item is _MISSING:  # pylint: disable=unidiomatic-typecheck
+                return _MISSING
+            copied[key] = item
+        return copied
+    return _MISSING
+
+
+def resolve_reference(reference: tuple, variables):
+    """The value the templar gives for a parsed variable reference, or _MISSING where only the templar can tell.
+
+    Answered only for a defined value of plain types, which the templar returns as an equal copy;
+    undefined names, missing keys, tagged values (trusted templates, deprecations) and every other
+    type go to the templar, which also raises its errors. A unit test holds this to the templar.
+    """
+    if type(variables) is not dict:  # pylint: disable=unidiomatic-typecheck
+        return _MISSING
+    name, steps = reference
+    value = variables.get(name, _MISSING)
+    for attribute, key in steps:
+        if value is _MISSING:
+            return _MISSING
+        kind = type(value)
+        if kind is dict and (attribute or type(key) is str):  # pylint: disable=unidiomatic-typecheck
+            value = value.get(key, _MISSING)
+        elif kind is list and type(key) is int and key < len(value):  # pylint: disable=unidiomatic-typecheck
+            value = value[key]
+        else:
+            return _MISSING
+    if value is _MISSING:
+        return _MISSING
+    return _plain_copy(value)
+
+
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     """Hosts and groups from the Terraform outputs contract."""
 
     NAME = 'eminfra.pipeline.proxmox_dynamic'
+
+    def __init__(self):
+        super().__init__()
+        self._references: dict = {}
 
     def verify_file(self, path):
         return super().verify_file(path) and path.endswith(('proxmox_dynamic.yml', 'proxmox_dynamic.yaml'))
@@ -478,6 +570,32 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return compiled[key]
         reuse.reuses_compiled = True
         environment.compile_expression = reuse
+
+    def _compose(self, template, variables, disable_lookups=...):
+        """Constructable._compose, answering plain variable references without the templar.
+
+        ``node_vmid: eminfra_vmid`` or ``key: eminfra_tags`` cost about 100 us per host in the
+        templar and a dictionary lookup here. Only a trusted expression that parse_reference accepts,
+        whose value resolve_reference can answer, takes this path; everything else, and every error,
+        is the templar's. The templar's variables are set either way, as keyed_groups' parent_group
+        is templated with them afterwards.
+        """
+        if isinstance(template, str) and disable_lookups is ...:
+            reference = self._references.get(template, _MISSING)
+            if reference is _MISSING:
+                reference = self._references[template] = parse_reference(template)
+            if reference is not None and is_trusted_as_template is not None and is_trusted_as_template(template) and not self._use_extra_vars():
+                value = resolve_reference(reference, variables)
+                if value is not _MISSING:
+                    self.templar.available_variables = variables
+                    return value
+        return super()._compose(template, variables, disable_lookups=disable_lookups)
+
+    def _use_extra_vars(self) -> bool:
+        try:
+            return bool(self.get_option('use_extra_vars'))
+        except KeyError:
+            return False
 
     def populate(self, data: dict) -> None:
         """Add the validated outputs' hosts, groups and variables to the inventory."""

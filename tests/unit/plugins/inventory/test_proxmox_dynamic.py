@@ -18,6 +18,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ansible.template import trust_as_template
 
 from ansible_collections.eminfra.pipeline.plugins.inventory import proxmox_dynamic as plugin
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import OUTPUTS_SCHEMA, ContractError, schema_errors
@@ -268,3 +269,125 @@ def test_mutated_documents(instance):
     assert plugin.outputs_errors(instance) == expected
     if plugin.quick_valid(instance):
         assert expected == []
+
+
+# The fast path for plain variable references in compose and keyed_groups: whatever it answers must
+# be what ansible-core's templar answers for the same expression and variables, type for type.
+
+def _templar_result(expression: str, variables: dict):
+    """('ok', value) or ('error', exception type) from ansible-core's own templating."""
+    from ansible.template import Templar, trust_as_template  # pylint: disable=import-outside-toplevel
+    try:
+        return 'ok', Templar(variables=variables).evaluate_expression(trust_as_template(expression))
+    except Exception as err:  # pylint: disable=broad-exception-caught
+        return 'error', type(err)
+
+
+def _same(one, two) -> bool:
+    """Equal, and of the same types all the way down (1 and True and 1.0 differ)."""
+    if type(one) is not type(two):  # pylint: disable=unidiomatic-typecheck
+        return False
+    if isinstance(one, dict):
+        return list(one) == list(two) and all(_same(key, key2) and _same(one[key], two[key2]) for key, key2 in zip(one, two))
+    if isinstance(one, list):
+        return len(one) == len(two) and all(_same(left, right) for left, right in zip(one, two))
+    return one == two
+
+
+def _containers_of(value):
+    if isinstance(value, (dict, list)):
+        yield value
+        for item in (value.values() if isinstance(value, dict) else value):
+            yield from _containers_of(item)
+
+
+def assert_fast_path_agrees(expression: str, variables: dict) -> bool:
+    """Check the fast path against the templar; True when the fast path answered."""
+    reference = plugin.parse_reference(expression)
+    if reference is None:
+        return False
+    fast = plugin.resolve_reference(reference, variables)
+    if fast is plugin._MISSING:  # pylint: disable=protected-access
+        return False
+    outcome, expected = _templar_result(expression, variables)
+    assert outcome == 'ok', (expression, variables, expected)
+    assert _same(fast, expected), (expression, variables, fast, expected)
+    # a copy, as the templar's: composing a variable never aliases another host variable's containers
+    assert not any(fast is container for container in _containers_of(variables))
+    return True
+
+
+REFERENCE_VARIABLES = {
+    'eminfra_vmid': 101, 'eminfra_tags': ['gpu', 'edge'], 'ansible_user': 'ubuntu', 'flag': True, 'ratio': 1.5, 'nothing': None,
+    'eminfra_meta': {'rack': 'r1', 'items': 'shadowed', 'keys': ['a'], '_private': 1, 'nested': {'slots': [1, {'x': 'y'}]}, '': 'empty'},
+    'range': 'a variable named like a Jinja global', 'lookup': 'another', 'dict': 3,
+    'trusted': trust_as_template('{{ eminfra_vmid }}'), 'tagged_list': [trust_as_template('{{ 1 + 1 }}')],
+    'mixed': [1, 'two', 3.0, None, False, {'k': [True]}],
+}
+
+
+@pytest.mark.parametrize('expression', [
+    'eminfra_vmid', ' eminfra_vmid ', 'eminfra_tags', 'eminfra_tags[0]', 'eminfra_tags[1]', 'eminfra_tags[2]', 'ansible_user',
+    'flag', 'ratio', 'nothing', 'eminfra_meta', 'eminfra_meta.rack', "eminfra_meta['rack']", 'eminfra_meta["rack"]',
+    'eminfra_meta.items', "eminfra_meta['items']", 'eminfra_meta.keys', "eminfra_meta['keys'][0]", 'eminfra_meta._private',
+    "eminfra_meta['_private']", 'eminfra_meta.nested.slots[1].x', "eminfra_meta['']", 'eminfra_meta.missing', 'undefined_name',
+    'range', 'lookup', 'dict', 'omit', 'true', 'True', 'none', 'self', 'trusted', 'tagged_list', 'tagged_list[0]', 'mixed',
+    'mixed[5].k', 'mixed[5].k[0]', 'eminfra_vmid.real', 'ansible_user.upper', 'eminfra_tags.count', 'eminfra_tags[-1]',
+    'eminfra_tags[01]', 'eminfra_vmid ~ ""', 'eminfra_vmid | int', "eminfra_meta['rack'] ", 'eminfra_meta . rack',
+    "eminfra_meta['r\\u0061ck']", 'eminfra_tags[0]|upper', 'eminfra_vmid == 101',
+])
+def test_reference_fast_path_equals_templar(expression):
+    assert_fast_path_agrees(expression, REFERENCE_VARIABLES)
+
+
+def test_reference_fast_path_answers_the_plain_cases():
+    """The fast path is taken where it should be (else the tests above would prove nothing)."""
+    for expression in ('eminfra_vmid', 'eminfra_tags', 'eminfra_meta.rack', "eminfra_meta['items']", 'mixed[5].k[0]', 'range'):
+        assert assert_fast_path_agrees(expression, REFERENCE_VARIABLES), expression
+    for expression in ('eminfra_meta.items', 'trusted', 'tagged_list', 'undefined_name', 'omit', 'eminfra_vmid | int'):
+        assert not assert_fast_path_agrees(expression, REFERENCE_VARIABLES), expression
+
+
+_KEYS = st.sampled_from(['a', 'b', 'rack', 'items', 'keys', 'get', '_x', 'x1', 'true', 'omit', 'range', 'self', 'None', ''])
+_SCALAR_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False, allow_infinity=False),
+                           st.text(max_size=4), st.sampled_from(['{{ 1 }}', '{% if %}', 'a.b']),
+                           st.builds(trust_as_template, st.sampled_from(['{{ 7 }}', 'plain', '{{ undefined_x }}'])))
+_VALUES = st.recursive(_SCALAR_VALUES, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                               st.dictionaries(_KEYS, inner, max_size=4)), max_leaves=10)
+_STEPS = st.lists(st.one_of(_KEYS.map(lambda key: f'.{key}'), _KEYS.map(lambda key: f"['{key}']"),
+                            _KEYS.map(lambda key: f'["{key}"]'), st.sampled_from(['[0]', '[1]', '[2]', '[-1]', '[00]'])), max_size=3)
+_EXPRESSIONS = st.one_of(
+    st.builds(lambda space, name, steps, tail: space + name + ''.join(steps) + tail,
+              st.sampled_from(['', ' ', '\n']), _KEYS, _STEPS, st.sampled_from(['', ' ', ' | string', '.0', ' ~ ""'])),
+    st.text(alphabet='ab_.[]\'"01 -~|', max_size=12),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(variables=st.dictionaries(_KEYS, _VALUES, max_size=5), expression=_EXPRESSIONS)
+def test_reference_fast_path_equals_templar_generated(variables, expression):
+    assert_fast_path_agrees(expression, variables)
+
+
+def test_compose_uses_the_fast_path_only_for_trusted_references(monkeypatch):
+    """InventoryModule._compose answers plain references itself and leaves the rest to the templar."""
+    from ansible.template import Templar  # pylint: disable=import-outside-toplevel
+    inventory = plugin.InventoryModule()
+    inventory.templar = Templar(loader=None)
+    inventory._options = {'use_extra_vars': False}  # pylint: disable=protected-access
+    variables = {'eminfra_vmid': 101, 'eminfra_meta': {'rack': 'r1'}}
+    evaluated = []
+    real = inventory.templar.evaluate_expression
+    monkeypatch.setattr(inventory.templar, 'evaluate_expression', lambda expression: evaluated.append(expression) or real(expression))
+
+    assert inventory._compose(trust_as_template('eminfra_meta.rack'), variables) == 'r1'  # pylint: disable=protected-access
+    assert not evaluated
+    assert inventory.templar.available_variables is variables
+    assert inventory._compose(trust_as_template('eminfra_vmid + 1'), variables) == 102  # pylint: disable=protected-access
+    assert evaluated == ['eminfra_vmid + 1']
+    with pytest.raises(Exception, match='untrusted'):
+        inventory._compose('eminfra_vmid', variables)  # pylint: disable=protected-access
+    inventory._options = {'use_extra_vars': True}  # pylint: disable=protected-access
+    inventory._vars = {}  # pylint: disable=protected-access
+    assert inventory._compose(trust_as_template('eminfra_vmid'), variables) == 101  # pylint: disable=protected-access
+    assert evaluated[-1] == 'eminfra_vmid'
