@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -294,8 +295,8 @@ def _same(one, two) -> bool:
         return list(one) == list(two) and all(_same(key, key2) and _same(one[key], two[key2]) for key, key2 in zip(one, two))
     if isinstance(one, list):
         return len(one) == len(two) and all(_same(left, right) for left, right in zip(one, two))
-    if isinstance(one, float) and one != one:  # NaN
-        return two != two
+    if isinstance(one, float) and math.isnan(one):
+        return math.isnan(two)
     return one == two
 
 
@@ -345,7 +346,8 @@ REFERENCE_VARIABLES = {
     'eminfra_tags[01]', 'eminfra_vmid | int', "eminfra_meta['rack'] ", 'eminfra_meta . rack', 'eminfra_tags[0]|upper',
     "ansible_user ~ '@' ~ ansible_host", "ansible_user ~ eminfra_vmid", "ansible_user ~ ratio", "ansible_user ~ nothing",
     "ansible_user ~ flag", "eminfra_vmid ~ ''", "digits ~ ''", "'1' ~ '2'", "'[1]' ~ ''", "'{{ 1 }}' ~ ''", "'x' ~ trusted",
-    'eminfra_vmid % 2 == 0', 'eminfra_vmid % 2', 'eminfra_vmid % 3', 'eminfra_vmid % 7 == 3', 'eminfra_vmid // 3', 'ratio % 0.4', 'eminfra_vmid % zero', 'eminfra_vmid // zero', 'eminfra_vmid / 2',
+    'eminfra_vmid % 2 == 0', 'eminfra_vmid % 2', 'eminfra_vmid % 3', 'eminfra_vmid % 7 == 3', 'eminfra_vmid // 3', 'ratio % 0.4',
+    'eminfra_vmid % zero', 'eminfra_vmid // zero', 'eminfra_vmid / 2',
     'eminfra_vmid / zero', 'eminfra_vmid * ratio', 'eminfra_vmid - 1.5', 'eminfra_vmid + flag', 'ansible_user + ansible_host',
     'ansible_user * 2', "ansible_user % 'x'", 'eminfra_vmid == 101', 'eminfra_vmid != 101', 'eminfra_vmid > 100',
     'eminfra_vmid < ratio', 'ansible_user >= ansible_host', 'ansible_user < eminfra_vmid', 'flag == 1', 'zero == False',
