@@ -114,9 +114,18 @@ import re
 
 from ansible.errors import AnsibleParserError
 from ansible.inventory.group import to_safe_group_name
+from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.display import Display
+from ansible.utils.vars import combine_vars
 from ansible.utils.unsafe_proxy import AnsibleUnsafeText
+from jinja2 import Environment, TemplateSyntaxError
+from jinja2.parser import Parser
+
+try:
+    from ansible.template import is_trusted_as_template
+except ImportError:  # pragma: no cover - a core without template trust: every expression goes to the templar
+    is_trusted_as_template = None
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import (
     OUTPUTS_SCHEMA, ContractError, _describe, field_path, schema_errors,
@@ -404,10 +413,229 @@ def read_outputs(path: str, handle) -> dict:
     return data
 
 
+# Jinja names that the expression context defines itself, or that mean more than a variable
+_NOT_VARIABLES = frozenset(('self', 'loop', 'caller', 'varargs', 'kwargs', 'super', 'omit'))
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+_NUMBERS = frozenset((int, float))
+_MISSING = object()
+
+
+class _Unanswered(Exception):
+    """The fast path cannot tell; the templar decides (and raises its own errors)."""
+
+
+def _plain_copy(value):
+    """A copy of ``value`` if it holds only plain JSON-like types (no tagged or custom ones), else _MISSING."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is list:
+        items = [_plain_copy(item) for item in value]
+        return _MISSING if any(item is _MISSING for item in items) else items
+    if kind is dict:
+        copied = {}
+        for key, item in value.items():
+            item = _plain_copy(item)
+            if type(key) not in _SCALARS or item is _MISSING:  # pylint: disable=unidiomatic-typecheck
+                return _MISSING
+            copied[key] = item
+        return copied
+    return _MISSING
+
+
+def _scalar(value):
+    if type(value) not in _SCALARS:  # pylint: disable=unidiomatic-typecheck
+        raise _Unanswered()
+    return value
+
+
+def _number(value):
+    if type(value) not in _NUMBERS:  # pylint: disable=unidiomatic-typecheck
+        raise _Unanswered()
+    return value
+
+
+def _concat_part(value):
+    if type(value) is str:  # pylint: disable=unidiomatic-typecheck
+        return value
+    if type(value) is int:  # pylint: disable=unidiomatic-typecheck
+        return str(value)
+    raise _Unanswered()
+
+
+def _arithmetic(operator):
+    def apply(left, right):
+        if type(left) is str and type(right) is str and operator == '+':  # pylint: disable=unidiomatic-typecheck
+            return left + right
+        left, right = _number(left), _number(right)
+        try:
+            if operator == '+':
+                return left + right
+            if operator == '-':
+                return left - right
+            if operator == '*':
+                return left * right
+            if operator == '/':
+                return left / right
+            if operator == '//':
+                return left // right
+            return left % right
+        except ArithmeticError:
+            raise _Unanswered() from None
+    return apply
+
+
+def _comparison(operator):
+    def apply(left, right):
+        if operator in ('in', 'notin'):
+            left = _scalar(left)
+            if type(right) is str:  # pylint: disable=unidiomatic-typecheck
+                if type(left) is not str:  # pylint: disable=unidiomatic-typecheck
+                    raise _Unanswered()
+            elif type(right) is not list or _plain_copy(right) is _MISSING:  # pylint: disable=unidiomatic-typecheck
+                raise _Unanswered()
+            return (left in right) is (operator == 'in')
+        left, right = _scalar(left), _scalar(right)
+        if operator == 'eq':
+            return left == right
+        if operator == 'ne':
+            return left != right
+        if not ((type(left) in _NUMBERS and type(right) in _NUMBERS) or (type(left) is str and type(right) is str)):  # pylint: disable=unidiomatic-typecheck
+            raise _Unanswered()
+        if operator == 'lt':
+            return left < right
+        if operator == 'lteq':
+            return left <= right
+        if operator == 'gt':
+            return left > right
+        return left >= right
+    return apply
+
+
+_ARITHMETIC = {'Add': '+', 'Sub': '-', 'Mul': '*', 'Div': '/', 'FloorDiv': '//', 'Mod': '%'}
+_COMPARISONS = frozenset(('eq', 'ne', 'lt', 'lteq', 'gt', 'gteq', 'in', 'notin'))
+
+
+def _lookup(container, key, attribute: bool):
+    """Jinja's ``container.key`` / ``container[key]`` where the answer is certain, else _Unanswered."""
+    kind = type(container)
+    if kind is dict and type(key) is str:  # pylint: disable=unidiomatic-typecheck
+        # ``x.items`` is dict.items to Jinja, and ``x._y`` is refused by its sandbox
+        if attribute and (key.startswith('_') or hasattr(dict, key)):
+            raise _Unanswered()
+        if key in container:
+            return container[key]
+    elif kind is list and type(key) is int and 0 <= key < len(container) and not attribute:  # pylint: disable=unidiomatic-typecheck
+        return container[key]
+    raise _Unanswered()
+
+
+def _compile_node(node):  # pylint: disable=too-many-return-statements
+    """A function of the variables for one Jinja expression node, or None outside the supported subset."""
+    kind = type(node).__name__
+    if kind == 'Const':
+        value = node.value
+        return None if type(value) not in _SCALARS else (lambda variables: value)  # pylint: disable=unidiomatic-typecheck
+    if kind == 'Name':
+        name = node.name
+        if node.ctx != 'load' or name in _NOT_VARIABLES:
+            return None
+
+        def load(variables):
+            if name not in variables:
+                raise _Unanswered()
+            return variables[name]
+        return load
+    if kind in ('Getattr', 'Getitem'):
+        inner = _compile_node(node.node)
+        if kind == 'Getattr':
+            key, attribute = node.attr, True
+        elif type(node.arg).__name__ == 'Const' and type(node.arg.value) in (str, int):
+            key, attribute = node.arg.value, False
+        else:
+            return None
+        if inner is None or (type(key) is int and key < 0):  # pylint: disable=unidiomatic-typecheck
+            return None
+        return lambda variables: _lookup(inner(variables), key, attribute)
+    if kind == 'Concat':
+        parts = [_compile_node(part) for part in node.nodes]
+        if any(part is None for part in parts):
+            return None
+        return lambda variables: ''.join(_concat_part(part(variables)) for part in parts)
+    if kind in _ARITHMETIC:
+        left, right, apply = _compile_node(node.left), _compile_node(node.right), _arithmetic(_ARITHMETIC[kind])
+        if left is None or right is None:
+            return None
+        return lambda variables: apply(left(variables), right(variables))
+    if kind == 'Compare':
+        first = _compile_node(node.expr)
+        operands = [(_comparison(operand.op), _compile_node(operand.expr)) for operand in node.ops if operand.op in _COMPARISONS]
+        if first is None or len(operands) != 1 or len(node.ops) != 1 or operands[0][1] is None:
+            return None
+        apply, second = operands[0]
+        return lambda variables: apply(first(variables), second(variables))
+    if kind in ('And', 'Or', 'CondExpr', 'Not'):
+        return _compile_logic(kind, node)
+    return None
+
+
+def _compile_logic(kind: str, node):
+    if kind == 'Not':
+        inner = _compile_node(node.node)
+        return None if inner is None else (lambda variables: not _scalar(inner(variables)))
+    if kind == 'CondExpr':
+        test, then, otherwise = _compile_node(node.test), _compile_node(node.expr1), node.expr2 and _compile_node(node.expr2)
+        if test is None or then is None or otherwise is None:
+            return None
+        return lambda variables: then(variables) if _scalar(test(variables)) else otherwise(variables)
+    left, right = _compile_node(node.left), _compile_node(node.right)
+    if left is None or right is None:
+        return None
+    if kind == 'And':
+        return lambda variables: _scalar(left(variables)) and _scalar(right(variables))
+    return lambda variables: _scalar(left(variables)) or _scalar(right(variables))
+
+
+def compile_fast(expression):
+    """A function answering ``expression`` for a dict of variables the way ansible-core's templar does, or None.
+
+    The subset: variables, .attribute/[key]/[index] lookups, string, number, boolean and none
+    constants, ``~``, ``+ - * / // %``, one comparison (``== != < <= > >= in not in``), ``and``,
+    ``or``, ``not`` and ``x if y else z``, on values of plain types. The function returns _MISSING
+    wherever the answer is not certain (an undefined name or key, a tagged value, a type outside the
+    subset, an arithmetic error); the templar decides then. A unit test holds it to the templar.
+    """
+    if not isinstance(expression, str) or '{' in expression or '}' in expression or '\\' in expression:
+        return None
+    try:
+        parser = Parser(Environment(), expression, state='variable')
+        node = parser.parse_expression()
+        if not parser.stream.eos:
+            return None
+    except TemplateSyntaxError:
+        return None
+    function = _compile_node(node)
+    if function is None:
+        return None
+
+    def answer(variables):
+        if type(variables) is not dict:  # pylint: disable=unidiomatic-typecheck
+            return _MISSING
+        try:
+            return _plain_copy(function(variables))
+        except _Unanswered:
+            return _MISSING
+    return answer
+
+
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     """Hosts and groups from the Terraform outputs contract."""
 
     NAME = 'eminfra.pipeline.proxmox_dynamic'
+
+    def __init__(self):
+        super().__init__()
+        self._fast_expressions: dict = {}
 
     def verify_file(self, path):
         return super().verify_file(path) and path.endswith(('proxmox_dynamic.yml', 'proxmox_dynamic.yaml'))
@@ -478,6 +706,62 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return compiled[key]
         reuse.reuses_compiled = True
         environment.compile_expression = reuse
+
+    def _fast(self, expression):
+        """compile_fast(expression), once per expression text; None for an untrusted expression."""
+        if not isinstance(expression, str) or is_trusted_as_template is None or not is_trusted_as_template(expression):
+            return None
+        if expression not in self._fast_expressions:
+            self._fast_expressions[expression] = compile_fast(expression)
+        return self._fast_expressions[expression]
+
+    def _compose(self, template, variables, disable_lookups=...):
+        """Constructable._compose, answering expressions in compile_fast's subset without the templar.
+
+        ``node_vmid: eminfra_vmid`` or ``ansible_user ~ '@' ~ ansible_host`` cost about 100 us per
+        host in the templar and a few dictionary lookups here. Whatever compile_fast cannot answer
+        for certain, and every error, is the templar's. The templar's variables are set either way,
+        as keyed_groups' parent_group is templated with them afterwards.
+        """
+        fast = self._fast(template) if disable_lookups is ... and not self._use_extra_vars() else None
+        if fast is not None:
+            value = fast(variables)
+            if value is not _MISSING:
+                self.templar.available_variables = variables
+                return value
+        return super()._compose(template, variables, disable_lookups=disable_lookups)
+
+    def _add_host_to_composed_groups(self, groups, variables, host, strict=False, fetch_hostvars=True):
+        """Constructable._add_host_to_composed_groups, answering conditionals in compile_fast's subset itself.
+
+        A conditional is answered here only when its value is a boolean, as the templar requires of
+        a conditional; everything else goes to the templar as in ansible-core.
+        """
+        if not (groups and isinstance(groups, dict)):
+            super()._add_host_to_composed_groups(groups, variables, host, strict=strict, fetch_hostvars=fetch_hostvars)
+            return
+        if fetch_hostvars:
+            variables = combine_vars(variables, self.inventory.get_host(host).get_vars())
+        self.templar.available_variables = variables
+        for group_name, conditional in groups.items():
+            group_name = self._sanitize_group_name(group_name)
+            fast = self._fast(conditional)
+            result = fast(variables) if fast is not None else _MISSING
+            if type(result) is not bool:  # pylint: disable=unidiomatic-typecheck
+                try:
+                    result = self.templar.evaluate_conditional(conditional)
+                except Exception as err:  # pylint: disable=broad-exception-caught
+                    if strict:
+                        raise AnsibleParserError(f'Could not add host {host} to group {group_name}: {to_native(err)}') from err
+                    continue
+            if result:
+                self.inventory.add_child(self.inventory.add_group(group_name), host)
+
+    def _use_extra_vars(self) -> bool:
+        try:
+            return bool(self.get_option('use_extra_vars'))
+        except KeyError:
+            return False
 
     def populate(self, data: dict) -> None:
         """Add the validated outputs' hosts, groups and variables to the inventory."""

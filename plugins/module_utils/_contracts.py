@@ -15,15 +15,8 @@ The seed contract's minimum is never weakened; extra keys are allowed where it a
 from __future__ import annotations
 
 import copy
+import functools
 import traceback
-
-try:
-    import jsonschema
-    HAS_JSONSCHEMA = True
-    JSONSCHEMA_IMPORT_ERROR = None
-except ImportError:  # pragma: no cover - exercised only on hosts without jsonschema
-    HAS_JSONSCHEMA = False
-    JSONSCHEMA_IMPORT_ERROR = traceback.format_exc()
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS
@@ -330,9 +323,33 @@ def _describe(error) -> str:
     return error.message
 
 
+@functools.lru_cache(maxsize=None)
+def _jsonschema():
+    """(the jsonschema module or None, the import error's traceback or None), imported on first use.
+
+    Importing jsonschema costs about 40 ms of CPU, which every ``ansible-inventory`` run would pay
+    for nothing when the inventory plugin's own checker accepts the outputs file.
+    """
+    try:
+        import jsonschema  # pylint: disable=import-outside-toplevel
+    except ImportError:  # pragma: no cover - exercised only on hosts without jsonschema
+        return None, traceback.format_exc()
+    return jsonschema, None
+
+
+def __getattr__(name: str):
+    """HAS_JSONSCHEMA and JSONSCHEMA_IMPORT_ERROR, which import jsonschema when a module asks for them."""
+    if name == 'HAS_JSONSCHEMA':
+        return _jsonschema()[0] is not None
+    if name == 'JSONSCHEMA_IMPORT_ERROR':
+        return _jsonschema()[1]
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
 def schema_errors(instance, schema: dict) -> list[tuple[str, str]]:
     """All schema violations as (field path, message), in a stable order."""
-    if not HAS_JSONSCHEMA:
+    jsonschema = _jsonschema()[0]
+    if jsonschema is None:
         raise RuntimeError('the jsonschema Python library is required: pip install jsonschema')
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(instance),

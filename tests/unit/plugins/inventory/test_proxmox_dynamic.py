@@ -14,10 +14,12 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ansible.template import trust_as_template
 
 from ansible_collections.eminfra.pipeline.plugins.inventory import proxmox_dynamic as plugin
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import OUTPUTS_SCHEMA, ContractError, schema_errors
@@ -268,3 +270,186 @@ def test_mutated_documents(instance):
     assert plugin.outputs_errors(instance) == expected
     if plugin.quick_valid(instance):
         assert expected == []
+
+
+# The fast path for compose, groups and keyed_groups expressions: whatever it answers must be what
+# ansible-core's templar answers for the same expression and variables, type for type.
+
+def _templar_result(expression: str, variables: dict, conditional: bool = False):
+    """('ok', value) or ('error', exception type) from ansible-core's own templating."""
+    from ansible.template import Templar  # pylint: disable=import-outside-toplevel
+    templar = Templar(variables=variables)
+    try:
+        if conditional:
+            return 'ok', templar.evaluate_conditional(trust_as_template(expression))
+        return 'ok', templar.evaluate_expression(trust_as_template(expression))
+    except Exception as err:  # pylint: disable=broad-exception-caught
+        return 'error', type(err)
+
+
+def _same(one, two) -> bool:
+    """Equal, and of the same types all the way down (1 and True and 1.0 differ)."""
+    if type(one) is not type(two):  # pylint: disable=unidiomatic-typecheck
+        return False
+    if isinstance(one, dict):
+        return list(one) == list(two) and all(_same(key, key2) and _same(one[key], two[key2]) for key, key2 in zip(one, two))
+    if isinstance(one, list):
+        return len(one) == len(two) and all(_same(left, right) for left, right in zip(one, two))
+    if isinstance(one, float) and math.isnan(one):
+        return math.isnan(two)
+    return one == two
+
+
+def _containers_of(value):
+    if isinstance(value, (dict, list)):
+        yield value
+        for item in (value.values() if isinstance(value, dict) else value):
+            yield from _containers_of(item)
+
+
+def assert_fast_path_agrees(expression: str, variables: dict) -> bool:
+    """Check the fast path against the templar, as an expression and as a conditional; True when it answered."""
+    fast = plugin.compile_fast(expression)
+    if fast is None:
+        return False
+    value = fast(variables)
+    if value is plugin._MISSING:  # pylint: disable=protected-access
+        return False
+    outcome, expected = _templar_result(expression, variables)
+    assert outcome == 'ok', (expression, variables, expected)
+    assert _same(value, expected), (expression, variables, value, expected)
+    # a copy, as the templar's: composing a variable never aliases another host variable's containers
+    assert not any(value is container for container in _containers_of(variables))
+    if type(value) is bool:  # pylint: disable=unidiomatic-typecheck
+        # the groups path takes only boolean answers; the templar's conditional must agree
+        assert _templar_result(expression, variables, conditional=True) == ('ok', value), (expression, variables)
+    return True
+
+
+REFERENCE_VARIABLES = {
+    'eminfra_vmid': 101, 'eminfra_tags': ['gpu', 'edge'], 'ansible_user': 'ubuntu', 'ansible_host': '10.0.0.1', 'flag': True,
+    'ratio': 1.5, 'nothing': None, 'zero': 0, 'empty': '', 'digits': '12',
+    'eminfra_meta': {'rack': 'r1', 'items': 'shadowed', 'keys': ['a'], '_private': 1, 'nested': {'slots': [1, {'x': 'y'}]}, '': 'empty'},
+    'range': 'a variable named like a Jinja global', 'lookup': 'another', 'dict': 3,
+    'trusted': trust_as_template('{{ eminfra_vmid }}'), 'tagged_list': [trust_as_template('{{ 1 + 1 }}')],
+    'mixed': [1, 'two', 3.0, None, False, {'k': [True]}],
+}
+
+
+@pytest.mark.parametrize('expression', [
+    'eminfra_vmid', ' eminfra_vmid ', 'eminfra_tags', 'eminfra_tags[0]', 'eminfra_tags[1]', 'eminfra_tags[2]', 'ansible_user',
+    'flag', 'ratio', 'nothing', 'eminfra_meta', 'eminfra_meta.rack', "eminfra_meta['rack']", 'eminfra_meta["rack"]',
+    'eminfra_meta.items', "eminfra_meta['items']", 'eminfra_meta.keys', "eminfra_meta['keys'][0]", 'eminfra_meta._private',
+    "eminfra_meta['_private']", 'eminfra_meta.nested.slots[1].x', "eminfra_meta['']", 'eminfra_meta.missing', 'undefined_name',
+    'range', 'lookup', 'dict', 'omit', 'true', 'True', 'none', 'self', 'trusted', 'tagged_list', 'tagged_list[0]', 'mixed',
+    'mixed[5].k', 'mixed[5].k[0]', 'eminfra_vmid.real', 'ansible_user.upper', 'eminfra_tags.count', 'eminfra_tags[-1]',
+    'eminfra_tags[01]', 'eminfra_vmid | int', "eminfra_meta['rack'] ", 'eminfra_meta . rack', 'eminfra_tags[0]|upper',
+    "ansible_user ~ '@' ~ ansible_host", "ansible_user ~ eminfra_vmid", "ansible_user ~ ratio", "ansible_user ~ nothing",
+    "ansible_user ~ flag", "eminfra_vmid ~ ''", "digits ~ ''", "'1' ~ '2'", "'[1]' ~ ''", "'{{ 1 }}' ~ ''", "'x' ~ trusted",
+    'eminfra_vmid % 2 == 0', 'eminfra_vmid % 2', 'eminfra_vmid % 3', 'eminfra_vmid % 7 == 3', 'eminfra_vmid // 3', 'ratio % 0.4',
+    'eminfra_vmid % zero', 'eminfra_vmid // zero', 'eminfra_vmid / 2',
+    'eminfra_vmid / zero', 'eminfra_vmid * ratio', 'eminfra_vmid - 1.5', 'eminfra_vmid + flag', 'ansible_user + ansible_host',
+    'ansible_user * 2', "ansible_user % 'x'", 'eminfra_vmid == 101', 'eminfra_vmid != 101', 'eminfra_vmid > 100',
+    'eminfra_vmid < ratio', 'ansible_user >= ansible_host', 'ansible_user < eminfra_vmid', 'flag == 1', 'zero == False',
+    "'gpu' in eminfra_tags", "'cpu' not in eminfra_tags", "'ub' in ansible_user", "1 in mixed", "'k' in eminfra_meta",
+    "'x' in tagged_list", 'eminfra_vmid in ansible_user', '1 < eminfra_vmid < 200', 'eminfra_vmid > 100 and flag',
+    'zero and undefined_name', 'flag or undefined_name', 'zero or empty', 'nothing or eminfra_vmid', 'not flag', 'not eminfra_tags',
+    "(ansible_user ~ '@' ~ ansible_host) if ansible_host is defined else 'talos'", "ansible_user if flag else 'no'",
+    "ansible_user if zero else undefined_name", "ansible_user if flag", '-eminfra_vmid', "eminfra_vmid ** 2", "[1, 2]",
+    "('a', 'b')", "{'a': 1}", '"a\\b"', "eminfra_meta['nested']['slots'][0] + 1", "eminfra_meta.nested.slots", "'a' ~ {",
+    'eminfra_vmid == 101 == True', "ansible_user ~ '}}'", 'loop', 'caller', 'varargs', 'kwargs', 'super',
+])
+def test_fast_path_equals_templar(expression):
+    assert_fast_path_agrees(expression, REFERENCE_VARIABLES)
+
+
+def test_fast_path_answers_the_usual_cases():
+    """The fast path is taken where it should be (else the tests above would prove nothing)."""
+    for expression in ('eminfra_vmid', 'eminfra_tags', 'eminfra_meta.rack', "eminfra_meta['items']", 'mixed[5].k[0]', 'range',
+                       "ansible_user ~ '@' ~ ansible_host", 'eminfra_vmid % 2 == 0', "'gpu' in eminfra_tags", 'zero or empty',
+                       "ansible_user if flag else 'no'", 'zero and undefined_name', 'eminfra_vmid / 2'):
+        assert assert_fast_path_agrees(expression, REFERENCE_VARIABLES), expression
+    for expression in ('eminfra_meta.items', 'trusted', 'tagged_list', 'undefined_name', 'omit', 'eminfra_vmid | int',
+                       'eminfra_vmid % zero', "'x' ~ trusted", 'ansible_user < eminfra_vmid', 'loop'):
+        assert not assert_fast_path_agrees(expression, REFERENCE_VARIABLES), expression
+
+
+_KEYS = st.sampled_from(['a', 'b', 'rack', 'items', 'keys', 'get', '_x', 'x1', 'true', 'omit', 'range', 'self', 'None', ''])
+_SCALAR_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_infinity=False),
+                           st.text(max_size=4), st.sampled_from(['{{ 1 }}', '{% if %}', 'a.b', '1', '[1]', 'True', '0.5']),
+                           st.builds(trust_as_template, st.sampled_from(['{{ 7 }}', 'plain', '{{ undefined_x }}'])))
+_VALUES = st.recursive(_SCALAR_VALUES, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                               st.dictionaries(_KEYS, inner, max_size=4)), max_leaves=10)
+_STEPS = st.lists(st.one_of(_KEYS.map(lambda key: f'.{key}'), _KEYS.map(lambda key: f"['{key}']"),
+                            _KEYS.map(lambda key: f'["{key}"]'), st.sampled_from(['[0]', '[1]', '[2]', '[-1]', '[00]'])), max_size=3)
+_REFERENCES = st.builds(lambda name, steps: name + ''.join(steps), _KEYS, _STEPS)
+_OPERANDS = st.one_of(_REFERENCES, st.sampled_from(["'a'", "''", "'1'", '0', '1', '2', '3', '7', '1.5', '0.1', 'true', 'none', "'{{ 1 }}'"]))
+_OPERATORS = st.sampled_from([' ~ ', ' + ', ' - ', ' * ', ' / ', ' // ', ' % ', ' == ', ' != ', ' < ', ' <= ', ' > ', ' >= ',
+                              ' in ', ' not in ', ' and ', ' or ', ' if ', ' ** ', ' | '])
+_EXPRESSIONS = st.one_of(
+    st.builds(lambda space, reference, tail: space + reference + tail, st.sampled_from(['', ' ', '\n']), _REFERENCES,
+              st.sampled_from(['', ' ', ' | string', '.0', ' ~ ""'])),
+    st.builds(lambda left, operator, right: left + operator + right, _OPERANDS, _OPERATORS, _OPERANDS),
+    st.builds(lambda first, op1, second, op2, third: f'{first}{op1}{second}{op2}{third}',
+              _OPERANDS, _OPERATORS, _OPERANDS, st.sampled_from([' ~ ', ' else ', ' and ', ' or ', ' == ', ' + ']), _OPERANDS),
+    st.builds(lambda negation, operand: negation + operand, st.sampled_from(['not ', '-', 'not not ']), _OPERANDS),
+    st.text(alphabet='ab_.[]\'"01 -~|+%=<>', max_size=12),
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(variables=st.dictionaries(_KEYS, _VALUES, min_size=8, max_size=14), expression=_EXPRESSIONS)
+def test_fast_path_equals_templar_generated(variables, expression):
+    assert_fast_path_agrees(expression, variables)
+
+
+def _plugin_with_templar(options: dict):
+    from ansible.inventory.data import InventoryData  # pylint: disable=import-outside-toplevel
+    from ansible.template import Templar  # pylint: disable=import-outside-toplevel
+    inventory = plugin.InventoryModule()
+    inventory.templar = Templar(loader=None)
+    inventory.inventory = InventoryData()
+    inventory._options = dict(options)  # pylint: disable=protected-access
+    inventory._vars = {}  # pylint: disable=protected-access
+    return inventory
+
+
+def test_compose_uses_the_fast_path_only_for_trusted_expressions(monkeypatch):
+    """InventoryModule._compose answers its subset itself and leaves the rest to the templar."""
+    inventory = _plugin_with_templar({'use_extra_vars': False})
+    variables = {'eminfra_vmid': 101, 'eminfra_meta': {'rack': 'r1'}}
+    evaluated = []
+    real = inventory.templar.evaluate_expression
+    monkeypatch.setattr(inventory.templar, 'evaluate_expression', lambda expression: evaluated.append(expression) or real(expression))
+
+    assert inventory._compose(trust_as_template('eminfra_meta.rack ~ "-" ~ eminfra_vmid'), variables) == 'r1-101'  # pylint: disable=protected-access
+    assert not evaluated
+    assert inventory.templar.available_variables is variables
+    assert inventory._compose(trust_as_template('eminfra_vmid | string'), variables) == '101'  # pylint: disable=protected-access
+    assert evaluated == ['eminfra_vmid | string']
+    with pytest.raises(Exception, match='untrusted'):
+        inventory._compose('eminfra_vmid', variables)  # pylint: disable=protected-access
+    inventory._options['use_extra_vars'] = True  # pylint: disable=protected-access
+    assert inventory._compose(trust_as_template('eminfra_vmid'), variables) == 101  # pylint: disable=protected-access
+    assert evaluated[-1] == 'eminfra_vmid'
+
+
+def test_composed_groups_fast_path_and_fallback(monkeypatch):
+    """Groups: boolean answers from the fast path, everything else from the templar, errors as ansible-core words them."""
+    from ansible.errors import AnsibleParserError as ParserError  # pylint: disable=import-outside-toplevel
+    inventory = _plugin_with_templar({'use_extra_vars': False, 'leading_separator': True})
+    inventory.inventory.add_host('lab-01')
+    variables = {'eminfra_vmid': 101, 'eminfra_tags': ['gpu']}
+    evaluated = []
+    real = inventory.templar.evaluate_conditional
+    monkeypatch.setattr(inventory.templar, 'evaluate_conditional', lambda expression: evaluated.append(expression) or real(expression))
+    groups = {name: trust_as_template(expression) for name, expression in (
+        ('odd', 'eminfra_vmid % 2 == 1'), ('even', 'eminfra_vmid % 2 == 0'), ('gpu', "'gpu' in eminfra_tags | default([])"),
+        ('tagged', 'eminfra_tags'))}
+    inventory._add_host_to_composed_groups(groups, variables, 'lab-01', strict=False, fetch_hostvars=False)  # pylint: disable=protected-access
+    assert sorted(group for group in inventory.inventory.groups if 'lab-01' in [h.name for h in inventory.inventory.groups[group].hosts]) == ['gpu', 'odd']
+    # the filter and the non-boolean list went to the templar, which refuses a list as a conditional
+    assert evaluated == [groups['gpu'], groups['tagged']]
+    with pytest.raises(ParserError, match='Could not add host lab-01 to group broken'):
+        inventory._add_host_to_composed_groups({'broken': trust_as_template('undefined_x == 1')}, variables, 'lab-01',  # pylint: disable=protected-access
+                                               strict=True, fetch_hostvars=False)

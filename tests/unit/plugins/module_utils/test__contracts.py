@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
+import sys
 
 import jsonschema
 import pytest
@@ -150,3 +152,17 @@ def test_schema_json_is_current():
         text = handle.read()
     assert text == gen_schema.render(), 'schema.json is stale: run python -m tests.tools.gen_schema'
     assert json.loads(text) == _contracts.intent_schema_document()
+
+
+def test_jsonschema_is_imported_on_first_use():
+    """Importing _contracts leaves jsonschema alone (ansible-inventory pays for it otherwise); modules still learn whether it is there."""
+    code = ('import sys\n'
+            'from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts\n'
+            'assert "jsonschema" not in sys.modules\n'
+            'from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import HAS_JSONSCHEMA, JSONSCHEMA_IMPORT_ERROR\n'
+            'assert HAS_JSONSCHEMA is True and JSONSCHEMA_IMPORT_ERROR is None and "jsonschema" in sys.modules\n'
+            'assert _contracts.schema_errors({"a": 1}, {"type": "object", "required": ["b"]}) == [("b", "missing required key")]\n')
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+    proc = subprocess.run([sys.executable, '-c', code], cwd=root, capture_output=True, text=True, check=False,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join((os.path.join(root, '.collections'), root))))
+    assert proc.returncode == 0, proc.stderr
