@@ -95,6 +95,7 @@ def test_up_writes_proxmox_env_and_vars_and_down_stops_every_server(tmp_path):
     assert sorted(json.loads(down.stdout)['stopped']) == ['mirror', 'pvesim']
     assert processes_naming(str(tmp_path / 'lab')) == []
     assert not (tmp_path / 'lab' / 'lab.json').exists()
+    assert list((tmp_path / 'lab' / 'pvesim').glob('*.env')) == []  # the simulator's tokens went with it
     assert env_path.exists()
     again = lab(tmp_path, 'down')
     assert again.returncode == 0 and json.loads(again.stdout)['stopped'] == []
