@@ -77,9 +77,15 @@ def main() -> int:
         config = os.path.join(tmp, 'ansible.cfg')
         with open(config, 'w', encoding='utf-8') as handle:
             handle.write('[defaults]\n')
-        env = dict(os.environ, ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR='1',
+        collections = os.path.join(tmp, 'collections')
+        # Only the temporary collections path counts, for the install and for ansible-doc: a copy of
+        # the collection in the user's ~/.ansible/collections (molecule installs one there) would
+        # make the install report "already installed" and ansible-doc read that copy instead.
+        home = os.path.join(tmp, 'home')
+        os.makedirs(home)
+        env = dict(os.environ, ANSIBLE_CONFIG=config, ANSIBLE_NOCOLOR='1', HOME=home,
+                   ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH='False',
                    PATH=BIN + os.pathsep + os.environ.get('PATH', ''))
-        env.pop('ANSIBLE_COLLECTIONS_PATH', None)
         env.pop('ANSIBLE_COLLECTIONS_PATHS', None)
         out = os.path.join(tmp, 'dist')
         source = os.path.join(tmp, 'src')
@@ -99,15 +105,14 @@ def main() -> int:
         for needed in ('MANIFEST.json', 'FILES.json', 'plugins/modules/latest_env.py', 'meta/runtime.yml'):
             if needed not in members:
                 raise SystemExit(f'build-check: {needed} is missing from {tarballs[0]}')
-        collections = os.path.join(tmp, 'collections')
         run([os.path.join(BIN, 'ansible-galaxy'), 'collection', 'install', tarball, '-p', collections,
              '--offline'], env=env, cwd=tmp)
-        env['ANSIBLE_COLLECTIONS_PATH'] = collections
         doc = run([os.path.join(BIN, 'ansible-doc'), 'eminfra.pipeline.latest_env'], env=env, cwd=tmp)
         installed = os.path.join(collections, 'ansible_collections', 'eminfra', 'pipeline', 'plugins', 'modules',
                                  'latest_env.py')
         if installed not in doc.stdout or 'start_run' not in doc.stdout:
-            raise SystemExit(f'build-check: ansible-doc did not read the installed copy:\n{doc.stdout[:2000]}')
+            raise SystemExit(f'build-check: ansible-doc did not read the installed copy at {installed}:\n'
+                             f'stdout:\n{doc.stdout[:2000]}\nstderr:\n{doc.stderr[:2000]}')
         size = os.path.getsize(tarball)
     print(f'build-check: {tarballs[0]} ({len(members)} entries, {size} bytes) builds, holds no state, '
           f'installs, and ansible-doc reads it ({time.monotonic() - started:.1f} s)')
