@@ -380,6 +380,10 @@ def ansible_env(lab: dict, results: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env['PATH'] = BIN + os.pathsep + env.get('PATH', '')
     env['ANSIBLE_CONFIG'] = os.path.join(REPO, 'ansible.cfg')
+    # The checkout's ansible.cfg resolves eminfra.pipeline to the checkout itself; a collections
+    # path inherited from a test runner (molecule sets one) would run an installed copy instead.
+    env.pop('ANSIBLE_COLLECTIONS_PATH', None)
+    env.pop('ANSIBLE_COLLECTIONS_PATHS', None)
     env['EMINFRA_PROJECT_ROOT'] = REPO
     env['EMINFRA_STATE_DIR'] = lab['state_dir']
     env['ANSIBLE_PIPELINING'] = 'True'

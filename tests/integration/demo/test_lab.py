@@ -127,3 +127,22 @@ def test_demo_stops_the_lab_when_interrupted(tmp_path):
     assert processes_naming(str(tmp_path)) == [], output
     assert not (tmp_path / 'lab' / 'lab.json').exists()
     assert record['pvesim']['pid'] not in processes_naming('tests.pvesim')
+
+
+def test_pipeline_runs_resolve_the_checkout_even_under_an_inherited_collections_path(tmp_path, monkeypatch):
+    """molecule exports ANSIBLE_COLLECTIONS_PATH naming an installed copy; the lab's runs still use the checkout."""
+    from tests.demo import lab as lab_module  # pylint: disable=import-outside-toplevel
+
+    stale = tmp_path / 'stale'
+    modules = stale / 'ansible_collections' / 'eminfra' / 'pipeline' / 'plugins' / 'modules'
+    modules.mkdir(parents=True)
+    (modules / 'latest_env.py').write_text('DOCUMENTATION = "module: latest_env\\nshort_description: stale"\n',
+                                          encoding='utf-8')
+    monkeypatch.setenv('ANSIBLE_COLLECTIONS_PATH', str(stale))
+    env = lab_module.ansible_env({'state_dir': str(tmp_path / 'state')})
+    assert 'ANSIBLE_COLLECTIONS_PATH' not in env
+    doc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-doc'), '--json',
+                          'eminfra.pipeline.latest_env'], env=env, cwd=str(tmp_path), capture_output=True, text=True,
+                         timeout=120, check=True)
+    filename = json.loads(doc.stdout)['eminfra.pipeline.latest_env']['doc']['filename']
+    assert os.path.realpath(filename) == os.path.join(REPO, 'plugins', 'modules', 'latest_env.py')
