@@ -37,7 +37,7 @@ ROLE_NAME = 'EMInfraPipeline'
 
 STEP_ORDER = ('templates', 'terraform_apply', 'ansible_inventory')
 
-VM_CONFIG_PRIVS = ('VM.Config.Disk', 'VM.Config.CPU', 'VM.Config.Memory', 'VM.Config.Network',
+VM_CONFIG_PRIVS = ('VM.Config.Disk', 'VM.Config.CDROM', 'VM.Config.CPU', 'VM.Config.Memory', 'VM.Config.Network',
                    'VM.Config.Options', 'VM.Config.Cloudinit', 'VM.Config.HWType')
 
 #: Each rule: the step, a rule id, what the step does with it, ``all`` (path, privileges) pairs

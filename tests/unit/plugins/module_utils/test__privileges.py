@@ -45,6 +45,16 @@ def test_full_token_passes_every_step():
         assert priv.step_detail(results, step)[0] == 'pass'
 
 
+@pytest.mark.parametrize('privilege', ['VM.Config.CDROM', 'VM.Config.Cloudinit', 'VM.Config.HWType'])
+def test_every_vm_config_privilege_the_vms_need_is_checked(privilege):
+    # Creating the VMs sets drives (a media=cdrom drive, as a cloud-init drive is, is checked
+    # against VM.Config.CDROM, not VM.Config.Disk), cloud-init values and the machine type.
+    dump = full_dump()
+    del dump['/vms'][privilege]
+    results = priv.evaluate(priv.Permissions(dump), priv.STEP_ORDER, CONTEXT, 9)
+    assert priv.missing_privileges(results) == [{'step': 'terraform_apply', 'path': '/vms', 'privilege': privilege}]
+
+
 def test_propagation_flag_decides_inheritance():
     # ACL on / : Sys.Audit propagated, Sys.Modify not; PVE lists / and the evaluated /nodes.
     perms = priv.Permissions({'/': {'Sys.Audit': 1, 'Sys.Modify': 0}, '/nodes': {'Sys.Audit': 1}})
