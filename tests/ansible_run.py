@@ -11,6 +11,7 @@ task result as parsed JSON (``.results``; ``.task('name')`` for one task's resul
 
 from __future__ import annotations
 
+import configparser
 import dataclasses
 import json
 import os
@@ -21,6 +22,22 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 CALLBACKS = os.path.join(ROOT, 'tests', 'tools', 'callback_plugins')
+
+
+def with_results_callback(env: dict[str, str]) -> None:
+    """Enable the tests' result recorder beside the callbacks the run would have anyway.
+
+    ANSIBLE_CALLBACKS_ENABLED replaces ansible.cfg's callbacks_enabled, so the configured ones
+    (the per-run task log) are read from the config the run uses and kept."""
+    if 'ANSIBLE_CALLBACKS_ENABLED' in env:
+        configured = env['ANSIBLE_CALLBACKS_ENABLED']
+    else:
+        parser = configparser.ConfigParser()
+        parser.read(env.get('ANSIBLE_CONFIG') or os.path.join(ROOT, 'ansible.cfg'))
+        configured = parser.get('defaults', 'callbacks_enabled', fallback='')
+    enabled = [name.strip() for name in configured.split(',') if name.strip()]
+    env['ANSIBLE_CALLBACKS_ENABLED'] = ','.join(enabled + ['eminfra_results'])
+    env['ANSIBLE_CALLBACK_PLUGINS'] = os.pathsep.join(filter(None, [CALLBACKS, env.get('ANSIBLE_CALLBACK_PLUGINS')]))
 
 
 @dataclasses.dataclass
@@ -65,10 +82,7 @@ def run_playbook(playbook: str, *args: str, state_dir: str | None = None, env: d
     run_env = ansible_env(state_dir, env)
     with tempfile.NamedTemporaryFile(prefix='eminfra-results-', suffix='.jsonl') as results:
         run_env['EMINFRA_TEST_RESULTS'] = results.name
-        enabled = [name for name in run_env.get('ANSIBLE_CALLBACKS_ENABLED', '').split(',') if name]
-        run_env['ANSIBLE_CALLBACKS_ENABLED'] = ','.join(enabled + ['eminfra_results'])
-        run_env['ANSIBLE_CALLBACK_PLUGINS'] = os.pathsep.join(
-            filter(None, [CALLBACKS, run_env.get('ANSIBLE_CALLBACK_PLUGINS')]))
+        with_results_callback(run_env)
         argv = [os.path.join(BIN, 'ansible-playbook'), str(playbook), *args]
         proc = subprocess.run(argv, cwd=cwd, env=run_env, capture_output=True, text=True,
                               timeout=timeout, check=False)

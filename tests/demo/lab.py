@@ -55,10 +55,10 @@ if COLLECTIONS not in sys.path:
 from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import atomic_write  # noqa: E402
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file, render_env  # noqa: E402
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError  # noqa: E402
+from tests.ansible_run import with_results_callback  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 TESTHOSTS = os.path.join(REPO, 'tests', 'hosts', 'testhosts.py')
-CALLBACKS = os.path.join(REPO, 'tests', 'tools', 'callback_plugins')
 INTENT_DIR = os.path.join(REPO, 'inventory', 'dev')
 INVENTORY = os.path.join(REPO, 'inventory', 'proxmox_dynamic.yml')
 SITE = os.path.join(REPO, 'playbooks', 'site.yml')
@@ -390,9 +390,7 @@ def ansible_env(lab: dict, results: str | None = None) -> dict[str, str]:
     env.setdefault('ANSIBLE_LOCAL_TEMP', os.path.join(tempfile.gettempdir(), 'eminfra-ansible-local'))
     if results:
         env['EMINFRA_TEST_RESULTS'] = results
-        enabled = [name for name in env.get('ANSIBLE_CALLBACKS_ENABLED', '').split(',') if name]
-        env['ANSIBLE_CALLBACKS_ENABLED'] = ','.join(enabled + ['eminfra_results'])
-        env['ANSIBLE_CALLBACK_PLUGINS'] = os.pathsep.join(filter(None, [CALLBACKS, env.get('ANSIBLE_CALLBACK_PLUGINS')]))
+        with_results_callback(env)
     return env
 
 

@@ -34,8 +34,6 @@ INTENT_NODES = os.path.join(HERE, 'intent', 'nodes.yaml')
 NODE_ADDRESS = ('127.77.0.40', 22940)
 SSHD = '/usr/sbin/sshd'
 ARTEFACT_SIZE = 1 << 20
-# The per-run task log; ansible.cfg does not enable it yet, so the tests do.
-CALLBACKS = {'ANSIBLE_CALLBACKS_ENABLED': 'eminfra.pipeline.run_log'}
 # Raw disk images: the sim environment imports both into VM disks (content import). The
 # mirror's generated .img/.qcow2 carry a qcow2 magic without a virtual size, and its .iso cannot
 # be a VM disk, so the tests serve .raw artefacts (see the report on the templates defaults).
@@ -146,7 +144,7 @@ class Site:
         return ['-e', json.dumps(values)]
 
     def run(self, *args: str, playbook: str = SITE, **extra):
-        result = run_playbook(playbook, *self.variables(**extra), *args, state_dir=self.state, env=CALLBACKS)
+        result = run_playbook(playbook, *self.variables(**extra), *args, state_dir=self.state)
         self.assert_no_secret(result)
         return result
 
@@ -154,7 +152,7 @@ class Site:
         """Start site.yml without waiting (for the concurrency test)."""
         from tests.ansible_run import BIN, ansible_env
         argv = [os.path.join(BIN, 'ansible-playbook'), SITE, *self.variables(**extra), *args]
-        return subprocess.Popen(argv, cwd=ROOT, env=ansible_env(self.state, CALLBACKS), stdout=subprocess.PIPE,
+        return subprocess.Popen(argv, cwd=ROOT, env=ansible_env(self.state), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
 
     def files(self) -> dict[str, bytes]:
