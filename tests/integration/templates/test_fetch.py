@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 
 import pytest
 
@@ -193,12 +194,6 @@ def test_check_mode_reports_without_fetching(clean_mirror, tmp_path):
 
 
 # ------------------------------------------------------------------------------- failures
-def assert_failed_cleanly(tmp_path, manifest_before, check, text, dest_name='noble-server-cloudimg-amd64.img'):
-    dummy = text
-    assert not (tmp_path / dest_name).exists()
-    assert snapshot(tmp_path / 'manifest.json') == manifest_before
-
-
 @pytest.fixture
 def recorded_talos(clean_mirror, tmp_path):
     """A manifest that already records talos: failures must leave it byte for byte."""
@@ -242,6 +237,8 @@ def test_failures_are_clear_and_leave_nothing(case, clean_mirror, tmp_path, reco
     assert snapshot(tmp_path / 'manifest.json') == recorded_talos
     if case == 'wrong_checksum':
         assert clean_mirror.digest(UBUNTU_PATH) in message  # expected digest named
+        actual = re.search(r'got ([0-9a-f]{64})', message)
+        assert actual and actual.group(1) != clean_mirror.digest(UBUNTU_PATH)  # and the actual one
         assert not list(tmp_path.glob('noble*'))  # the bytes are discarded
     if case in ('short_body', 'server_error'):
         assert len(artefact_requests(clean_mirror, UBUNTU_PATH)) == 3  # one try and two retries
@@ -278,10 +275,15 @@ def test_unsafe_file_names_are_refused(filename, fragment, clean_mirror, tmp_pat
     assert artefact_requests(clean_mirror, UBUNTU_PATH) == []
 
 
-def test_traversal_in_url_path_is_refused(clean_mirror, tmp_path):
+def test_traversal_in_url_path_is_refused(clean_mirror, tmp_path, recorded_talos):
+    before = sorted(os.listdir(tmp_path))
     with pytest.raises(DownloadError) as info:
         run(ubuntu_params(clean_mirror, tmp_path, url=clean_mirror.url + '/ubuntu/%2e%2e'))
     assert str(info.value).startswith('template_filename')
+    # Refused before the artefact is requested: nothing written in (or above) dest_dir, manifest unchanged.
+    assert not [entry for entry in clean_mirror.log() if entry['path'].startswith('/ubuntu/%2e%2e')]
+    assert sorted(os.listdir(tmp_path)) == before
+    assert snapshot(tmp_path / 'manifest.json') == recorded_talos
 
 
 @pytest.mark.parametrize('url', ['file:///etc/passwd', 'ftp://127.0.0.1/a.img', 'http://user:pw@127.0.0.1/a.img'])

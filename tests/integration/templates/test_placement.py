@@ -70,10 +70,10 @@ def test_upload_places_the_verified_local_file(clean_mirror, sim, tmp_path):
     volid = 'local:iso/talos-v1.11.5-nocloud-amd64.iso'
     assert result['proxmox']['method'] == 'upload' and result['proxmox']['volid'] == volid
     assert storage_content(sim, 'iso')[volid]['size'] == clean_mirror.artefacts[TALOS_ISO_PATH]
-    stored = os.path.join(sim.data_dir, 'storage', 'local', 'template', 'iso', 'talos-v1.11.5-nocloud-amd64.iso')
-    if os.path.exists(stored):
-        with open(stored, 'rb') as handle:
-            assert hashlib.file_digest(handle, 'sha256').hexdigest() == result['sha256']
+    # What Proxmox stored is the verified file, byte for byte (pvesim keeps volumes under data_dir/<storage>/).
+    stored = os.path.join(sim.data_dir, 'local', 'template', 'iso', 'talos-v1.11.5-nocloud-amd64.iso')
+    with open(stored, 'rb') as handle:
+        assert hashlib.file_digest(handle, 'sha256').hexdigest() == result['sha256']
     # The mirror served the file once (to template_fetch), never to Proxmox.
     assert len([e for e in clean_mirror.log() if e['path'] == TALOS_ISO_PATH]) == 1
 
