@@ -136,8 +136,8 @@ def test_pipeline_runs_resolve_the_checkout_even_under_an_inherited_collections_
     stale = tmp_path / 'stale'
     modules = stale / 'ansible_collections' / 'eminfra' / 'pipeline' / 'plugins' / 'modules'
     modules.mkdir(parents=True)
-    (modules / 'latest_env.py').write_text('DOCUMENTATION = "module: latest_env\\nshort_description: stale"\n',
-                                          encoding='utf-8')
+    stale_doc = 'DOCUMENTATION = "module: latest_env\\nshort_description: stale"\n'
+    (modules / 'latest_env.py').write_text(stale_doc, encoding='utf-8')
     monkeypatch.setenv('ANSIBLE_COLLECTIONS_PATH', str(stale))
     env = lab_module.ansible_env({'state_dir': str(tmp_path / 'state')})
     assert 'ANSIBLE_COLLECTIONS_PATH' not in env

@@ -7,6 +7,7 @@ completed with TERRAFORM_WORKDIR/TERRAFORM_OUTPUT_JSON, or failed with the check
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 
@@ -74,3 +75,28 @@ def test_role_records_the_failed_check_and_keeps_the_last_completed_step(project
     assert latest['RUN_STATUS'] == 'failed'
     assert not os.path.exists(project.workdir)
     shutil.rmtree(os.path.join(project.state, 'runs'))
+
+
+def test_terraform_error_keeps_the_last_completed_step_and_names_the_log(sim_project, terraform_bin,  # noqa: F811
+                                                                         tmp_path):
+    project = sim_project
+    # An intent Terraform refuses at plan time (an address outside the cluster network).
+    with open(project.nodes, 'a', encoding='utf-8') as handle:
+        handle.write('  - {name: stray, role: utility, os: ubuntu, vmid: 299, cores: 1, memory: 512, disk: 4,'
+                     ' ipv4: 192.168.77.5}\n')
+    run = play(project, tmp_path)
+    assert run.rc != 0
+    assert 'terraform plan failed with exit code 1' in run.stdout
+    # The failure names the full Terraform log, which lives in the workdir and tells what went wrong.
+    logs = re.findall(re.escape(project.workdir) + r'/[^\s\'",]+\.log', run.stdout)
+    assert logs, run.output
+    with open(logs[0], encoding='utf-8') as handle:
+        assert 'ipv4 outside cluster.network.cidr' in handle.read()
+    latest = read_env_file(os.path.join(project.state, 'runs', 'latest.env'))
+    assert latest['LAST_STEP_COMPLETED'] == 'templates'
+    assert latest['LAST_STEP_FAILED'] == 'terraform_apply'
+    assert latest['LAST_FAILED_CHECK'] == 'terraform_apply'
+    assert latest['RUN_STATUS'] == 'failed'
+    assert not os.path.exists(project.outputs)
+    assert project.api.vmids() == []
+    assert project.secret not in run.stdout + run.stderr
