@@ -274,3 +274,22 @@ def test_noaccess_below_a_granted_path_is_seen(tmp_path, pvesim):
     assert result['missing_privileges'] == [{'step': 'terraform_apply', 'path': '/mapping/pci/gpu0',
                                              'privilege': 'Mapping.Use'}]
     assert "pveum acl modify /mapping/pci/gpu0 --tokens 'masked@pve!ci' --roles EMInfraPipeline" in result['remediation']
+
+
+def test_connection_refused_is_its_own_failure(tmp_path, pvesim):
+    # A port on loopback that nothing listens on: the operator is told the connection was refused
+    # (not a TLS, authentication or timeout problem), after the bounded retries.
+    import socket  # pylint: disable=import-outside-toplevel
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    state, env_file, values = _state(tmp_path, pvesim, PROXMOX_API_URL=f'https://127.0.0.1:{port}/api2/json')
+    args = dict(write_intent(tmp_path / 'intent'), env_file=str(env_file), timeout=2, retries=1)
+    run = run_module(tmp_path, state, args)
+    run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+    assert run.result['failed_check'] == 'proxmox_reachable'
+    assert run.result['msg'].startswith('proxmox_reachable: ')
+    assert f'connection to 127.0.0.1:{port} refused' in run.result['msg']
+    assert any('PROXMOX_API_URL' in line for line in run.result['remediation'])
+    # Nothing but the connection failed: no authentication or privilege verdict is given.
+    assert not [c for c in run.result['checks'] if c['id'] in ('token_valid', 'token_privileges') and c['status'] == 'fail']
