@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup test test-unit lint sanity build-check schema demo bench
+.PHONY: help setup debs test test-unit lint sanity build-check schema demo bench
 .PHONY: gate validate-intent molecule
 
 # Runs a step and reports how long it took: $(call timed,label,command)
@@ -30,11 +30,14 @@ help:
 	@echo "make bench   benchmarks, reported as ratios against a baseline"
 	@echo "make gate    Phase 1 validation gate (records evidence in the Phase 1 tracker)"
 
-setup: $(VENV)/.installed $(COLLECTION_LINK)
-	@tests/setup/install-debs.sh
+# The Debian packages come first: on a bare Debian python3 cannot make a virtualenv without python3-venv.
+setup: debs $(VENV)/.installed $(COLLECTION_LINK)
 	@tests/setup/install-terraform.sh $(VENV)
 
-$(VENV)/.installed: tests/requirements.txt
+debs:
+	@PYTHON=$(PYTHON) tests/setup/install-debs.sh
+
+$(VENV)/.installed: tests/requirements.txt | debs
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r tests/requirements.txt
 	@touch $@

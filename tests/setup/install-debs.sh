@@ -3,6 +3,10 @@
 # Idempotent: apt runs only when a package is missing.
 set -euo pipefail
 packages=(git curl openssh-client openssh-server iproute2 debootstrap debian-archive-keyring rsync shellcheck)
+# A python3 without venv/ensurepip (Debian's own, before python3-venv) cannot make .venv.
+if ! "${PYTHON:-python3}" -c 'import ensurepip, venv' 2>/dev/null; then
+  packages+=(python3-venv)
+fi
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
