@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -39,8 +40,12 @@ def upload_artefacts(sim, manifest_path):
         manifest = json.load(handle)
     for name in ('ubuntu', 'talos'):
         filename = manifest[name]['proxmox_volid'].split('/', 1)[1]
+        body = b'x' * 65536
+        if filename.endswith('.qcow2'):
+            # The upload is checked like pve-storage checks an import image: a qcow2 must be one.
+            body = b'QFI\xfb' + struct.pack('>I', 3) + bytes(16) + struct.pack('>Q', 1 << 30) + body
         response = requests.post(f'{sim.api_url}/nodes/pve/storage/local/upload', headers=headers,
-                                 data={'content': 'import'}, files={'filename': (filename, b'x' * 65536)},
+                                 data={'content': 'import'}, files={'filename': (filename, body)},
                                  verify=sim.ca_path, timeout=60)
         response.raise_for_status()
         upid = response.json()['data']
@@ -48,6 +53,8 @@ def upload_artefacts(sim, manifest_path):
             status = requests.get(f'{sim.api_url}/nodes/pve/tasks/{upid}/status', headers=headers,
                                   verify=sim.ca_path, timeout=30).json()['data']
             if status['status'] == 'stopped':
+                if status.get('exitstatus') != 'OK':
+                    raise SystemExit(f'bench_terraform: uploading {filename} failed: {status.get("exitstatus")}')
                 break
             time.sleep(0.05)
 
