@@ -67,6 +67,9 @@ def ansible_env(state_dir: str | None = None, extra: dict[str, str] | None = Non
     env = dict(os.environ)
     env['PATH'] = BIN + os.pathsep + env.get('PATH', '')
     env['ANSIBLE_CONFIG'] = os.path.join(ROOT, 'ansible.cfg')
+    # The runs test the checkout (ansible.cfg's collections_path), never an installed copy.
+    env.pop('ANSIBLE_COLLECTIONS_PATH', None)
+    env.pop('ANSIBLE_COLLECTIONS_PATHS', None)
     env['EMINFRA_PROJECT_ROOT'] = ROOT
     env.setdefault('ANSIBLE_NOCOLOR', '1')
     env.setdefault('ANSIBLE_LOCAL_TEMP', os.path.join(tempfile.gettempdir(), 'eminfra-ansible-local'))
