@@ -41,7 +41,7 @@ Control endpoint (same port, JSON): ``GET /_mirror/state``; ``POST /_mirror/faul
 ``{"path": P, ...fault}``; ``POST /_mirror/clear`` ``{"path": P}`` or ``{}`` for all faults;
 ``POST /_mirror/artefact`` ``{"path": P, "size": N}`` (adding an existing path bumps its
 version: new bytes, new ETag and Last-Modified); ``POST /_mirror/remove`` ``{"path": P}``;
-``GET /_mirror/log`` (every request: method, path, range, status, body bytes sent);
+``GET /_mirror/log`` (every request: method, path, range, status, body bytes sent; it waits up to 10 s for artefact responses still being written);
 ``POST /_mirror/reset`` (waits for artefact responses still being written, then clears faults
 and the log).
 """
@@ -355,13 +355,14 @@ class MirrorHandler(BaseHTTPRequestHandler):
         self.send_header('Content-Length', str(len(body)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
+        if not self.path.startswith('/_mirror/'):
+            # Recorded before the client can see the answer: a test that reads the log right
+            # after its request failed (a 503, a 404) finds the request there.
+            self.state.record({'method': self.command, 'path': self.path, 'status': status,
+                               'range': self.headers.get('Range'), 'sent': 0 if head else len(body)})
         self.end_headers()
         if not head:
             self.wfile.write(body)
-        if self.path.startswith('/_mirror/'):
-            return
-        self.state.record({'method': self.command, 'path': self.path, 'status': status,
-                           'range': self.headers.get('Range'), 'sent': 0 if head else len(body)})
 
     def _json(self, status: int, data) -> None:
         self._send_simple(status, (json.dumps(data, sort_keys=True) + '\n').encode(), 'application/json')
@@ -380,6 +381,9 @@ class MirrorHandler(BaseHTTPRequestHandler):
             if self.command == 'GET' and action == 'state':
                 return self._json(200, state.snapshot())
             if self.command == 'GET' and action == 'log':
+                # An artefact response is recorded once its last byte (or its drop) is out, which
+                # the client may see first: wait for those still being written, briefly.
+                state.wait_idle(timeout=10.0)
                 with state.lock:
                     entries = list(state.log)
                 return self._json(200, entries)
