@@ -41,7 +41,8 @@ Control endpoint (same port, JSON): ``GET /_mirror/state``; ``POST /_mirror/faul
 ``{"path": P, ...fault}``; ``POST /_mirror/clear`` ``{"path": P}`` or ``{}`` for all faults;
 ``POST /_mirror/artefact`` ``{"path": P, "size": N}`` (adding an existing path bumps its
 version: new bytes, new ETag and Last-Modified); ``POST /_mirror/remove`` ``{"path": P}``;
-``GET /_mirror/log`` (every request: method, path, range, status, body bytes sent; it waits up to 10 s for artefact responses still being written);
+``GET /_mirror/log`` (every request: method, path, range, status, body bytes sent; it waits up
+to 10 s for artefact responses still being written);
 ``POST /_mirror/reset`` (waits for artefact responses still being written, then clears faults
 and the log).
 """
