@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ sys.path[:0] = [os.path.join(ROOT, '.collections'), ROOT]
 # pylint: disable=wrong-import-position
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform  # noqa: E402
 from tests.pvesim import fixtures as pvesim_fixtures  # noqa: E402
+from tests.pvesim.state import qcow2_image  # noqa: E402
 
 FIXTURES = os.path.join(ROOT, 'terraform', 'tests', 'fixtures')
 
@@ -43,7 +43,7 @@ def upload_artefacts(sim, manifest_path):
         body = b'x' * 65536
         if filename.endswith('.qcow2'):
             # The upload is checked like pve-storage checks an import image: a qcow2 must be one.
-            body = b'QFI\xfb' + struct.pack('>I', 3) + bytes(16) + struct.pack('>Q', 1 << 30) + body
+            body = qcow2_image(1 << 30, body)
         response = requests.post(f'{sim.api_url}/nodes/pve/storage/local/upload', headers=headers,
                                  data={'content': 'import'}, files={'filename': (filename, body)},
                                  verify=sim.ca_path, timeout=60)

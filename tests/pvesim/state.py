@@ -155,6 +155,13 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * factor)
 
 
+def qcow2_image(virtual_size: int, payload: bytes = b'') -> bytes:
+    """A minimal qcow2 image as tests upload or serve it: the header image_virtual_size reads
+    (magic, version 3, virtual size), padded to 512 bytes, then ``payload``."""
+    header = b'QFI\xfb' + struct.pack('>I', 3) + b'\0' * 16 + struct.pack('>Q', virtual_size)
+    return header + b'\0' * (512 - len(header)) + payload
+
+
 def image_virtual_size(path: str) -> int:
     """Virtual size of a qcow2 image (from its header); the file size for anything else."""
     with open(path, 'rb') as handle:

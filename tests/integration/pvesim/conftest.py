@@ -90,13 +90,6 @@ def file_server(tmp_path):
     server.close()
 
 
-def qcow2_image(virtual_size: int, payload: bytes = b'') -> bytes:
-    """A minimal qcow2 header (magic, version 3, virtual size) followed by ``payload``."""
-    import struct
-    header = b'QFI\xfb' + struct.pack('>I', 3) + b'\0' * 16 + struct.pack('>Q', virtual_size)
-    return header + b'\0' * (512 - len(header)) + payload
-
-
 @pytest.fixture(autouse=True)
 def no_simulator_tracebacks(request):
     """Fail any test during which the shared simulator hit an internal error (a traceback in

@@ -11,7 +11,8 @@ import time
 import pytest
 from proxmoxer.core import ResourceException
 
-from tests.integration.pvesim.conftest import proxmox, qcow2_image, wait_task
+from tests.integration.pvesim.conftest import proxmox, wait_task
+from tests.pvesim.state import qcow2_image
 
 
 def test_version_nodes_and_storage(pvesim_fresh):

@@ -28,7 +28,8 @@ import urllib.parse
 
 import pytest
 
-from tests.integration.pvesim.conftest import SCHEMA_PATH, proxmox, qcow2_image, raw, wait_task
+from tests.integration.pvesim.conftest import SCHEMA_PATH, proxmox, raw, wait_task
+from tests.pvesim.state import qcow2_image
 from tests.pvesim import api as simapi
 
 if not os.path.exists(SCHEMA_PATH):

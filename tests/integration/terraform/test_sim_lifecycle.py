@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ import requests
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
 from tests.integration.terraform.conftest import COLLECTIONS, REPO, files_under, tree_snapshot
 from tests.pvesim.fixtures import pvesim, pvesim_fresh  # noqa: F401  pylint: disable=unused-import
+from tests.pvesim.state import qcow2_image
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +85,7 @@ def sim_project(project, pvesim_fresh):  # noqa: F811
         body = f'{name} image bytes\n'.encode() * 4096
         if filename.endswith('.qcow2'):
             # pve-storage checks an uploaded import image with qemu-img: it must be what it says.
-            body = b'QFI\xfb' + struct.pack('>I', 3) + bytes(16) + struct.pack('>Q', 1 << 30) + body
+            body = qcow2_image(1 << 30, body)
         api.upload_import(filename, body)
     project.api = api
     project.secret = pvesim_fresh.token('full')[1]
