@@ -63,16 +63,23 @@ class AnsibleRun:
         return f'$ {" ".join(self.argv)}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}'
 
 
-def ansible_env(state_dir: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+def checkout_env() -> dict[str, str]:
+    """This environment, set to run the virtualenv's Ansible on the checkout as an operator would."""
     env = dict(os.environ)
     env['PATH'] = BIN + os.pathsep + env.get('PATH', '')
     env['ANSIBLE_CONFIG'] = os.path.join(ROOT, 'ansible.cfg')
-    # The runs test the checkout (ansible.cfg's collections_path), never an installed copy.
+    # The checkout's ansible.cfg resolves eminfra.pipeline to the checkout itself; a collections
+    # path inherited from a test runner (molecule sets one) would run an installed copy instead.
     env.pop('ANSIBLE_COLLECTIONS_PATH', None)
     env.pop('ANSIBLE_COLLECTIONS_PATHS', None)
     env['EMINFRA_PROJECT_ROOT'] = ROOT
-    env.setdefault('ANSIBLE_NOCOLOR', '1')
     env.setdefault('ANSIBLE_LOCAL_TEMP', os.path.join(tempfile.gettempdir(), 'eminfra-ansible-local'))
+    return env
+
+
+def ansible_env(state_dir: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = checkout_env()
+    env.setdefault('ANSIBLE_NOCOLOR', '1')
     if state_dir is not None:
         env['EMINFRA_STATE_DIR'] = str(state_dir)
     env.update(extra or {})

@@ -40,7 +40,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -55,7 +54,7 @@ if COLLECTIONS not in sys.path:
 from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import atomic_write  # noqa: E402
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file, render_env  # noqa: E402
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError  # noqa: E402
-from tests.ansible_run import with_results_callback  # noqa: E402
+from tests.ansible_run import checkout_env, with_results_callback  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 TESTHOSTS = os.path.join(REPO, 'tests', 'hosts', 'testhosts.py')
@@ -377,17 +376,9 @@ def down(args) -> dict:
 
 # ------------------------------------------------------------------------- running the pipeline
 def ansible_env(lab: dict, results: str | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env['PATH'] = BIN + os.pathsep + env.get('PATH', '')
-    env['ANSIBLE_CONFIG'] = os.path.join(REPO, 'ansible.cfg')
-    # The checkout's ansible.cfg resolves eminfra.pipeline to the checkout itself; a collections
-    # path inherited from a test runner (molecule sets one) would run an installed copy instead.
-    env.pop('ANSIBLE_COLLECTIONS_PATH', None)
-    env.pop('ANSIBLE_COLLECTIONS_PATHS', None)
-    env['EMINFRA_PROJECT_ROOT'] = REPO
+    env = checkout_env()
     env['EMINFRA_STATE_DIR'] = lab['state_dir']
     env['ANSIBLE_PIPELINING'] = 'True'
-    env.setdefault('ANSIBLE_LOCAL_TEMP', os.path.join(tempfile.gettempdir(), 'eminfra-ansible-local'))
     if results:
         env['EMINFRA_TEST_RESULTS'] = results
         with_results_callback(env)
