@@ -102,7 +102,9 @@ VM_CONFIG_PARAMS: dict[str, Param] = {
     'citype': S(enum=('configdrive2', 'nocloud', 'opennebula')), 'ciupgrade': B(), 'cicustom': S(),
     'sshkeys': S(), 'nameserver': S(), 'searchdomain': S(), 'tablet': B(), 'protection': B(),
     'kvm': B(), 'acpi': B(), 'hotplug': S(), 'startup': S(), 'smbios1': S(max_length=512),
-    'vmgenid': S(),
+    'vmgenid': S(), 'template': B(),
+    'keyboard': S(enum=('de', 'de-ch', 'da', 'en-gb', 'en-us', 'es', 'fi', 'fr', 'fr-be', 'fr-ca', 'fr-ch', 'hu', 'is',
+                        'it', 'ja', 'lt', 'mk', 'nl', 'no', 'pl', 'pt', 'pt-br', 'sv', 'sl', 'tr')),
 }
 DISK_RE = re.compile(r'(scsi|virtio|sata|ide)\d+\Z|efidisk0\Z|tpmstate0\Z')
 # qemu-server API2/Qemu.pm option groups, for check_vm_modify_config_perm
@@ -347,6 +349,41 @@ def get_cluster_resources(ctx: Ctx) -> object:
             out.append({'id': f'sdn/{name}/{sim.sdn_zone}', 'type': 'sdn', 'sdn': sim.sdn_zone,
                         'node': name, 'status': 'ok'})
     return out
+
+
+def get_pools(ctx: Ctx) -> object:
+    """PVE::API2::Pool index: the pools the caller may audit; with poolid, that pool and its members."""
+    sim = ctx.sim
+    pools = sim.access.pools
+    poolid = ctx.params.get('poolid')
+    if poolid is None:
+        return [{'poolid': name} | ({'comment': str(sim.pools[name]['comment'])}
+                                    if sim.pools.get(name, {}).get('comment') is not None else {})
+                for name in sorted(pools) if ctx.checker.has(f'/pool/{name}', ['Pool.Audit'])]
+    poolid = str(poolid)
+    ctx.checker.require(f'/pool/{poolid}', ['Pool.Audit'])
+    if poolid not in pools:
+        raise ApiError(500, f"pool '{poolid}' does not exist")
+    wanted = ctx.params.get('type')
+    members: list[dict] = []
+    if wanted in (None, 'qemu'):
+        with sim.lock:
+            vms = [sim.vms[v] for v in sorted(pools[poolid]['vms']) if v in sim.vms]
+        for vm in vms:
+            entry = _vm_summary(vm)
+            entry.update({'id': f'qemu/{vm.vmid}', 'type': 'qemu', 'node': vm.node, 'template': 1 if vm.template else 0})
+            entry.pop('pid', None)
+            entry['maxcpu'] = entry.pop('cpus')
+            members.append(entry)
+    if wanted in (None, 'storage'):
+        for storeid in sorted(pools[poolid]['storage']):
+            for name in sorted(sim.nodes):
+                members.append({'id': f'storage/{name}/{storeid}', 'type': 'storage', 'storage': storeid,
+                                'node': name, 'status': 'available'})
+    entry = {'poolid': poolid, 'members': members}
+    if sim.pools.get(poolid, {}).get('comment') is not None:
+        entry['comment'] = str(sim.pools[poolid]['comment'])
+    return [entry]
 
 
 def get_nextid(ctx: Ctx) -> object:
@@ -1643,6 +1680,9 @@ ROUTES: list[Route] = [
     Route('GET', '/nodes/{node}/status', get_node_status, {'node': NODE}, ['perm', '/nodes/{node}', ['Sys.Audit']]),
     Route('GET', '/cluster/resources', get_cluster_resources,
           {'type': S(enum=('vm', 'storage', 'node', 'sdn'))}, node_proxy=False),
+    Route('GET', '/pools', get_pools,
+          {'poolid': S(pattern=r'[A-Za-z0-9\-_]+'), 'type': S(enum=('qemu', 'lxc', 'storage'), requires='poolid')},
+          node_proxy=False),
     Route('GET', '/cluster/nextid', get_nextid, {'vmid': Int(minimum=100, maximum=999999999)}, node_proxy=False),
     Route('GET', '/nodes/{node}/network', get_network,
           {'node': NODE, 'type': S(enum=('bridge', 'bond', 'eth', 'alias', 'vlan', 'fabric', 'OVSBridge', 'OVSBond',

@@ -41,7 +41,9 @@ DEFAULT_SCENARIO: dict = {
     ],
     'bridges': ['vmbr0'],
     'sdn_zone': 'localnetwork',
-    'pools': {},
+    # One pool, as many hosts have: every read of the bpg/proxmox provider lists the pools and
+    # looks for the VM in each.
+    'pools': {'lab': {'comment': 'simulator pool'}},
     'groups': {},
     'roles': {
         'PipelineFull': PIPELINE_PRIVS,

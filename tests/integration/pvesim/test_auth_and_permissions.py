@@ -263,3 +263,36 @@ def test_pool_delegation(pvesim_fresh, tmp_path):
         assert (response.status_code, response.reason) == (403, "Permission check failed (pool 'nosuch' does not exist)")
     finally:
         stop(sim)
+
+
+def test_pools_list_only_what_the_caller_may_audit(pvesim_fresh, tmp_path):
+    """GET /pools (PVE::API2::Pool index): every read of the bpg/proxmox provider calls it. The
+    list holds the pools with Pool.Audit; with poolid, that pool and its members, or 403."""
+    from tests.pvesim.fixtures import start, stop
+    scenario = tmp_path / 'pools.yml'
+    scenario.write_text(
+        'pools: {dev: {comment: the dev VMs}, ops: {}}\n'
+        'users: [{userid: dev@pve, tokens: [{name: t, secret: s, privsep: false}]}]\n'
+        'acl:\n'
+        '  - {path: /pool/dev, role: PVEPoolUser, user: dev@pve}\n'
+        '  - {path: /pool/dev, role: PVEVMAdmin, user: dev@pve}\n'
+        '  - {path: /, role: PVEDatastoreUser, user: dev@pve}\n'
+        '  - {path: /sdn, role: PVESDNUser, user: dev@pve}\n')
+    sim = start(str(tmp_path / 'sim'), scenario=str(scenario))
+    try:
+        header = 'PVEAPIToken=dev@pve!t=s'
+        assert raw(sim, 'GET', '/pools', header=header).json()['data'] == [{'poolid': 'dev', 'comment': 'the dev VMs'}]
+        response = raw(sim, 'POST', '/nodes/pve/qemu', header=header, data={'vmid': 300, 'pool': 'dev', 'cores': 2})
+        assert response.status_code == 200, response.reason
+        time.sleep(0.3)
+        pool = raw(sim, 'GET', '/pools', header=header, params={'poolid': 'dev'}).json()['data']
+        assert [(p['poolid'], p['comment']) for p in pool] == [('dev', 'the dev VMs')]
+        assert [(m['id'], m['type'], m['vmid'], m['node']) for m in pool[0]['members']] == [('qemu/300', 'qemu', 300, 'pve')]
+        assert raw(sim, 'GET', '/pools', header=header, params={'poolid': 'dev', 'type': 'storage'}).json()['data'] == [
+            {'poolid': 'dev', 'comment': 'the dev VMs', 'members': []}]
+        response = raw(sim, 'GET', '/pools', header=header, params={'poolid': 'ops'})
+        assert (response.status_code, response.reason) == (403, 'Permission check failed (/pool/ops, Pool.Audit)')
+        response = raw(sim, 'GET', '/pools', header=header, params={'type': 'qemu'})
+        assert response.status_code == 400 and response.json()['errors'] == {'poolid': "missing property required by 'type'"}
+    finally:
+        stop(sim)

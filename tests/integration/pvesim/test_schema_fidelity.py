@@ -261,7 +261,9 @@ def session_responses(pvesim, tmp_path_factory):
         wait_task(api, call('POST', '/nodes/pve/qemu', data={
             'vmid': 100, 'name': 'v100', 'memory': 1024, 'agent': 1, 'scsi0': 'local-lvm:0,import-from=local:import/img.qcow2',
             'ide2': 'local-lvm:cloudinit', 'net0': 'virtio,bridge=vmbr0', 'ipconfig0': 'ip=192.0.2.5/24',
-            'hostpci0': 'mapping=gpu0', 'onboot': 1}))
+            'hostpci0': 'mapping=gpu0', 'onboot': 1, 'pool': 'lab', 'keyboard': 'en-us', 'template': 0}))
+        call('GET', '/pools')
+        assert call('GET', '/pools', params={'poolid': 'lab'})[0]['members'][0]['id'] == 'qemu/100'
         call('GET', '/nodes/pve/qemu')
         call('GET', '/nodes/pve/qemu/100')
         call('GET', '/nodes/pve/qemu/100/config')
