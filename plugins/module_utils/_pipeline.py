@@ -341,24 +341,7 @@ def check_templates(layout: StateLayout, verify_checksums: bool = True) -> dict:
     return found
 
 
-def _tfstate_path(layout: StateLayout, environment: str | None) -> str | None:
-    workdir = layout.terraform_workdir
-    if environment:
-        path = os.path.join(workdir, environment, 'terraform.tfstate')
-        return path if os.path.isfile(path) else None
-    candidates = []
-    try:
-        names = os.listdir(workdir)
-    except OSError:
-        return None
-    for name in names:
-        path = os.path.join(workdir, name, 'terraform.tfstate')
-        if os.path.isfile(path):
-            candidates.append((os.stat(path).st_mtime, path))
-    return max(candidates)[1] if candidates else None
-
-
-def check_terraform_outputs(layout: StateLayout, environment: str | None = None) -> dict:
+def check_terraform_outputs(layout: StateLayout) -> dict:
     """terraform_outputs_valid: outputs.json is valid and equals the outputs of the current Terraform state."""
     # Imported here: diagnostics and planning must not need what the Terraform runner needs.
     from ansible_collections.eminfra.pipeline.plugins.module_utils._terraform import normalise_outputs
@@ -374,11 +357,10 @@ def check_terraform_outputs(layout: StateLayout, environment: str | None = None)
         raise CheckError('terraform_outputs_valid', f'not JSON ({exc})', where=path, remediation=remediation) from None
     _contracts.validate(outputs, _contracts.OUTPUTS_SCHEMA, 'terraform_outputs_valid', source=path,
                         remediation=remediation)
-    state_path = _tfstate_path(layout, environment)
-    if state_path is None:
+    state_path = layout.terraform_state
+    if not os.path.isfile(state_path):
         raise CheckError('terraform_outputs_valid', 'there is no Terraform state to compare outputs.json with',
-                         where=os.path.join(layout.terraform_workdir, '<environment>', 'terraform.tfstate'),
-                         remediation=remediation)
+                         where=state_path, remediation=remediation)
     try:
         with open(state_path, encoding='utf-8') as handle:
             tfstate = json.load(handle)

@@ -60,6 +60,11 @@ def resolve_state_dir(state_dir: str | None = None, project_root: str | None = N
     return os.path.join(root, 'state')
 
 
+#: The Terraform root module, the only one (terraform/environments/k3s-dev, bpg/proxmox provider); its
+#: workdir under the state root is cache/terraform/<name>/.
+TERRAFORM_ENVIRONMENT = 'k3s-dev'
+TERRAFORM_PROJECT_PATH = os.path.join('terraform', 'environments', TERRAFORM_ENVIRONMENT)
+
 #: The inventory source the pipeline's Ansible steps use, relative to the project root.
 INVENTORY_SOURCE = os.path.join('inventory', 'proxmox_dynamic.yml')
 
@@ -99,6 +104,11 @@ class StateLayout:
     @property
     def terraform_workdir(self) -> str:
         return self._join('cache', 'terraform')
+
+    @property
+    def terraform_state(self) -> str:
+        """The local Terraform state of the root module (terraform/environments/k3s-dev)."""
+        return self._join('cache', 'terraform', TERRAFORM_ENVIRONMENT, 'terraform.tfstate')
 
     @property
     def outputs_json(self) -> str:

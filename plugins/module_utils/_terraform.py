@@ -17,7 +17,11 @@ What it guarantees, beyond what cloud.terraform and community.general.terraform 
   is scrubbed from logs and messages should anything ever echo it.
 - Variables go through ``TF_VAR_*``; ``TF_CLI_ARGS*``, ``TF_VAR_*``, ``TF_LOG*`` and
   ``PROXMOX_VE_*`` inherited from the caller are dropped, so nothing outside the task can add
-  arguments, variables or debug logging (which could print request headers).
+  arguments, variables or debug logging (the provider's debug log prints request headers).
+- The provider is found the way the operator's Terraform finds it: the CLI configuration named
+  by an inherited ``TF_CLI_CONFIG_FILE`` (when that file exists), else the project's own
+  ``.cache/terraform/terraformrc`` that ``make setup`` writes beside the provider mirror it
+  builds, else none (plain ``terraform init`` from the registry).
 - The repository's ``terraform/`` stays clean: the configuration is copied into the workdir
   (``<workdir>/<environment>/config``), and the data dir (``TF_DATA_DIR``), the local state
   (``backend "local"`` with its path given at init), plans, logs and the CLI config all live
@@ -46,7 +50,7 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils import _atomic
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _token_check as token_check
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
-from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import HAS_PROXMOXER, ProxmoxClient
+from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import parse_api_url
 
 TEMPLATES_REMEDIATION = 'ansible-playbook playbooks/site.yml -e eminfra_start_at=templates'
 SECRET_MASK = '********'
@@ -55,9 +59,12 @@ LOGS_KEPT = 20
 #: Inherited variables that could change what Terraform does or prints; never passed on.
 _DROPPED_ENV_PREFIXES = ('TF_VAR_', 'TF_CLI_ARGS', 'TF_LOG', 'PROXMOX_VE_')
 _DROPPED_ENV_KEYS = ('TF_DATA_DIR', 'TF_CLI_CONFIG_FILE', 'TF_WORKSPACE', 'TF_STATE', 'SSL_CERT_FILE',
-                     'PVE_VM_SPEC', 'PVE_VM_NODE')
+                     'SSL_CERT_DIR')
 #: Files of the configuration copied into the workdir.
-_CONFIG_SUFFIXES = ('.tf', '.tf.json', '.py', '.tftpl')
+_CONFIG_SUFFIXES = ('.tf', '.tf.json', '.tftpl')
+#: The CLI configuration ``make setup`` writes (tests/setup/install-provider.sh), relative to the
+#: project root: the filesystem mirror that holds bpg/proxmox where no registry is reachable.
+PROJECT_CLI_CONFIG = os.path.join('.cache', 'terraform', 'terraformrc')
 _VARIABLE_NAME_CHARS = frozenset('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-')
 
 
@@ -84,10 +91,12 @@ class ProxmoxSettings:
 
     def __init__(self, api_url: str, node: str, token_id: str, token_secret: str,
                  tls_verify: bool = True, ca_bundle: str | None = None) -> None:
-        url = api_url.strip().rstrip('/')
-        if url.endswith('/api2/json'):
-            url = url[:-len('/api2/json')]
-        self.api_url = url
+        # The API client's parser: no port means 8006 here too, never the https default 443.
+        try:
+            self.api_url = parse_api_url(api_url)[3]
+        except ValueError as exc:
+            raise CheckError('proxmox_env_valid', f'PROXMOX_API_URL: {exc}', where='PROXMOX_API_URL',
+                             remediation='write the API URL as https://HOST:8006') from None
         self.node = node
         self.token_id = token_id
         self.token_secret = token_secret
@@ -95,14 +104,18 @@ class ProxmoxSettings:
         self.ca_bundle = ca_bundle
 
     def provider_env(self) -> dict[str, str]:
-        """The environment of plan and apply (bpg/proxmox and the sim helper read the same)."""
+        """The environment of plan and apply, as the bpg/proxmox provider reads it.
+
+        The certificate is verified unless proxmox.env says ``PROXMOX_TLS_VERIFY=false`` (only then
+        ``PROXMOX_VE_INSECURE``); a private CA reaches Go's certificate pool as ``SSL_CERT_FILE``,
+        which replaces the system bundle for Terraform and its provider only."""
         env = {
             'PROXMOX_VE_ENDPOINT': f'{self.api_url}/',
             'PROXMOX_VE_API_TOKEN': f'{self.token_id}={self.token_secret}',
-            'PROXMOX_VE_INSECURE': 'false' if self.tls_verify else 'true',
         }
-        if self.ca_bundle and self.tls_verify:
-            # Go's crypto/x509 (the provider) and OpenSSL (the sim helper) both read it.
+        if not self.tls_verify:
+            env['PROXMOX_VE_INSECURE'] = 'true'
+        elif self.ca_bundle:
             env['SSL_CERT_FILE'] = self.ca_bundle
         return env
 
@@ -121,12 +134,16 @@ def load_proxmox_env(path: str) -> ProxmoxSettings:
     )
 
 
-def list_vmids(settings: ProxmoxSettings, client_factory=None) -> list[int]:
-    """The VM ids on the node (GET /nodes/{node}/qemu): the observation behind drift."""
-    factory = client_factory or ProxmoxClient
-    client = factory(settings.api_url, settings.token_id, settings.token_secret, verify=settings.tls_verify,
-                     ca_bundle=settings.ca_bundle)
-    return sorted(int(vm['vmid']) for vm in client.get(f'/nodes/{settings.node}/qemu') or [] if 'vmid' in vm)
+def resolve_cli_config(base_env: dict, project_root: str, fallback: str) -> str:
+    """The Terraform CLI configuration of a run: an inherited TF_CLI_CONFIG_FILE that exists, else
+    the project's (make setup's provider mirror), else ``fallback`` (an empty file the runner writes)."""
+    inherited = base_env.get('TF_CLI_CONFIG_FILE')
+    if inherited and os.path.isfile(inherited):
+        return os.path.abspath(inherited)
+    project = os.path.join(project_root, PROJECT_CLI_CONFIG)
+    if os.path.isfile(project):
+        return project
+    return fallback
 
 
 # ------------------------------------------------------------------ manifest and intent
@@ -177,6 +194,11 @@ def check_templates(manifest_path: str, intent_nodes_file: str | None) -> dict:
     if missing:
         raise CheckError('templates_present', f'no artefact for {", ".join(missing)} (needed by enabled nodes '
                          f'of {intent_nodes_file})', where=manifest_path, remediation=TEMPLATES_REMEDIATION)
+    unplaced = [os_name for os_name in needed_artefacts(intent_nodes_file) if not manifest[os_name].get('proxmox_volid')]
+    if unplaced:
+        raise CheckError('templates_present', f'{", ".join(unplaced)}: no proxmox_volid, the artefact is not on Proxmox '
+                         'storage and a VM disk would have nothing to import', where=manifest_path,
+                         remediation=TEMPLATES_REMEDIATION)
     return manifest
 
 
@@ -294,7 +316,7 @@ class TerraformRunner:
 
     def __init__(self, run_command, binary: str, project_path: str, workdir: str, manifest: str,
                  outputs_path: str | None = None, variables: dict | None = None,
-                 proxmox: ProxmoxSettings | None = None, observe: bool = True,
+                 proxmox: ProxmoxSettings | None = None,
                  lock_timeout: str = '0s', parallelism: int = 10, timeout: float = 3600.0,
                  base_env: dict | None = None, clock=time.time) -> None:
         self.run_command = run_command
@@ -307,7 +329,6 @@ class TerraformRunner:
         self.outputs_path = os.path.abspath(outputs_path or os.path.join(self.workdir, 'outputs.json'))
         self.variables = dict(variables or {})
         self.proxmox = proxmox
-        self.observe = observe
         self.lock_timeout = lock_timeout
         self.parallelism = parallelism
         self.deadline = clock() + timeout
@@ -319,8 +340,8 @@ class TerraformRunner:
         self.data_dir = os.path.join(self.env_dir, 'data')
         self.state_path = os.path.join(self.env_dir, 'terraform.tfstate')
         self.plan_path = os.path.join(self.env_dir, 'plans', 'last.tfplan')
-        self.observed_path = os.path.join(self.env_dir, 'observed-vms.json')
-        self.cli_config = os.path.join(self.workdir, 'terraformrc')
+        self.cli_config = resolve_cli_config(self.base_env, os.path.dirname(self.terraform_root),
+                                             os.path.join(self.workdir, 'terraformrc'))
         self.log_path = os.path.join(self.env_dir, 'logs', f'{time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))}'
                                      f'-{os.getpid()}.log')
         self.commands: list[list[str]] = []
@@ -369,8 +390,6 @@ class TerraformRunner:
         for name, value in self.variables.items():
             variables[name] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         variables['manifest_file'] = self.manifest
-        if self.observe and self.proxmox:
-            variables['observed_vmids_file'] = self.observed_path
         return variables
 
     def run(self, args: list[str], with_provider: bool = False, capture: bool = False) -> tuple[int, str]:
@@ -408,10 +427,11 @@ class TerraformRunner:
                                  remediation='the token reaches Terraform only through state/proxmox.env')
 
     def prepare(self) -> None:
-        """Workdir layout, the configuration copy and the empty CLI config."""
+        """Workdir layout, the configuration copy and (when no CLI config was found) an empty one."""
         for directory in (self.workdir, self.env_dir, os.path.dirname(self.plan_path), self.data_dir):
             os.makedirs(directory, mode=0o700, exist_ok=True)
-        _atomic.write_if_changed(self.cli_config, '', mode=0o600)
+        if self.cli_config == os.path.join(self.workdir, 'terraformrc'):
+            _atomic.write_if_changed(self.cli_config, '', mode=0o600)
         self._copy_config()
 
     def _config_files(self) -> list[tuple[str, str]]:
@@ -451,7 +471,8 @@ class TerraformRunner:
                 digest.update(rel.encode() + b'\0')
                 with open(source, 'rb') as handle:
                     digest.update(handle.read())
-        digest.update(f'\0{self.binary}\0{self.state_path}'.encode())
+        digest.update(f'\0{self.binary}\0{self.state_path}\0{self.cli_config}\0'.encode())
+        digest.update(_atomic.read_bytes(self.cli_config) or b'')
         return digest.hexdigest()
 
     def init(self) -> bool:
@@ -467,16 +488,6 @@ class TerraformRunner:
             raise self.fail('init', rc)
         _atomic.atomic_write(stamp, fingerprint, mode=0o600)
         return True
-
-    def write_observation(self) -> list[int] | None:
-        if not (self.observe and self.proxmox):
-            return None
-        if not HAS_PROXMOXER:
-            raise CheckError('terraform_apply', 'listing the VMs for drift needs the proxmoxer and requests Python '
-                             'libraries', where='observe_vms', remediation='run make setup, or set observe_vms: false')
-        vmids = list_vmids(self.proxmox)
-        _atomic.write_if_changed(self.observed_path, json.dumps({'vmids': vmids}, sort_keys=True) + '\n', mode=0o600)
-        return vmids
 
     def plan(self, destroy: bool) -> bool:
         """terraform plan -detailed-exitcode -out; True when it plans changes (exit code 2)."""
@@ -556,7 +567,7 @@ class TerraformRunner:
         self.prune_logs()
         return {'changed': False, 'outputs_valid': True, 'outputs': current, 'initialised': initialised,
                 'log_path': self.log_path, 'state_path': self.state_path, 'workdir': self.workdir,
-                'outputs_path': self.outputs_path, 'binary': self.binary}
+                'outputs_path': self.outputs_path, 'binary': self.binary, 'cli_config': self.cli_config}
 
     # -------------------------------------------------------------- the whole step
     def execute(self, state: str = 'present', check_mode: bool = False, intent_nodes_file: str | None = None) -> dict:
@@ -568,11 +579,10 @@ class TerraformRunner:
         self._log(f'# terraform_apply_wrapper: environment {self.env_name}, state {state}, '
                   f'check_mode {check_mode}\n')
         initialised = self.init()
-        observed = self.write_observation()
         planned = self.plan(destroy=state == 'absent')
         result = {
             'changed': planned,
-            'observed_vmids': observed,
+            'cli_config': self.cli_config,
             'initialised': initialised,
             'applied': False,
             'log_path': self.log_path,

@@ -93,11 +93,6 @@ options:
       - With O(action=check), fail the task at the first failed check (with its message), instead of only reporting.
     type: bool
     default: true
-  terraform_environment:
-    description:
-      - The Terraform environment (directory name under C(terraform/environments/)) whose state
-        C(terraform_outputs_valid) compares C(outputs.json) with; by default the most recently written one.
-    type: str
 notes:
   - The lock's holder is found by walking this module's process ancestors in C(/proc) for the ansible-playbook
     command line, so the lock stays with the run, not with one task's process.
@@ -296,7 +291,7 @@ def run_checks(module: AnsibleModule, layout: StateLayout) -> dict:
                 found = _pipeline.check_templates(layout)
                 entry['detail'] = ', '.join(f'{name}: {path}' for name, path in found.items())
             elif check == 'terraform_outputs_valid':
-                found = _pipeline.check_terraform_outputs(layout, module.params['terraform_environment'])
+                found = _pipeline.check_terraform_outputs(layout)
                 entry['detail'] = f'{len(found["nodes"])} SSH-managed nodes; matches {found["state"]}'
                 entry['nodes'] = found['nodes']
             elif check == 'run_lock':
@@ -328,7 +323,6 @@ def main() -> None:
         steps=dict(type='list', elements='dict', default=[]),
         checks=dict(type='list', elements='str', choices=list(CHECKS), default=list(CHECKS)),
         fail_on_error=dict(type='bool', default=True),
-        terraform_environment=dict(type='str'),
     )
     argument_spec.update(state_dir_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

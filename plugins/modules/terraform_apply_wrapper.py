@@ -11,7 +11,8 @@ module: terraform_apply_wrapper
 short_description: Plan and apply a Terraform environment of the pipeline and write outputs.json
 version_added: 0.1.0
 description:
-  - Runs one Terraform environment under C(terraform/environments/) for the C(terraform_apply) step.
+  - Runs the pipeline's Terraform root module, C(terraform/environments/k3s-dev) (the bpg/proxmox provider), for
+    the C(terraform_apply) step.
   - Refuses with the C(templates_present) check when the template manifest is missing, invalid, or lacks
     an artefact that the enabled nodes of the intent need; nothing is run then.
   - Copies the configuration into the workdir and keeps the data dir (E(TF_DATA_DIR)), the local state,
@@ -19,7 +20,12 @@ description:
   - Runs C(terraform plan -detailed-exitcode -out) and applies that saved plan; C(changed) comes from the
     exit code (0 no changes, 2 changes) and the counts from C(terraform show -json), never from text.
   - Passes variables as E(TF_VAR_*) and the Proxmox token only in the environment of C(plan) and C(apply)
-    (E(PROXMOX_VE_ENDPOINT), E(PROXMOX_VE_API_TOKEN)); never on the command line or in a file.
+    (E(PROXMOX_VE_ENDPOINT), E(PROXMOX_VE_API_TOKEN)); never on the command line or in a file. The API certificate
+    is verified against C(PROXMOX_CA_BUNDLE) of C(proxmox.env) (as E(SSL_CERT_FILE) of Terraform only), and
+    E(PROXMOX_VE_INSECURE) is set only when C(PROXMOX_TLS_VERIFY=false).
+  - Finds the provider the way Terraform does, through the CLI configuration: an inherited E(TF_CLI_CONFIG_FILE)
+    naming an existing file, else the project's C(.cache/terraform/terraformrc) that C(make setup) writes beside the
+    provider mirror it builds from the provider's Go module, else none (C(terraform init) from the registry).
   - Writes O(outputs_path) from C(terraform output -json), normalised to the outputs contract, validated
     (C(terraform_outputs_valid)), without sensitive outputs, atomically.
 author:
@@ -44,10 +50,10 @@ attributes:
 options:
   project_path:
     description:
-      - The Terraform environment to run, a directory under C(terraform/environments/) (for example
-        C(terraform/environments/sim)). Relative paths are taken from the project root.
+      - The Terraform root module, a directory under C(terraform/environments/). Relative paths are taken from the
+        project root.
     type: path
-    required: true
+    default: terraform/environments/k3s-dev
   workdir:
     description:
       - Where the configuration copy, data dir, state, plans and logs live.
@@ -83,15 +89,9 @@ options:
     description:
       - The Proxmox credentials (the contract's C(state/proxmox.env), mode 0600). Their token reaches
         Terraform only through the environment of C(plan) and C(apply).
-      - Defaults to C(proxmox.env) under O(state_dir) when that file exists.
+      - Defaults to C(proxmox.env) under O(state_dir). Plan and apply refuse without it (C(proxmox_env_present),
+        C(proxmox_env_valid)) before Terraform runs; O(validate_only) does not need it.
     type: path
-  observe_vms:
-    description:
-      - List the node's VMs through the API before planning and pass the list as the variable
-        C(observed_vmids_file), so that an environment built from built-in resources (C(sim)) sees a
-        deleted VM as drift. Environments that do not declare the variable ignore it.
-    type: bool
-    default: true
   state:
     description:
       - V(present) plans and applies the environment; V(absent) plans and applies a destroy.
@@ -146,19 +146,16 @@ EXAMPLES = r'''
 
 - name: Plan only (drift and counts)
   eminfra.pipeline.terraform_apply_wrapper:
-    project_path: terraform/environments/sim
     intent_cluster_file: inventory/dev/cluster.yaml
     intent_nodes_file: inventory/dev/nodes.yaml
   check_mode: true
 
 - name: Before a resume skips the step, check outputs.json against the Terraform state
   eminfra.pipeline.terraform_apply_wrapper:
-    project_path: terraform/environments/sim
     validate_only: true
 
 - name: Remove the VMs
   eminfra.pipeline.terraform_apply_wrapper:
-    project_path: terraform/environments/sim
     intent_cluster_file: inventory/dev/cluster.yaml
     intent_nodes_file: inventory/dev/nodes.yaml
     state: absent
@@ -179,22 +176,17 @@ drift:
     - address: proxmox_virtual_environment_vm.vm["cp-1"]
       actions: [delete]
 replaced:
-  description: Addresses the plan replaces (for C(sim), a VM missing from the observation).
+  description: Addresses the plan replaces (destroys and creates again).
   returned: unless O(validate_only=true)
   type: list
   elements: str
   sample:
-    - terraform_data.vm["cp-1"]
+    - proxmox_virtual_environment_vm.vm["cp-1"]
 output_changes:
   description: Names of the Terraform outputs the plan changes.
   returned: unless O(validate_only=true)
   type: list
   elements: str
-observed_vmids:
-  description: The VM ids on the Proxmox node before the plan (null when O(observe_vms) is off or no credentials).
-  returned: unless O(validate_only=true)
-  type: list
-  elements: int
 initialised:
   description: Whether C(terraform init) ran (the configuration, binary or state path changed).
   returned: always
@@ -207,7 +199,7 @@ log_path:
   description: The full Terraform log of this run.
   returned: always
   type: str
-  sample: /srv/pipeline/state/cache/terraform/sim/logs/20261122T003000Z-4242.log
+  sample: /srv/pipeline/state/cache/terraform/k3s-dev/logs/20261122T003000Z-4242.log
 plan_path:
   description: The saved plan of this run.
   returned: unless O(validate_only=true)
@@ -226,6 +218,10 @@ outputs_path:
   type: str
 binary:
   description: The Terraform command that ran.
+  returned: always
+  type: str
+cli_config:
+  description: The Terraform CLI configuration of the run (E(TF_CLI_CONFIG_FILE)), which says where the provider comes from.
   returned: always
   type: str
 outputs:
@@ -268,7 +264,7 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._state import Sta
 
 ARGUMENT_SPEC = dict(
     **state_dir_argument_spec(),
-    project_path=dict(type='path', required=True),
+    project_path=dict(type='path', default='terraform/environments/k3s-dev'),
     workdir=dict(type='path'),
     manifest=dict(type='path'),
     outputs_path=dict(type='path'),
@@ -276,7 +272,6 @@ ARGUMENT_SPEC = dict(
     intent_nodes_file=dict(type='path'),
     variables=dict(type='dict', default={}),
     proxmox_env_file=dict(type='path'),
-    observe_vms=dict(type='bool', default=True),
     state=dict(type='str', choices=['present', 'absent'], default='present'),
     validate_only=dict(type='bool', default=False),
     binary_path=dict(type='path'),
@@ -295,11 +290,17 @@ def run_module(module: AnsibleModule) -> dict:
     root = find_project_root()
     layout = StateLayout.resolve(params['state_dir'], project_root=root)
     workdir = _from_root(root, params['workdir']) or layout.terraform_workdir
-    env_file = _from_root(root, params['proxmox_env_file'])
-    if env_file is None and os.path.isfile(layout.proxmox_env):
-        env_file = layout.proxmox_env
-    proxmox = _terraform.load_proxmox_env(env_file) if env_file else None
+    env_file = _from_root(root, params['proxmox_env_file']) or layout.proxmox_env
+    manifest = _from_root(root, params['manifest']) or layout.manifest
     intent_nodes_file = _from_root(root, params['intent_nodes_file'])
+    if not params['validate_only'] and params['state'] == 'present':
+        # The steps' order: missing templates are reported as such, before the credentials.
+        _terraform.check_templates(manifest, intent_nodes_file)
+    # Plan and apply need the provider's credentials (proxmox_env_present/proxmox_env_valid when
+    # they are missing or unusable); re-validation only reads the state, with or without them.
+    proxmox = None
+    if not params['validate_only'] or os.path.lexists(env_file):
+        proxmox = _terraform.load_proxmox_env(env_file)
     variables = dict(params['variables'])
     for name, value in (('intent_cluster_file', _from_root(root, params['intent_cluster_file'])),
                         ('intent_nodes_file', intent_nodes_file)):
@@ -310,11 +311,10 @@ def run_module(module: AnsibleModule) -> dict:
         binary=_terraform.find_binary(params['binary_path']),
         project_path=_from_root(root, params['project_path']),
         workdir=workdir,
-        manifest=_from_root(root, params['manifest']) or layout.manifest,
+        manifest=manifest,
         outputs_path=_from_root(root, params['outputs_path']),
         variables=variables,
         proxmox=proxmox,
-        observe=params['observe_vms'],
         lock_timeout=params['lock_timeout'],
         parallelism=params['parallelism'],
         timeout=params['timeout'],

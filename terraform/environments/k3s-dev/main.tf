@@ -26,8 +26,17 @@ resource "proxmox_virtual_environment_vm" "vm" {
   machine         = each.value.pci_mapping == null ? null : "q35"
   description     = "Managed by eminfra.pipeline (Terraform); ${each.value.os} ${each.value.role}."
 
+  # The guest agent (Talos: the qemu-guest-agent extension of the schematic; Ubuntu: the cloud
+  # image's package). Its addresses are not needed: every node's address comes from the intent, and
+  # the ansible_inventory step waits for SSH. So no read waits for the agent to report an address
+  # (the provider would otherwise wait up to 15 minutes per VM on every plan for a node without
+  # an agent), and any other wait on the agent is bounded by agent_timeout.
   agent {
     enabled = true
+    timeout = var.agent_timeout
+    wait_for_ip {
+      disabled = true
+    }
   }
 
   cpu {

@@ -24,3 +24,9 @@ variable "proxmox_node" {
   type        = string
   default     = "pve"
 }
+
+variable "agent_timeout" {
+  description = "Longest wait for data from a VM's QEMU guest agent (the provider's default is 15m)."
+  type        = string
+  default     = "1m"
+}

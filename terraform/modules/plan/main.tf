@@ -15,6 +15,11 @@ locals {
     for os in local.needed_artefacts : os
     if try(local.manifest[os].filename, "") == ""
   ])
+  # ... and be on Proxmox storage: a VM's disk is imported from that volume (import-from).
+  unplaced_artefacts = sort([
+    for os in local.needed_artefacts : os
+    if try(local.manifest[os].filename, "") != "" && try(local.manifest[os].proxmox_volid, "") == ""
+  ])
 
   vms = {
     for n in local.enabled_nodes : n.name => {

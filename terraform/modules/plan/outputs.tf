@@ -15,6 +15,10 @@ output "vms" {
     error_message = "templates_present: the manifest ${var.manifest_file} has no artefact for: ${join(", ", local.missing_artefacts)} (needed by enabled nodes). Remediation: ansible-playbook playbooks/site.yml -e eminfra_start_at=templates"
   }
   precondition {
+    condition     = length(local.unplaced_artefacts) == 0
+    error_message = "templates_present: the manifest ${var.manifest_file} has no proxmox_volid for: ${join(", ", local.unplaced_artefacts)}: the artefact is not on Proxmox storage, so the VM disk would have nothing to import. Remediation: ansible-playbook playbooks/site.yml -e eminfra_start_at=templates"
+  }
+  precondition {
     condition     = length(distinct(local.vmids)) == length(local.vmids)
     error_message = "intent_valid: ${var.intent_nodes_file}: two enabled nodes share a vmid. Remediation: give every node its own vmid."
   }

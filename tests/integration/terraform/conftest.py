@@ -50,7 +50,6 @@ class Project:
 
     def args(self, **kw) -> dict:
         args = {
-            'project_path': 'terraform/environments/sim',
             'intent_cluster_file': 'inventory/dev/cluster.yaml',
             'intent_nodes_file': 'inventory/dev/nodes.yaml',
             'variables': {'ssh_public_key': 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKeyOnly test'},
@@ -89,6 +88,13 @@ def project(tmp_path):
     shutil.copy(os.path.join(FIXTURES, 'nodes.yaml'), root / 'inventory' / 'dev' / 'nodes.yaml')
     (root / 'state' / 'cache' / 'templates').mkdir(parents=True)
     shutil.copy(os.path.join(FIXTURES, 'manifest.json'), root / 'state' / 'cache' / 'templates' / 'manifest.json')
+    # Credentials for an API nobody answers (the provider makes no call until a resource is read);
+    # the tests against the simulator replace them with the simulator's.
+    env_file = root / 'state' / 'proxmox.env'
+    env_file.write_text("PROXMOX_API_URL='https://127.0.0.1:9'\nPROXMOX_NODE='pve'\n"
+                        "PROXMOX_TOKEN_ID='pipeline@pve!full'\nPROXMOX_TOKEN_SECRET='0f1e2d3c-unused-secret'\n"
+                        "PROXMOX_TLS_VERIFY='false'\n")
+    env_file.chmod(0o600)
     return Project(str(root))
 
 

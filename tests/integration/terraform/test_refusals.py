@@ -58,13 +58,14 @@ def test_terraform_error_fails_clearly_with_the_log_path(project, terraform_bin)
     assert result['remediation'].endswith('-e eminfra_start_at=terraform_apply')
 
 
-def test_check_mode_without_credentials_plans_the_vms(project, terraform_bin):
+def test_plan_without_credentials_is_refused_before_terraform_runs(project, terraform_bin):
+    """The provider cannot plan without the API: no proxmox.env is its own check, in check mode too."""
+    os.unlink(project.proxmox_env)
     result = project.run_module(check_mode=True)
-    assert result.get('failed') is not True, result['_stdout']
-    assert result['changed'] is True
-    assert result['counts'] == {'add': 4, 'change': 0, 'destroy': 0}
-    assert result['applied'] is False
-    assert not os.path.exists(project.outputs), 'check mode writes no outputs.json'
-    # The configuration ran from the workdir copy: the project's terraform/ is untouched.
+    assert result['failed'] is True and result['failed_check'] == 'proxmox_env_present'
+    assert project.proxmox_env in result['msg'] and 'Remediation:' in result['msg']
+    assert not os.path.exists(project.workdir), 'nothing ran, nothing was written'
+    assert not os.path.exists(project.outputs)
+    # The project's terraform/ is untouched.
     assert not [p for p in files_under(os.path.join(project.root, 'terraform'))
                 if '.terraform' in p or p.endswith(('.tfstate', '.tfplan', '.lock.hcl'))]

@@ -16,7 +16,7 @@ import pytest
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
 from tests.ansible_run import run_playbook
 from tests.pvesim.fixtures import pvesim, pvesim_fresh  # noqa: F401  pylint: disable=unused-import
-from tests.integration.terraform.test_sim_lifecycle import sim_project  # noqa: F401  pylint: disable=unused-import
+from tests.integration.terraform.test_k3s_dev_lifecycle import sim_project  # noqa: F401  pylint: disable=unused-import
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,6 @@ PLAYBOOK = '''---
       ansible.builtin.include_role:
         name: eminfra.pipeline.terraform_apply
       vars:
-        terraform_apply_environment: sim
         terraform_apply_state: "{{ wanted_state | default('present') }}"
 '''
 

@@ -52,14 +52,6 @@ def test_module_logic_terraform_test(terraform_bin, tmp_path):
     assert re.search(r'Success! (\d+) passed, 0 failed', proc.stdout)
 
 
-def test_sim_environment_validates(terraform_bin, tmp_path):
-    sim = copy_terraform(tmp_path) / 'environments' / 'sim'
-    init = tf(terraform_bin, ['init', '-backend=false', '-no-color'], sim, tmp_path)
-    assert init.returncode == 0, init.stdout + init.stderr
-    proc = tf(terraform_bin, ['validate', '-no-color'], sim, tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
 def test_k3s_dev_environment_validates(terraform_bin, tmp_path):
     # Tests send no traffic off loopback: the provider comes from a local mirror only
     # (EMINFRA_TF_PROVIDER_MIRROR, default ~/.terraform.d/plugins), never from the registry.
@@ -143,6 +135,15 @@ def test_embedded_terraform_command_without_terraform_on_path(tmp_path):
     assert init.returncode == 0, init.stdout + init.stderr
     test = tf(embedded, ['test', '-no-color'], plan_dir, tmp_path, {'PATH': path})
     assert test.returncode == 0 and 'passed, 0 failed' in test.stdout, test.stdout + test.stderr
-    missing = tf(embedded, ['plan', '-no-color', '-detailed-exitcode'], tmp_path / 'terraform' / 'environments' / 'sim',
-                 tmp_path, {'PATH': path})
+    k3s = tmp_path / 'terraform' / 'environments' / 'k3s-dev'
+    missing = tf(embedded, ['plan', '-no-color', '-detailed-exitcode'], k3s, tmp_path, {'PATH': path})
     assert missing.returncode == 1, 'an uninitialised directory fails with exit code 1'
+    # The embedded core starts provider plugins: init and validate of k3s-dev with the real
+    # bpg/proxmox provider from make setup's mirror.
+    cli_config = os.environ.get('TF_CLI_CONFIG_FILE', '')
+    if os.path.isfile(cli_config) and 'filesystem_mirror' in open(cli_config, encoding='utf-8').read():
+        with_provider = {'PATH': path, 'TF_CLI_CONFIG_FILE': cli_config}
+        init = tf(embedded, ['init', '-backend=false', '-no-color'], k3s, tmp_path, with_provider)
+        assert init.returncode == 0 and 'bpg/proxmox' in init.stdout, init.stdout + init.stderr
+        valid = tf(embedded, ['validate', '-no-color'], k3s, tmp_path, with_provider)
+        assert valid.returncode == 0 and 'The configuration is valid' in valid.stdout, valid.stdout + valid.stderr

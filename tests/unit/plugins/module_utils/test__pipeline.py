@@ -224,9 +224,9 @@ def test_templates_check_passes_and_names_each_failure(tmp_path):
 
 
 def write_outputs(layout: StateLayout, nodes: list[dict]) -> None:
-    os.makedirs(os.path.join(layout.terraform_workdir, 'sim'), exist_ok=True)
+    os.makedirs(os.path.join(layout.terraform_workdir, 'k3s-dev'), exist_ok=True)
     raw_nodes = [dict(n) for n in nodes]
-    with open(os.path.join(layout.terraform_workdir, 'sim', 'terraform.tfstate'), 'w', encoding='utf-8') as handle:
+    with open(layout.terraform_state, 'w', encoding='utf-8') as handle:
         json.dump({'version': 4, 'outputs': {'nodes': {'value': raw_nodes, 'type': 'list'},
                                              'talos_nodes': {'value': [], 'type': 'list'}}}, handle)
     with open(layout.outputs_json, 'w', encoding='utf-8') as handle:

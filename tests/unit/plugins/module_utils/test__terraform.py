@@ -22,11 +22,11 @@ BIN = '/opt/tf/bin/terraform'
 PLAN_JSON = {
     'format_version': '1.2',
     'resource_changes': [
-        {'address': 'terraform_data.vm["cp-1"]', 'change': {'actions': ['create']}},
-        {'address': 'terraform_data.vm["util-1"]', 'change': {'actions': ['delete', 'create']}},
-        {'address': 'terraform_data.vm["worker-1"]', 'change': {'actions': ['update']}},
-        {'address': 'terraform_data.vm["old"]', 'change': {'actions': ['delete']}},
-        {'address': 'terraform_data.vm["same"]', 'change': {'actions': ['no-op']}},
+        {'address': 'proxmox_virtual_environment_vm.vm["cp-1"]', 'change': {'actions': ['create']}},
+        {'address': 'proxmox_virtual_environment_vm.vm["util-1"]', 'change': {'actions': ['delete', 'create']}},
+        {'address': 'proxmox_virtual_environment_vm.vm["worker-1"]', 'change': {'actions': ['update']}},
+        {'address': 'proxmox_virtual_environment_vm.vm["old"]', 'change': {'actions': ['delete']}},
+        {'address': 'proxmox_virtual_environment_vm.vm["same"]', 'change': {'actions': ['no-op']}},
     ],
     'resource_drift': [{'address': 'proxmox_virtual_environment_vm.vm["cp-1"]', 'change': {'actions': ['delete']}}],
     'output_changes': {'nodes': {'actions': ['update']}, 'cluster_name': {'actions': ['no-op']}},
@@ -87,7 +87,7 @@ def project(tmp_path):
                         'PROXMOX_TOKEN_ID=pipeline@pve!full\n'
                         f'PROXMOX_TOKEN_SECRET={SECRET}\nPROXMOX_TLS_VERIFY=true\nPROXMOX_CA_BUNDLE={ca_file}\n')
     env_file.chmod(0o600)
-    return {'env_dir': str(tf_root / 'environments' / 'sim'), 'state': state, 'env_file': str(env_file), 'ca': str(ca_file)}
+    return {'env_dir': str(tf_root / 'environments' / 'k3s-dev'), 'state': state, 'env_file': str(env_file), 'ca': str(ca_file)}
 
 
 def make_runner(project, fake, **kw):
@@ -97,7 +97,7 @@ def make_runner(project, fake, **kw):
         manifest=str(project['state'] / 'cache' / 'templates' / 'manifest.json'),
         variables={'intent_cluster_file': os.path.join(FIXTURES, 'cluster.yaml'),
                    'intent_nodes_file': os.path.join(FIXTURES, 'nodes.yaml'), 'vm_tags': ['a', 'b']},
-        proxmox=_terraform.load_proxmox_env(project['env_file']), observe=False,
+        proxmox=_terraform.load_proxmox_env(project['env_file']),
         base_env={'PATH': '/usr/bin', 'HOME': '/root', 'TF_CLI_ARGS_plan': '-var=x=1', 'TF_VAR_injected': 'x',
                   'TF_LOG': 'TRACE', 'PROXMOX_VE_API_TOKEN': 'stale=value', 'LANG': 'C.UTF-8'},
     )
@@ -110,11 +110,11 @@ def test_apply_runs_init_plan_show_apply_output_with_exact_argv(project):
     runner = make_runner(project, fake)
     result = runner.execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
     work = str(project['state'] / 'cache' / 'terraform')
-    chdir = f'{work}/sim/config/environments/sim'
-    plan = f'{work}/sim/plans/last.tfplan'
+    chdir = f'{work}/k3s-dev/config/environments/k3s-dev'
+    plan = f'{work}/k3s-dev/plans/last.tfplan'
     argvs = [c['argv'] for c in fake.calls]
     assert argvs[:2] == [
-        [BIN, f'-chdir={chdir}', 'init', '-input=false', '-no-color', f'-backend-config=path={work}/sim/terraform.tfstate',
+        [BIN, f'-chdir={chdir}', 'init', '-input=false', '-no-color', f'-backend-config=path={work}/k3s-dev/terraform.tfstate',
          '-reconfigure'],
         [BIN, f'-chdir={chdir}', 'plan', '-input=false', '-no-color', '-detailed-exitcode', '-lock-timeout=0s',
          '-parallelism=10', f'-out={plan}'],
@@ -128,7 +128,7 @@ def test_apply_runs_init_plan_show_apply_output_with_exact_argv(project):
     assert all(c['cwd'] == chdir for c in fake.calls)
     assert result['changed'] is True and result['applied'] is True
     assert result['counts'] == {'add': 2, 'change': 1, 'destroy': 2}
-    assert result['replaced'] == ['terraform_data.vm["util-1"]']
+    assert result['replaced'] == ['proxmox_virtual_environment_vm.vm["util-1"]']
     assert result['drift'] == [{'address': 'proxmox_virtual_environment_vm.vm["cp-1"]', 'actions': ['delete']}]
     assert result['output_changes'] == ['nodes']
 
@@ -141,7 +141,7 @@ def test_environment_is_exact_and_secret_only_in_plan_and_apply_env(project):
     base = {
         'PATH': '/usr/bin', 'HOME': '/root', 'LANG': 'C.UTF-8',
         'TF_IN_AUTOMATION': '1', 'TF_INPUT': '0', 'CHECKPOINT_DISABLE': '1',
-        'TF_DATA_DIR': f'{work}/sim/data', 'TF_CLI_CONFIG_FILE': f'{work}/terraformrc',
+        'TF_DATA_DIR': f'{work}/k3s-dev/data', 'TF_CLI_CONFIG_FILE': f'{work}/terraformrc',
         'TF_VAR_proxmox_node': 'pve',
         'TF_VAR_intent_cluster_file': os.path.join(FIXTURES, 'cluster.yaml'),
         'TF_VAR_intent_nodes_file': os.path.join(FIXTURES, 'nodes.yaml'),
@@ -151,7 +151,6 @@ def test_environment_is_exact_and_secret_only_in_plan_and_apply_env(project):
     provider = {
         'PROXMOX_VE_ENDPOINT': 'https://127.0.0.1:8006/',
         'PROXMOX_VE_API_TOKEN': f'pipeline@pve!full={SECRET}',
-        'PROXMOX_VE_INSECURE': 'false',
         'SSL_CERT_FILE': project['ca'],
     }
     for call in fake.calls:
@@ -260,6 +259,23 @@ def test_manifest_without_a_needed_artefact_refused(project):
     assert fake.calls == []
 
 
+def test_artefact_not_on_proxmox_storage_refused(project):
+    """Fetched but not placed: a VM disk would have nothing to import, so nothing runs."""
+    manifest = project['state'] / 'cache' / 'templates' / 'manifest.json'
+    data = json.loads(manifest.read_text())
+    del data['ubuntu']['proxmox_volid']
+    manifest.write_text(json.dumps(data))
+    fake = FakeTerraform()
+    with pytest.raises(CheckError) as err:
+        make_runner(project, fake).execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
+    assert err.value.check == 'templates_present' and 'ubuntu: no proxmox_volid' in str(err.value)
+    assert err.value.remediation == _terraform.TEMPLATES_REMEDIATION
+    assert fake.calls == []
+    # A Talos-only intent does not need the Ubuntu artefact on storage.
+    make_runner(project, fake).execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes-talos-only.yaml'))
+    assert 'apply' in fake.subcommands()
+
+
 def test_needed_artefacts_follow_enabled_nodes():
     assert _terraform.needed_artefacts(os.path.join(FIXTURES, 'nodes.yaml')) == ['talos', 'ubuntu']
     assert _terraform.needed_artefacts(os.path.join(FIXTURES, 'nodes-talos-only.yaml')) == ['talos']
@@ -284,8 +300,8 @@ def test_repository_config_stays_clean_and_copy_is_exact(project):
     assert before == after
     copied = sorted(os.path.relpath(os.path.join(d, f), runner.config_root)
                     for d, dummy, fs in os.walk(runner.config_root) for f in fs)
-    assert 'environments/sim/main.tf' in copied and 'modules/plan/main.tf' in copied
-    assert not any(p.startswith('environments/k3s-dev') or '/tests/' in p for p in copied)
+    assert 'environments/k3s-dev/main.tf' in copied and 'modules/plan/main.tf' in copied
+    assert not any(p.startswith('tests/') or '/tests/' in p or p.endswith('.md') for p in copied)
 
 
 def test_proxmox_env_group_readable_refused(project):
@@ -300,21 +316,53 @@ def test_timeout_stops_the_command(tmp_path):
     assert rc == 124 and 'timeout' in err
 
 
-def test_list_vmids_through_the_shared_client(project):
-    calls = []
+def test_tls_and_endpoint_reach_the_provider_as_the_api_client_reads_them(tmp_path):
+    """One parser: no port means 8006 for Terraform too; INSECURE only when verification is off."""
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import parse_api_url
+    env_file = tmp_path / 'proxmox.env'
+    env_file.write_text('PROXMOX_API_URL=https://pve.example/\nPROXMOX_NODE=pve\nPROXMOX_TOKEN_ID=pipeline@pve!full\n'
+                        f'PROXMOX_TOKEN_SECRET={SECRET}\n')
+    env_file.chmod(0o600)
+    settings = _terraform.load_proxmox_env(str(env_file))
+    assert settings.provider_env() == {'PROXMOX_VE_ENDPOINT': 'https://pve.example:8006/',
+                                       'PROXMOX_VE_API_TOKEN': f'pipeline@pve!full={SECRET}'}
+    assert settings.provider_env()['PROXMOX_VE_ENDPOINT'] == parse_api_url('https://pve.example/')[3] + '/'
+    insecure = _terraform.ProxmoxSettings('https://10.0.0.5:8006/api2/json', 'pve', 'a@pve!t', SECRET,
+                                          tls_verify=False, ca_bundle='/ignored/ca.pem')
+    assert insecure.provider_env() == {'PROXMOX_VE_ENDPOINT': 'https://10.0.0.5:8006/',
+                                       'PROXMOX_VE_API_TOKEN': f'a@pve!t={SECRET}', 'PROXMOX_VE_INSECURE': 'true'}
+    proxied = _terraform.ProxmoxSettings('https://[fd00::5]/pve/api2/json', 'pve', 'a@pve!t', SECRET)
+    assert proxied.provider_env()['PROXMOX_VE_ENDPOINT'] == 'https://[fd00::5]:8006/pve/'
+    with pytest.raises(CheckError) as err:
+        _terraform.ProxmoxSettings('http://pve.example:8006', 'pve', 'a@pve!t', SECRET)
+    assert err.value.check == 'proxmox_env_valid' and SECRET not in str(err.value)
 
-    class FakeClient:
-        def __init__(self, *args, **kwargs):
-            calls.append((args, kwargs))
 
-        def get(self, path):
-            calls.append(path)
-            return [{'vmid': 232, 'name': 'b'}, {'vmid': 201, 'name': 'a'}, {'name': 'no id'}]
-
-    settings = _terraform.load_proxmox_env(project['env_file'])
-    assert _terraform.list_vmids(settings, client_factory=FakeClient) == [201, 232]
-    assert calls == [(('https://127.0.0.1:8006', 'pipeline@pve!full', SECRET),
-                      {'verify': True, 'ca_bundle': project['ca']}), '/nodes/pve/qemu']
+def test_cli_config_inherited_then_the_projects_then_an_empty_one(project, tmp_path):
+    """The provider is found as the operator's Terraform finds it (make setup's mirror, or the registry)."""
+    work = str(project['state'] / 'cache' / 'terraform')
+    repo = str(tmp_path / 'repo')
+    # Neither an inherited file nor the project's: an empty CLI config in the workdir (registry installs).
+    missing = make_runner(project, FakeTerraform(), base_env={'TF_CLI_CONFIG_FILE': '/nonexistent/terraformrc'})
+    assert missing.cli_config == f'{work}/terraformrc'
+    missing.execute()
+    with open(missing.cli_config, encoding='utf-8') as handle:
+        assert handle.read() == ''
+    # The project's, written by make setup beside its provider mirror.
+    os.makedirs(os.path.join(repo, '.cache', 'terraform'))
+    project_rc = os.path.join(repo, '.cache', 'terraform', 'terraformrc')
+    with open(project_rc, 'w', encoding='utf-8') as handle:
+        handle.write('provider_installation {\n  direct {}\n}\n')
+    fake = FakeTerraform()
+    found = make_runner(project, fake, base_env={})
+    assert found.cli_config == project_rc
+    found.execute()
+    assert {call['env']['TF_CLI_CONFIG_FILE'] for call in fake.calls} == {project_rc}
+    assert 'init' in fake.subcommands(), 'a new CLI config means a new init'
+    # An inherited one that exists wins.
+    own = tmp_path / 'operator.tfrc'
+    own.write_text('')
+    assert make_runner(project, FakeTerraform(), base_env={'TF_CLI_CONFIG_FILE': str(own)}).cli_config == str(own)
 
 
 def test_apply_failure_is_reported_not_masked_and_no_outputs_written(project):

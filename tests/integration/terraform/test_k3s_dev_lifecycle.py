@@ -1,8 +1,10 @@
 # Copyright (c) 2026 EM-Infra maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The sim environment with real Terraform against pvesim over HTTPS: create, idempotence,
-drift of a VM deleted behind Terraform's back, recreation, destroy, and no secret anywhere."""
+"""terraform/environments/k3s-dev with real Terraform and the real bpg/proxmox provider against
+pvesim over verified HTTPS: create (import-from disks from the manifest's volids, cloud-init
+drive, started), a second plan with no changes, a memory change applied in place, a VM deleted
+behind Terraform's back recreated, destroy, and the token secret nowhere but proxmox.env."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
+import yaml
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
 from tests.integration.terraform.conftest import COLLECTIONS, REPO, files_under, tree_snapshot
@@ -46,7 +50,6 @@ class Api:
         return sorted(int(vm['vmid']) for vm in self.get('/nodes/pve/qemu'))
 
     def wait(self, upid):
-        import time
         for dummy in range(600):
             status = self.get(f'/nodes/pve/tasks/{upid}/status')
             if status['status'] == 'stopped':
@@ -107,13 +110,23 @@ def test_apply_idempotence_drift_recreate_destroy(sim_project, terraform_bin):
     assert first.get('failed') is not True, first['_stdout']
     assert first['changed'] is True and first['applied'] is True
     assert first['counts'] == {'add': 4, 'change': 0, 'destroy': 0}
+    assert first['cli_config'] == os.environ['TF_CLI_CONFIG_FILE']
     assert api.vmids() == ALL_VMIDS
     vms = {vm['vmid']: vm for vm in project.sim.control('vms')}
     assert all(vms[vmid]['status'] == 'running' for vmid in ALL_VMIDS)
-    cp_config = vms[201]['config']
-    assert cp_config['name'] == 'cp-1' and cp_config['ipconfig0'] == 'ip=10.20.0.11/24,gw=10.20.0.1'
-    assert 'bridge=vmbr0' in cp_config['net0'] and cp_config['scsi0'].startswith('local-lvm:')
-    assert vms[231]['config']['ciuser'] == 'ops'
+    cp_config = api.get('/nodes/pve/qemu/201/config')
+    assert cp_config['name'] == 'cp-1' and cp_config['ipconfig0'] == 'gw=10.20.0.1,ip=10.20.0.11/24'
+    assert cp_config['nameserver'] == '10.20.0.1 9.9.9.9'
+    assert 'bridge=vmbr0' in cp_config['net0'] and cp_config['scsi0'].startswith('local-lvm:vm-201-disk-0,')
+    assert 'size=20G' in cp_config['scsi0'] and cp_config['ide2'] == 'local-lvm:vm-201-cloudinit,media=cdrom'
+    assert 'ciuser' not in cp_config and 'sshkeys' not in cp_config, 'Talos owns its OS: no cloud-init user'
+    util_config = api.get('/nodes/pve/qemu/231/config')
+    assert util_config['ciuser'] == 'ops' and 'TestKeyOnly' in util_config['sshkeys']
+    assert util_config['memory'] == '1024' and util_config['cores'] == 1
+    # The disks were imported from the manifest's volumes (the simulator's task log says from which).
+    imports = [line for task in project.sim.control('tasks') if task['type'] == 'qmcreate' for line in task['log']]
+    assert any('local:import/noble-server-cloudimg-amd64.qcow2' in str(line) for line in imports), imports
+    assert any('local:import/talos-v1.11.5-nocloud-amd64.qcow2' in str(line) for line in imports), imports
     outputs = read_outputs(project)
     _contracts.validate(outputs, _contracts.OUTPUTS_SCHEMA, 'terraform_outputs_valid')
     assert [n['name'] for n in outputs['nodes']] == ['util-1', 'util-2']
@@ -147,23 +160,37 @@ def test_apply_idempotence_drift_recreate_destroy(sim_project, terraform_bin):
     assert rewrite['changed'] is True and rewrite['applied'] is False and rewrite['outputs_changed'] is True
     assert read_outputs(project) == outputs
 
-    # 3. A VM deleted in pvesim shows as drift in check mode ...
+    # 3. A memory change is applied in place: the same VM (same SMBIOS uuid), not a replacement.
+    uuid_before = util_config['smbios1']
+    with open(project.nodes, encoding='utf-8') as handle:
+        intent = yaml.safe_load(handle)
+    next(n for n in intent['nodes'] if n['name'] == 'util-1')['memory'] = 1536
+    with open(project.nodes, 'w', encoding='utf-8') as handle:
+        yaml.safe_dump(intent, handle)
+    resized = project.run_module()
+    assert resized.get('failed') is not True, resized['_stdout']
+    assert resized['counts'] == {'add': 0, 'change': 1, 'destroy': 0} and resized['replaced'] == []
+    util_config = api.get('/nodes/pve/qemu/231/config')
+    assert util_config['memory'] == '1536' and util_config['smbios1'] == uuid_before
+    assert api.get('/nodes/pve/qemu/231/status/current')['status'] == 'running'
+    assert project.run_module()['changed'] is False
+
+    # 4. A VM deleted in pvesim shows as drift in check mode ...
     api.delete_vm(211)
     drift = project.run_module(check_mode=True)
     assert drift['changed'] is True
-    assert drift['replaced'] == ['terraform_data.vm["worker-1"]']
-    assert drift['counts'] == {'add': 1, 'change': 0, 'destroy': 1}
-    assert 211 not in drift['observed_vmids']
+    assert drift['drift'] == [{'address': 'proxmox_virtual_environment_vm.vm["worker-1"]', 'actions': ['delete']}]
+    assert drift['counts'] == {'add': 1, 'change': 0, 'destroy': 0}
     assert api.vmids() == [201, 231, 232], 'check mode changes nothing'
 
     # ... and the next run recreates it; the run after that is clean again.
     recreate = project.run_module()
-    assert recreate['changed'] is True and recreate['replaced'] == ['terraform_data.vm["worker-1"]']
+    assert recreate['changed'] is True and recreate['counts'] == {'add': 1, 'change': 0, 'destroy': 0}
     assert api.vmids() == ALL_VMIDS
     clean = project.run_module()
     assert clean['changed'] is False, clean
 
-    # 4. state: absent removes them; outputs.json still meets the contract (empty lists).
+    # 5. state: absent removes them; outputs.json still meets the contract (empty lists).
     gone = project.run_module(state='absent')
     assert gone['changed'] is True and gone['counts'] == {'add': 0, 'change': 0, 'destroy': 4}
     assert api.vmids() == []
@@ -179,7 +206,7 @@ def test_apply_idempotence_drift_recreate_destroy(sim_project, terraform_bin):
     for path in checked:
         with open(path, 'rb') as handle:
             assert project.secret.encode() not in handle.read(), path
-    for result in (first, second, drift, recreate, clean, gone):
+    for result in (first, second, resized, drift, recreate, clean, gone):
         assert project.secret not in json.dumps(result)
     # The repository's terraform/ was never written to.
     assert tree_snapshot(os.path.join(REPO, 'terraform')) == repo_terraform
@@ -194,7 +221,8 @@ def test_apply_failure_in_pvesim_names_the_log(sim_project, terraform_bin):
     assert 'terraform apply failed with exit code 1' in result['msg']
     with open(result['log_path'], encoding='utf-8') as handle:
         log = handle.read()
-    assert 'pve_vm: create VM' in log
+    assert 'storage went away' in log, 'the provider\'s error (the failed task) is in the log'
+    assert 'Error: ' in log
     assert project.secret not in log and project.secret not in result['_stdout']
     assert not os.path.exists(project.outputs), 'a failed apply leaves no outputs.json behind'
 
@@ -207,22 +235,19 @@ def test_secret_absent_from_ansible_playbook_at_vvvv(sim_project, terraform_bin,
   hosts: localhost
   gather_facts: false
   tasks:
-    - name: Apply the sim environment
+    - name: Apply the k3s-dev environment
       eminfra.pipeline.terraform_apply_wrapper:
-        project_path: terraform/environments/sim
         intent_cluster_file: inventory/dev/cluster.yaml
         intent_nodes_file: inventory/dev/nodes.yaml
         state_dir: {project.state}
     - name: Plan again in check mode
       eminfra.pipeline.terraform_apply_wrapper:
-        project_path: terraform/environments/sim
         intent_cluster_file: inventory/dev/cluster.yaml
         intent_nodes_file: inventory/dev/nodes.yaml
         state_dir: {project.state}
       check_mode: true
     - name: Remove the VMs
       eminfra.pipeline.terraform_apply_wrapper:
-        project_path: terraform/environments/sim
         intent_cluster_file: inventory/dev/cluster.yaml
         intent_nodes_file: inventory/dev/nodes.yaml
         state_dir: {project.state}
@@ -241,3 +266,17 @@ def test_secret_absent_from_ansible_playbook_at_vvvv(sim_project, terraform_bin,
     assert 'changed=2' in output  # the apply and the destroy; the check-mode plan changes nothing
     assert project.secret not in output
     assert project.api.vmids() == []
+
+
+def test_a_vm_without_a_guest_agent_does_not_hold_the_plan(sim_project, terraform_bin):
+    """Talos nodes have a guest agent only through the schematic. A VM whose agent never answers
+    must not hold a refresh for the provider's 15-minute default: the run, bounded by the
+    wrapper's own timeout, completes and plans no change."""
+    project = sim_project
+    first = project.run_module()
+    assert first.get('failed') is not True, first['_stdout']
+    project.sim.control('fault', kind='agent_never_up')
+    again = project.run_module(timeout=240)
+    project.sim.control('clear_faults')
+    assert again.get('failed') is not True, again['_stdout']
+    assert again['changed'] is False and again['counts'] == {'add': 0, 'change': 0, 'destroy': 0}
