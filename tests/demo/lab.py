@@ -252,7 +252,6 @@ def lab_vars(mirror: dict, pubkey: str, extra: dict) -> dict:
         'templates_talos_type': 'raw',
         'templates_proxmox_storage': 'local',
         'templates_progress_interval': 2,
-        'terraform_apply_environment': 'sim',
         'terraform_apply_ssh_public_key': pubkey,
         'eminfra_ssh_wait_timeout': 60,
     }

@@ -132,7 +132,6 @@ class Site:
             'templates_progress_interval': 1,
             'templates_retries': 1,
             'templates_proxmox_storage': 'local',
-            'terraform_apply_environment': 'sim',
             'terraform_apply_intent_cluster_file': INTENT_CLUSTER,
             'terraform_apply_intent_nodes_file': INTENT_NODES,
             'terraform_apply_ssh_public_key': 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKeyOnly site-test',
