@@ -163,6 +163,21 @@ def test_the_tracker_holds_rows_written_by_make_gate():
             'python -m tests.tools.gate wording'} <= commands
 
 
+def test_ticked_gate_items_rest_on_pass_rows():
+    """A ticked item that says k3s-dev init/validate passed, or the gate passed, has PASS rows behind it."""
+    text = open(TRACKER, encoding='utf-8').read()
+    rows = [match for match in (ROW.match(row) for row in _evidence_table(text)) if match]
+    latest = {match.group(3): match.group(4) for match in rows}  # the later row of a command wins
+    ticked = [line for line in text.split('\n') if line.startswith('- [x]')]
+    if any(re.search(r'\b(?:init|validate)\b', line) and re.search(r'\b(?:succeeds|passes|PASS)\b', line)
+           for line in ticked):
+        for command in ('init', 'validate'):
+            assert latest[f'terraform -chdir=terraform/environments/k3s-dev {command}'] == 'PASS'
+    if any(line.startswith('- [x] Validation gate passed') for line in ticked):
+        last_run = [match for match in rows if match.group(1) == rows[-1].group(1)]
+        assert {match.group(4) for match in last_run} == {'PASS'}
+
+
 def test_init_validate_and_test_of_an_offline_configuration(tmp_path):
     terraform = gate.terraform_binary()
     if not terraform:
