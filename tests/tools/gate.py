@@ -132,7 +132,7 @@ def _init_notes(output: str, env: dict[str, str]) -> str:
     notes = 'initialized'
     if installed:
         notes += '; installed ' + ', '.join(f'{name} {version}' + (f' ({how})' if how else '')
-                                           for name, version, how in installed)
+                                            for name, version, how in installed)
     config = env.get('TF_CLI_CONFIG_FILE', '')
     if installed and config and config != os.devnull:
         with open(config, encoding='utf-8') as handle:
