@@ -11,6 +11,10 @@ COLLECTION_LINK := .collections/ansible_collections/eminfra/pipeline
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
+# The Terraform CLI config that `make setup` writes (tests/setup/install-provider.sh): the
+# bpg/proxmox provider from the local mirror in .cache/terraform/providers/, or empty where none
+# could be built. pytest, molecule, the demo and the gate inherit it.
+export TF_CLI_CONFIG_FILE := $(CURDIR)/.cache/terraform/terraformrc
 
 .PHONY: help setup debs test test-unit lint sanity build-check schema demo bench
 .PHONY: gate validate-intent molecule
@@ -19,7 +23,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 timed = start=$$(date +%s); $(2); rc=$$?; echo "make: $(1) took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 help:
-	@echo "make setup   create .venv with pinned tools (as root also the Debian packages)"
+	@echo "make setup   create .venv with pinned tools, Terraform and the pinned bpg/proxmox provider (as root also the Debian packages)"
 	@echo "make test    set up, then run every check (unit, integration, sanity, lint, build)"
 	@echo "make lint    ansible-lint (production profile)"
 	@echo "make sanity  ansible-test sanity on a copy under build/sanity/ansible_collections/eminfra/pipeline"
@@ -33,6 +37,7 @@ help:
 # The Debian packages come first: on a bare Debian python3 cannot make a virtualenv without python3-venv.
 setup: debs $(VENV)/.installed $(COLLECTION_LINK)
 	@tests/setup/install-terraform.sh $(VENV)
+	@tests/setup/install-provider.sh
 
 debs:
 	@PYTHON=$(PYTHON) tests/setup/install-debs.sh

@@ -8,15 +8,20 @@ Runs every Phase 1 exit check and appends one dated row per command to the evide
 docs/EM-Infra-Phase1-Implementation-Tracker.md:
 
 - ``terraform -chdir=terraform/environments/k3s-dev init`` and ``validate``. The data dir is a
-  temporary directory (never the repository, never the pipeline's state/cache/terraform/).
-  Where the bpg/proxmox provider cannot be downloaded (no route to the provider registry),
+  temporary directory (never the repository, never the pipeline's state/cache/terraform/), and
+  a lock file that init creates is removed again. The CLI config is ``TF_CLI_CONFIG_FILE`` when
+  it names an existing file, else the one ``make setup`` writes (.cache/terraform/terraformrc:
+  the bpg/proxmox provider from the local mirror that setup builds from its Go module). Where
+  the provider is in no mirror and cannot be downloaded (no route to the provider registry),
   both are reported as SKIPPED with that reason, and the offline checks still run:
   ``terraform fmt -check -recursive terraform`` and, for every other Terraform configuration
   in terraform/ that needs no registry provider, init + validate, and ``terraform test``
   where it has tests.
 - the inventory intent (``python -m tests.tools.validate_intent``) and schema.json freshness;
 - every relative link of every Markdown file of the repository;
-- the provider pins of terraform/providers.tf and terraform/environments/k3s-dev/providers.tf;
+- the provider pins of terraform/providers.tf and terraform/environments/k3s-dev/providers.tf,
+  and the version ``make setup`` builds into the local mirror (tests/setup/terraform-provider.env)
+  against them;
 - the docs for wording that gives Terraform a node's OS.
 
 Exit 0 when nothing failed (skips are printed and logged with their reason; ``--strict``
@@ -48,14 +53,11 @@ if ROOT not in sys.path:
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _intent
 from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import atomic_write
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import intent_schema_document
-from tests.tools import phase1
+from tests.tools import phase1, terraform_cli
 
 TRACKER = os.path.join('docs', 'EM-Infra-Phase1-Implementation-Tracker.md')
 K3S_DEV = 'terraform/environments/k3s-dev'
 TASK = 'Validation gate'
-# Terraform's own wording when a registry provider cannot be fetched.
-_OFFLINE = re.compile(r'Failed to query available provider packages|could not connect to|no such host|'
-                      r'dial tcp|i/o timeout|connection refused|network is unreachable', re.IGNORECASE)
 _ANSI = re.compile(r'\x1b\[[0-9;]*m')
 
 
@@ -78,9 +80,14 @@ def _tf_env(data_dir: str) -> dict[str, str]:
     env['TF_DATA_DIR'] = data_dir
     env['TF_IN_AUTOMATION'] = '1'
     env['TF_INPUT'] = '0'
-    # Without a CLI config Terraform warns on every run; an operator's own config (a provider
-    # mirror, a plugin cache) is kept.
-    if not env.get('TF_CLI_CONFIG_FILE') and not os.path.exists(os.path.expanduser('~/.terraformrc')):
+    # An operator's own config (a provider mirror, a plugin cache) first, then the one make setup
+    # writes; without any, Terraform warns on every run about the missing ~/.terraformrc.
+    config = terraform_cli.effective_cli_config(env)
+    if config:
+        env['TF_CLI_CONFIG_FILE'] = config
+    elif os.path.exists(os.path.expanduser('~/.terraformrc')):
+        env.pop('TF_CLI_CONFIG_FILE', None)
+    else:
         env['TF_CLI_CONFIG_FILE'] = os.devnull
     return env
 
@@ -109,19 +116,43 @@ def _offline_reason(config: str, output: str) -> str:
     providers = ', '.join(named) or 'a registry provider'
     causes = ('no such host', 'i/o timeout', 'connection refused', 'network is unreachable', 'dial tcp')
     cause = next((c for c in causes if c in output.lower()), 'could not connect')
-    return (f'{config} needs {providers}, which this machine cannot download: init could not reach '
-            f'the Terraform provider registry ({cause}). Run `make gate` on a machine with '
-            'registry access, or configure a provider mirror in the Terraform CLI config')
+    return (f'{config} needs {providers}, which is in no local provider mirror and which this machine '
+            f'cannot download: init could not reach the Terraform provider registry ({cause}). Run '
+            '`make setup` where Go is installed (it builds the provider into .cache/terraform/providers), '
+            'or `make gate` on a machine with registry access')
+
+
+def _shown(path: str) -> str:
+    return os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+
+
+def _init_notes(output: str, env: dict[str, str]) -> str:
+    """What init installed, and with which CLI config and filesystem mirror it did."""
+    installed = re.findall(r'- Installed (\S+) (v\S+)(?: \(([^)]*)\))?', output)
+    notes = 'initialized'
+    if installed:
+        notes += '; installed ' + ', '.join(f'{name} {version}' + (f' ({how})' if how else '')
+                                            for name, version, how in installed)
+    config = env.get('TF_CLI_CONFIG_FILE', '')
+    if installed and config and config != os.devnull:
+        with open(config, encoding='utf-8') as handle:
+            mirrors = re.findall(r'filesystem_mirror\s*\{[^}]*?path\s*=\s*"([^"]*)"', handle.read())
+        notes += f'; CLI config {_shown(config)}' + ''.join(f', filesystem mirror {_shown(m)}' for m in mirrors)
+    return notes
 
 
 def _init_validate(terraform: str, config: str, label: str, results: list[Result], init_args=()) -> bool:
     """init + validate of one configuration; True when validate passed."""
     data_dir = tempfile.mkdtemp(prefix='eminfra-gate-tf-')
+    # init writes the provider selections next to the configuration; the gate leaves no trace there
+    # (a lock file with a locally built provider's checksum would make a later init fail).
+    lock_file = os.path.join(ROOT, config, '.terraform.lock.hcl')
+    had_lock_file = os.path.exists(lock_file)
     try:
         env = _tf_env(data_dir)
         init_cmd = f'terraform -chdir={config} init'
         code, out = _run([terraform, f'-chdir={config}', 'init', '-input=false', '-no-color', *init_args], env)
-        if code != 0 and _OFFLINE.search(out):
+        if code != 0 and terraform_cli.registry_unreachable(out):
             reason = _offline_reason(config, out)
             results.append(Result(init_cmd, f'{label}: init', 'SKIPPED', reason))
             results.append(Result(f'terraform -chdir={config} validate', f'{label}: validate', 'SKIPPED',
@@ -129,7 +160,7 @@ def _init_validate(terraform: str, config: str, label: str, results: list[Result
             return False
         results.append(Result(init_cmd, f'{label}: init (TF_DATA_DIR in a temporary directory)',
                               'PASS' if code == 0 else 'FAIL',
-                              'initialized' if code == 0 else _first_error(out)))
+                              _init_notes(out, env) if code == 0 else _first_error(out)))
         if code != 0:
             return False
         code, out = _run([terraform, f'-chdir={config}', 'validate', '-no-color', '-json'], env)
@@ -150,6 +181,8 @@ def _init_validate(terraform: str, config: str, label: str, results: list[Result
         return valid
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+        if not had_lock_file and os.path.exists(lock_file):
+            os.unlink(lock_file)
 
 
 def _diagnostic(diag: dict) -> str:
@@ -237,12 +270,14 @@ def check_links(results: list[Result]) -> None:
 def check_pins(results: list[Result]) -> None:
     problems, found = phase1.pin_problems(ROOT)
     baseline = phase1.PROVIDER_BASELINE
+    pin = terraform_cli.PROVIDER_PIN
     results.append(Result('python -m tests.tools.gate pins', 'provider pins of the module and k3s-dev',
                           'FAIL' if problems else 'PASS',
                           '; '.join(problems) if problems else
                           f'both files: Terraform {baseline["required_version"]}, '
                           + ', '.join(f'{p["source"]} {p["version"]}' for p in baseline['providers'].values())
-                          + f' ({len(found)} files)'))
+                          + f' ({len(found)} files); the local mirror\'s pin {pin["source"].split("/", 1)[1]} '
+                          f'{pin["version"]} satisfies both'))
 
 
 def check_wording(results: list[Result]) -> None:

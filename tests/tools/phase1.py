@@ -16,6 +16,8 @@ import subprocess
 import unicodedata
 from urllib.parse import unquote
 
+from tests.tools import terraform_cli
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PROVIDER_FILES = ('terraform/providers.tf', 'terraform/environments/k3s-dev/providers.tf')
@@ -278,8 +280,35 @@ def provider_constraints(path: str) -> dict:
     return result
 
 
-def pin_problems(root: str = ROOT) -> tuple[list[str], dict]:
-    """Differences between the two providers.tf files and from the baseline."""
+def _provider_pin_problems(name: str, providers: dict, pin: dict) -> list[str]:
+    """The provider pin (tests/setup/terraform-provider.env) against one file's required_providers.
+
+    The pin holds a full source address (host/namespace/type); a ``namespace/type`` source in a
+    file is matched on those two parts.
+    """
+    where = os.path.relpath(terraform_cli.PIN_FILE, terraform_cli.ROOT)
+    source = pin['source']
+    matching = {local: req for local, req in providers.items()
+                if req.get('source') == source
+                or (req.get('source', '').count('/') == 1 and source.endswith('/' + req['source']))}
+    if not matching:
+        return [f'{name}: no required provider has the source of the provider pin {source} ({where})']
+    problems = []
+    for local, req in matching.items():
+        try:
+            ok = not req.get('version') or terraform_cli.version_satisfies(pin['version'], req['version'])
+        except ValueError as exc:
+            ok, req = False, dict(req, version=f'{req["version"]} ({exc})')
+        if not ok:
+            problems.append(f'{name}: the provider pin {pin["version"]} ({where}) does not satisfy '
+                            f'{local} version {req["version"]!r}')
+    return problems
+
+
+def pin_problems(root: str = ROOT, pin: dict | None = None) -> tuple[list[str], dict]:
+    """Differences between the two providers.tf files and from the baseline, and a provider pin
+    (default: the one ``make setup`` builds into the local mirror) that either file does not allow."""
+    pin = terraform_cli.PROVIDER_PIN if pin is None else pin
     problems = []
     found = {}
     for name in PROVIDER_FILES:
@@ -292,6 +321,7 @@ def pin_problems(root: str = ROOT) -> tuple[list[str], dict]:
                           ('providers', PROVIDER_BASELINE['providers'])):
             if found[name][key] != want:
                 problems.append(f'{name}: {key} is {found[name][key]!r}, the baseline is {want!r}')
+        problems += _provider_pin_problems(name, found[name]['providers'], pin)
     if len(found) == 2:
         first, second = (found[name] for name in PROVIDER_FILES)
         if first != second:

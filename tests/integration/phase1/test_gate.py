@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.tools import gate, phase1
+from tests.tools import gate, phase1, terraform_cli
 
 TRACKER = os.path.join(phase1.ROOT, 'docs', 'EM-Infra-Phase1-Implementation-Tracker.md')
 ROW = re.compile(r'^\| (\d{4}-\d{2}-\d{2} \d{2}:\d{2}Z) \| Validation gate \| (.*?) \| `(.*?)` \| (PASS|FAIL|SKIPPED) \| (.*) \|$')
@@ -41,17 +41,64 @@ def test_terraform_checks_run_real_terraform():
     by_command = {r.command: r for r in results}
     init = by_command['terraform -chdir=terraform/environments/k3s-dev init']
     validate = by_command['terraform -chdir=terraform/environments/k3s-dev validate']
-    if init.status == 'SKIPPED':
-        # offline: the reason is stated, and validate is skipped for it
-        assert 'bpg/proxmox' in init.notes and 'cannot download' in init.notes and 'registry.' not in init.notes
-        assert validate.status == 'SKIPPED'
+    if terraform_cli.mirror_ready():
+        # make setup built the provider into the local mirror: no skip, whatever the network
+        assert (init.status, validate.status) == ('PASS', 'PASS'), (init, validate)
+        assert f'installed bpg/proxmox v{terraform_cli.PROVIDER_PIN["version"]}' in init.notes
+        assert 'filesystem mirror .cache/terraform/providers' in init.notes
+    elif init.status == 'SKIPPED':
+        _assert_offline_skip(init, validate)
     else:
         assert (init.status, validate.status) == ('PASS', 'PASS'), (init, validate)
     fmt = by_command['terraform fmt -check -recursive terraform']
     assert fmt.status == 'PASS', fmt.notes
     assert [r for r in results if r.status == 'FAIL'] == []
-    # the data dir never lands in the repository
+    # the data dir never lands in the repository, nor a lock file
     assert not os.path.exists(os.path.join(phase1.ROOT, 'terraform', 'environments', 'k3s-dev', '.terraform'))
+    assert not os.path.exists(os.path.join(phase1.ROOT, 'terraform', 'environments', 'k3s-dev', '.terraform.lock.hcl'))
+
+
+def _assert_offline_skip(init, validate):
+    """The reason is stated (without the registry's host name), and validate is skipped for it."""
+    assert init.status == 'SKIPPED', init
+    assert 'bpg/proxmox' in init.notes and 'cannot download' in init.notes and 'registry.' not in init.notes
+    assert 'make setup' in init.notes
+    assert validate.status == 'SKIPPED'
+
+
+def test_without_mirror_or_registry_k3s_dev_is_skipped_with_the_reason(tmp_path, monkeypatch):
+    """A machine without the local mirror: init goes to the registry; unreachable, that is a skip."""
+    terraform = gate.terraform_binary()
+    if not terraform:
+        pytest.fail('no terraform on PATH: make setup installs one into the virtualenv')
+    empty = tmp_path / 'terraformrc'
+    empty.write_text('')
+    monkeypatch.setenv('TF_CLI_CONFIG_FILE', str(empty))
+    results: list[gate.Result] = []
+    gate._init_validate(terraform, gate.K3S_DEV, 'k3s-dev', results)  # pylint: disable=protected-access
+    init, validate = results[:2]
+    if init.status == 'SKIPPED':
+        _assert_offline_skip(init, validate)
+    else:  # a machine that reaches the registry
+        assert (init.status, validate.status) == ('PASS', 'PASS'), (init, validate)
+    assert not os.path.exists(os.path.join(phase1.ROOT, gate.K3S_DEV, '.terraform.lock.hcl'))
+
+
+def test_the_cli_config_terraform_runs_with(tmp_path, monkeypatch):
+    """TF_CLI_CONFIG_FILE when it names a file, else the one make setup wrote, else none."""
+    own = tmp_path / 'own.tfrc'
+    own.write_text('')
+    monkeypatch.setenv('TF_CLI_CONFIG_FILE', str(own))
+    assert gate._tf_env(str(tmp_path))['TF_CLI_CONFIG_FILE'] == str(own)  # pylint: disable=protected-access
+    monkeypatch.setenv('TF_CLI_CONFIG_FILE', str(tmp_path / 'missing.tfrc'))
+    assert terraform_cli.effective_cli_config(root=str(tmp_path)) is None
+    setup_config = tmp_path / '.cache' / 'terraform' / 'terraformrc'
+    setup_config.parent.mkdir(parents=True)
+    setup_config.write_text('')
+    assert terraform_cli.effective_cli_config(root=str(tmp_path)) == str(setup_config)
+    if os.path.isfile(terraform_cli.cli_config_path()):
+        env = gate._tf_env(str(tmp_path))  # pylint: disable=protected-access
+        assert env['TF_CLI_CONFIG_FILE'] == terraform_cli.cli_config_path()
 
 
 def test_gate_appends_one_row_per_command_to_the_evidence_table(tmp_path):
@@ -114,6 +161,21 @@ def test_the_tracker_holds_rows_written_by_make_gate():
             'python -m tests.tools.gate links',
             'python -m tests.tools.gate pins',
             'python -m tests.tools.gate wording'} <= commands
+
+
+def test_ticked_gate_items_rest_on_pass_rows():
+    """A ticked item that says k3s-dev init/validate passed, or the gate passed, has PASS rows behind it."""
+    text = open(TRACKER, encoding='utf-8').read()
+    rows = [match for match in (ROW.match(row) for row in _evidence_table(text)) if match]
+    latest = {match.group(3): match.group(4) for match in rows}  # the later row of a command wins
+    ticked = [line for line in text.split('\n') if line.startswith('- [x]')]
+    if any(re.search(r'\b(?:init|validate)\b', line) and re.search(r'\b(?:succeeds|passes|PASS)\b', line)
+           for line in ticked):
+        for command in ('init', 'validate'):
+            assert latest[f'terraform -chdir=terraform/environments/k3s-dev {command}'] == 'PASS'
+    if any(line.startswith('- [x] Validation gate passed') for line in ticked):
+        last_run = [match for match in rows if match.group(1) == rows[-1].group(1)]
+        assert {match.group(4) for match in last_run} == {'PASS'}
 
 
 def test_init_validate_and_test_of_an_offline_configuration(tmp_path):

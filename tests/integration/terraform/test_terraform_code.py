@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from tests.integration.terraform.conftest import REPO
+from tests.tools import terraform_cli
 
 TERRAFORM_DIR = os.path.join(REPO, 'terraform')
 INSTALL_SCRIPT = os.path.join(REPO, 'tests', 'setup', 'install-terraform.sh')
@@ -53,18 +54,19 @@ def test_module_logic_terraform_test(terraform_bin, tmp_path):
 
 
 def test_k3s_dev_environment_validates(terraform_bin, tmp_path):
-    # Tests send no traffic off loopback: the provider comes from a local mirror only
-    # (EMINFRA_TF_PROVIDER_MIRROR, default ~/.terraform.d/plugins), never from the registry.
-    mirror = os.environ.get('EMINFRA_TF_PROVIDER_MIRROR') or os.path.expanduser('~/.terraform.d/plugins')
-    if not os.path.isdir(os.path.join(mirror, 'registry.terraform.io', 'bpg', 'proxmox')):
-        pytest.skip('terraform validate of k3s-dev needs the bpg/proxmox provider, which only a machine that '
-                    f'reaches the Terraform registry can install; none in the local mirror {mirror}')
+    """With the CLI config make setup writes: bpg/proxmox from the local mirror, built from its Go
+    module; without a mirror (no Go), init goes to the registry, and only its absence is a skip."""
     k3s = copy_terraform(tmp_path) / 'environments' / 'k3s-dev'
-    rc_file = tmp_path / 'mirror.tfrc'
-    rc_file.write_text(f'provider_installation {{\n  filesystem_mirror {{\n    path = "{mirror}"\n  }}\n}}\n')
-    init = tf(terraform_bin, ['init', '-backend=false', '-no-color'], k3s, tmp_path, {'TF_CLI_CONFIG_FILE': str(rc_file)})
+    config = terraform_cli.effective_cli_config()
+    extra = {'TF_CLI_CONFIG_FILE': config} if config else {}
+    init = tf(terraform_bin, ['init', '-backend=false', '-no-color'], k3s, tmp_path, extra)
+    if init.returncode != 0 and not terraform_cli.mirror_ready() and terraform_cli.registry_unreachable(init.stderr):
+        pytest.skip('terraform validate of k3s-dev needs the bpg/proxmox provider: there is no local mirror '
+                    '(make setup builds one where Go is installed) and the provider registry is unreachable')
     assert init.returncode == 0, init.stdout + init.stderr
-    proc = tf(terraform_bin, ['validate', '-no-color'], k3s, tmp_path, {'TF_CLI_CONFIG_FILE': str(rc_file)})
+    if terraform_cli.mirror_ready() and config == terraform_cli.cli_config_path():
+        assert f'Installed bpg/proxmox v{terraform_cli.PROVIDER_PIN["version"]}' in init.stdout, init.stdout
+    proc = tf(terraform_bin, ['validate', '-no-color'], k3s, tmp_path, extra)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -90,6 +92,8 @@ def test_k3s_dev_required_providers_equal_the_module():
     module_providers = _required_providers(module_file)
     assert module_providers == _required_providers(env_file)
     assert module_providers[0]['proxmox'] == {'source': 'bpg/proxmox', 'version': '~> 0.111'}
+    # ... and the version make setup builds into the local mirror is one that constraint allows
+    assert terraform_cli.version_satisfies(terraform_cli.PROVIDER_PIN['version'], module_providers[0]['proxmox']['version'])
 
 
 def test_embedded_terraform_pin_is_one():
