@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROJECT_CLI_CONFIG = os.path.join(ROOT, '.cache', 'terraform', 'terraformrc')
+from tests.tools.terraform_cli import effective_cli_config
 
 
 def pytest_configure(config):  # noqa: ARG001  pylint: disable=unused-argument
-    inherited = os.environ.get('TF_CLI_CONFIG_FILE')
-    if not (inherited and os.path.isfile(inherited)) and os.path.isfile(PROJECT_CLI_CONFIG):
-        os.environ['TF_CLI_CONFIG_FILE'] = PROJECT_CLI_CONFIG
+    found = effective_cli_config()
+    if found:
+        os.environ['TF_CLI_CONFIG_FILE'] = found

@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """terraform_apply_wrapper overhead: the wrapper's apply against raw `terraform plan -out` +
-`terraform apply PLAN` of the same configuration, both against the same pvesim, in one run.
+`terraform apply PLAN` of the same configuration (k3s-dev, the real bpg/proxmox provider from
+make setup's mirror), both against the same pvesim, in one run.
 
 Each round creates the four fixture VMs (timed) and destroys them again (untimed), alternating
 raw and wrapper so that both see the same simulator state. Goal: ratio (median) <= 1.10.
@@ -62,7 +63,7 @@ def upload_artefacts(sim, manifest_path):
 def make_runner(binary, work, manifest, proxmox):
     return _terraform.TerraformRunner(
         run_command=_terraform.default_run_command, binary=binary,
-        project_path=os.path.join(ROOT, 'terraform', 'environments', 'sim'), workdir=work, manifest=manifest,
+        project_path=os.path.join(ROOT, 'terraform', 'environments', 'k3s-dev'), workdir=work, manifest=manifest,
         variables={'intent_cluster_file': os.path.join(FIXTURES, 'cluster.yaml'),
                    'intent_nodes_file': os.path.join(FIXTURES, 'nodes.yaml')},
         proxmox=proxmox)
@@ -83,7 +84,6 @@ def main() -> int:
 
         # Raw Terraform: the same copy of the configuration, the same environment, the same backend.
         raw = make_runner(binary, os.path.join(tmp, 'raw'), manifest, proxmox)
-        raw.observe = False
         raw.prepare()
         raw.init()
 
@@ -122,7 +122,7 @@ def main() -> int:
         wrapper_median = statistics.median(wrapper_times)
         ratio = wrapper_median / raw_median
         report = {
-            'benchmark': 'terraform_apply_wrapper vs raw terraform plan -out + apply (4 VMs in pvesim)',
+            'benchmark': 'terraform_apply_wrapper vs raw terraform plan -out + apply (k3s-dev, bpg/proxmox, 4 VMs in pvesim)',
             'terraform': binary,
             'rounds': args.rounds,
             'raw_seconds': [round(t, 3) for t in raw_times],

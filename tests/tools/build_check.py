@@ -42,8 +42,8 @@ def forbidden(member: str) -> bool:
 #: Files a working checkout holds that build_ignore must keep out of the tarball.
 DECOYS = ('state/proxmox.env', 'state/runs/latest.env', 'state/cache/terraform/terraform.tfstate',
           '.venv/bin/python', '.collections/ansible_collections/eminfra/pipeline/x', 'collections/x',
-          'terraform/environments/sim/.terraform/providers/x', 'terraform/environments/sim/terraform.tfstate',
-          'terraform/environments/sim/terraform.tfstate.backup', 'tests/output/junit.xml', '.hypothesis/x',
+          'terraform/environments/k3s-dev/.terraform/providers/x', 'terraform/environments/k3s-dev/terraform.tfstate',
+          'terraform/environments/k3s-dev/terraform.tfstate.backup', 'tests/output/junit.xml', '.hypothesis/x',
           '.pytest_cache/x', 'build/sanity/x', '.ansible/x', 'eminfra-pipeline-0.0.1.tar.gz',
           'plugins/modules/__pycache__/latest_env.cpython-311.pyc')
 

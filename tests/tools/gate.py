@@ -200,7 +200,7 @@ def _has_tests(config: str) -> bool:
 
 
 def _other_configurations() -> list[str]:
-    """Every other directory of terraform/ with .tf files: the cluster module, its submodules, sim."""
+    """Every other directory of terraform/ with .tf files: the cluster module and its submodules."""
     found = []
     for name in phase1.repo_files(ROOT):
         if name.startswith('terraform/') and name.endswith('.tf'):
