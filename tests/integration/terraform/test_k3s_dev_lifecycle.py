@@ -138,8 +138,11 @@ def test_apply_idempotence_drift_recreate_destroy(sim_project, terraform_bin):
     ]
     assert first['outputs'] == outputs
 
-    # 2. A second run changes nothing.
-    second = project.run_module()
+    # 2. A second run changes nothing. An inherited TF_LOG (the provider's debug log prints the
+    # Authorization header) is dropped: Terraform writes no log of its own beside the wrapper's.
+    trace = os.path.join(project.root, 'terraform-trace.log')
+    second = project.run_module(env={'TF_LOG': 'TRACE', 'TF_LOG_PROVIDER': 'DEBUG', 'TF_LOG_PATH': trace})
+    assert not os.path.exists(trace)
     assert second['changed'] is False, second
     assert second['applied'] is False and second['counts'] == {'add': 0, 'change': 0, 'destroy': 0}
     assert second['initialised'] is False
