@@ -318,7 +318,8 @@ def test_timeout_stops_the_command(tmp_path):
 
 def test_tls_and_endpoint_reach_the_provider_as_the_api_client_reads_them(tmp_path):
     """One parser: no port means 8006 for Terraform too; INSECURE only when verification is off."""
-    from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import parse_api_url
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import ProxmoxClient, parse_api_url
     env_file = tmp_path / 'proxmox.env'
     env_file.write_text('PROXMOX_API_URL=https://pve.example/\nPROXMOX_NODE=pve\nPROXMOX_TOKEN_ID=pipeline@pve!full\n'
                         f'PROXMOX_TOKEN_SECRET={SECRET}\n')
@@ -327,6 +328,9 @@ def test_tls_and_endpoint_reach_the_provider_as_the_api_client_reads_them(tmp_pa
     assert settings.provider_env() == {'PROXMOX_VE_ENDPOINT': 'https://pve.example:8006/',
                                        'PROXMOX_VE_API_TOKEN': f'pipeline@pve!full={SECRET}'}
     assert settings.provider_env()['PROXMOX_VE_ENDPOINT'] == parse_api_url('https://pve.example/')[3] + '/'
+    # The same file, read by the API client the token check and the templates step use.
+    client = ProxmoxClient.from_env(read_env_file(str(env_file)))
+    assert f'{client.base_url}/' == settings.provider_env()['PROXMOX_VE_ENDPOINT']
     insecure = _terraform.ProxmoxSettings('https://10.0.0.5:8006/api2/json', 'pve', 'a@pve!t', SECRET,
                                           tls_verify=False, ca_bundle='/ignored/ca.pem')
     assert insecure.provider_env() == {'PROXMOX_VE_ENDPOINT': 'https://10.0.0.5:8006/',
