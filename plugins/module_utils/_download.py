@@ -733,6 +733,8 @@ def run(params: dict, check_mode: bool = False, client_factory=None, sleep=time.
     dest = os.path.join(dest_dir, filename)
     checksum = parse_checksum(params.get('checksum'))
     name = params['name']
+    # Settled before any transfer: a broken intent fails the step before a GiB download, not after.
+    placement = placement_spec(params)
     manifest = _manifest.load(manifest_path)
     old = (manifest or {}).get(name)
     old = old if isinstance(old, dict) else None
@@ -766,7 +768,7 @@ def run(params: dict, check_mode: bool = False, client_factory=None, sleep=time.
             result['msg'] = f'would fetch {url} to {dest} ({reason})'
             result['diff'] = {'before': _manifest.render({name: old}) if old else '',
                               'after': f'{name}: fetched from {url}\n'}
-            return _with_placement_plan(result, params, check_mode)
+            return _with_placement_plan(result, placement)
         entry, fetch_info = _fetch_verified(params, url, dest, checksum, old if same_source else None, sleep)
         result.update(fetch_info)
 
@@ -774,10 +776,11 @@ def run(params: dict, check_mode: bool = False, client_factory=None, sleep=time.
     # never costs the download (a first-fetch digest in particular); the volume is recorded only
     # once Proxmox has it.
     manifest = _record(manifest_path, manifest, name, old, entry, result, check_mode)
-    if params.get('proxmox'):
-        spec = dict(params['proxmox'])
+    if placement is not None:
+        spec = dict(placement)
         spec['env_file'] = spec.get('env_file') or StateLayout.resolve(params.get('state_dir')).proxmox_env
         placed, place_changed, place_info = place(entry, spec, check_mode, client_factory, sleep)
+        place_info['storage_from'] = spec['storage_from']
         result['proxmox'] = place_info
         if place_changed:
             result['changed'] = True
@@ -803,10 +806,42 @@ def _record(manifest_path: str, manifest: dict | None, name: str, old: dict | No
     return new_manifest
 
 
-def _with_placement_plan(result: dict, params: dict, check_mode: bool) -> dict:
-    if params.get('proxmox'):
-        result['proxmox'] = {'planned': True, 'storage': params['proxmox'].get('storage')}
+def _with_placement_plan(result: dict, placement: dict | None) -> dict:
+    if placement is not None:
+        result['proxmox'] = {'planned': True, 'storage': placement['storage'],
+                             'storage_from': placement['storage_from']}
     return result
+
+
+def placement_spec(params: dict) -> dict | None:
+    """The ``proxmox`` options with the storage settled, or None without ``proxmox``.
+
+    ``proxmox.storage`` when given; otherwise ``cluster.proxmox.template_storage`` of the cluster
+    intent (``proxmox.intent_file``, default ``inventory/dev/cluster.yaml``; relative paths are
+    taken from the project root). ``storage_from`` says which of the two it was.
+    """
+    if params.get('proxmox') is None:
+        return None
+    spec = dict(params['proxmox'])
+    if spec.get('storage'):
+        spec['storage_from'] = 'proxmox.storage'
+        return spec
+    # Imported here: the intent needs PyYAML, which only placement without a storage uses.
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._intent import (  # pylint: disable=import-outside-toplevel
+        DEFAULT_CLUSTER_PATH, display_path, load_cluster)
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._state import find_project_root  # pylint: disable=import-outside-toplevel
+    root = find_project_root()
+    path = os.path.join(root, spec.get('intent_file') or DEFAULT_CLUSTER_PATH)
+    if not os.path.isfile(path):
+        raise CheckError('intent_valid', 'the cluster intent does not exist, so there is no '
+                         'cluster.proxmox.template_storage to place the artefact on', where=path,
+                         remediation='write the intent (inventory/dev/cluster.yaml) or point proxmox.intent_file '
+                         '(role: templates_intent_cluster_file) at it; or name the storage with proxmox.storage '
+                         '(role: templates_proxmox_storage)')
+    cluster = load_cluster(path, root=root)
+    spec['storage'] = cluster['proxmox']['template_storage']
+    spec['storage_from'] = f'{display_path(path, root)}: cluster.proxmox.template_storage'
+    return spec
 
 
 def _fetch_verified(params: dict, url: str, dest: str, checksum, old: dict | None, sleep) -> tuple[dict, dict]:

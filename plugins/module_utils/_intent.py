@@ -354,3 +354,21 @@ def load_intent(cluster_path: str = DEFAULT_CLUSTER_PATH, nodes_path: str = DEFA
     if problems:
         raise IntentError(problems)
     return merge_intent(parsed['cluster'], parsed['nodes'], cluster_source, nodes_source)
+
+
+def load_cluster(cluster_path: str = DEFAULT_CLUSTER_PATH, root: str | None = None) -> dict:
+    """Load and validate the cluster intent file alone; return its ``cluster`` mapping.
+
+    For steps that need only cluster-wide settings (the templates step reads
+    ``cluster.proxmox.template_storage``). The file is checked against ``INTENT_SCHEMA``;
+    the rules that span both files are ``load_intent``'s. A relative path is taken from
+    ``root`` (default: the project root). Raises IntentError.
+    """
+    base = os.path.abspath(root or find_project_root())
+    cluster_abs = os.path.join(base, cluster_path)
+    source = display_path(cluster_abs, base)
+    data = read_intent_file(cluster_abs, source)
+    problems = _schema_problems(data, source, 'cluster')
+    if problems:
+        raise IntentError(problems)
+    return copy.deepcopy(data['cluster'])

@@ -27,7 +27,8 @@ description:
     differ, or O(verify=true), the file is hashed again.
   - With O(proxmox), also makes the artefact present on a Proxmox VE storage (through
     C(download-url) or an upload), waits for the task, checks the volume in the storage content
-    and records its C(proxmox_volid).
+    and records its C(proxmox_volid). The storage is O(proxmox.storage), else the cluster
+    intent's C(cluster.proxmox.template_storage) (O(proxmox.intent_file)).
   - While downloading it writes C({bytes, total, rate, percent}) JSON to O(progress_file), so that
     a role running it with C(async) can show progress.
 author:
@@ -120,8 +121,15 @@ options:
       storage:
         description:
           - The storage id, for example V(local).
+          - Unset or empty means C(cluster.proxmox.template_storage) of the cluster intent O(proxmox.intent_file).
         type: str
-        required: true
+      intent_file:
+        description:
+          - The cluster intent to read C(cluster.proxmox.template_storage) from when O(proxmox.storage)
+            is not set; a relative path is taken from the project root.
+          - Defaults to C(inventory/dev/cluster.yaml).
+        type: path
+        version_added: 0.1.0
       content:
         description:
           - The content type of the volume. Defaults to V(iso) for type V(iso), V(vztmpl) for
@@ -163,6 +171,7 @@ options:
 requirements:
   - jsonschema
   - proxmoxer and requests (only with O(proxmox)); requests-toolbelt to stream large uploads
+  - PyYAML (only with O(proxmox) and no O(proxmox.storage), to read the intent)
 attributes:
   check_mode:
     support: full
@@ -189,14 +198,23 @@ EXAMPLES = r"""
     url: https://cloud-images.ubuntu.com/releases/noble/release-20251113/noble-server-cloudimg-amd64.img
     checksum: sha256:https://cloud-images.ubuntu.com/releases/noble/release-20251113/SHA256SUMS
 
-- name: Fetch the Talos ISO from the image factory and put it on the local storage
+- name: Fetch the Talos disk image from the image factory and place it on the intent's template storage
   eminfra.pipeline.template_fetch:
     name: talos
-    type: iso
-    url: https://factory.talos.dev/image/ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515/v1.11.5/nocloud-amd64.iso
-    filename: talos-v1.11.5-nocloud-amd64.iso
+    type: qcow2
+    url: https://factory.talos.dev/image/ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515/v1.11.5/nocloud-amd64.qcow2
+    filename: talos-v1.11.5-nocloud-amd64.qcow2
     proxmox:
       env_file: state/proxmox.env
+      intent_file: inventory/dev/cluster.yaml
+
+- name: Place the Ubuntu cloud image on a named storage (as import content, named .qcow2)
+  eminfra.pipeline.template_fetch:
+    name: ubuntu
+    type: vm
+    url: https://cloud-images.ubuntu.com/releases/noble/release-20251113/noble-server-cloudimg-amd64.img
+    checksum: sha256:https://cloud-images.ubuntu.com/releases/noble/release-20251113/SHA256SUMS
+    proxmox:
       storage: local
 """
 
@@ -246,7 +264,9 @@ artefact:
   returned: success and not check mode
   type: dict
 proxmox:
-  description: Placement on Proxmox storage (storage, content, node, volid, method, action, fallback).
+  description:
+    - Placement on Proxmox storage (storage, content, node, volid, method, action, fallback).
+    - C(storage_from) says where the storage came from (V(proxmox.storage), or the intent file and field).
   returned: when O(proxmox) is set
   type: dict
 failed_check:
@@ -289,7 +309,8 @@ def argument_spec() -> dict:
         'progress_file': {'type': 'path'},
         'proxmox': {'type': 'dict', 'options': {
             'env_file': {'type': 'path'},
-            'storage': {'type': 'str', 'required': True},
+            'storage': {'type': 'str'},
+            'intent_file': {'type': 'path'},
             'content': {'type': 'str', 'choices': ['iso', 'vztmpl', 'import']},
             'method': {'type': 'str', 'choices': ['download_url', 'upload', 'auto'], 'default': 'auto'},
             'filename': {'type': 'str'},

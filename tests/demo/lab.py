@@ -6,12 +6,16 @@
 """The offline world the pipeline runs against, for ``make demo`` and the molecule scenarios.
 
 A *lab* is: the Proxmox VE simulator (tests/pvesim), the artefact mirror (tests/pvesim/mirror.py)
-serving Ubuntu- and Talos-shaped raw images, and, as root, one SSH test host per SSH-managed
-node of the intent (tests/hosts/testhosts.py). The lab's own files (simulator data and env
-files with every token, mirror digests, test host key and root filesystems, run logs) live in
-the *lab directory*; the pipeline's state root gets only what an operator would put there:
-``proxmox.env`` (one token, mode 0600) and ``lab-vars.yml`` (where the templates step fetches
-from, which Terraform environment runs).
+serving an Ubuntu- and a Talos-shaped qcow2 image where the templates role's default URLs point
+once their base URLs are the mirror's, and, as root, one SSH test host per SSH-managed node of
+the intent (tests/hosts/testhosts.py). The lab's own files (simulator data and env files with
+every token, mirror digests, test host key and root filesystems, run logs) live in the *lab
+directory*; the pipeline's state root gets only what an operator would put there:
+``proxmox.env`` (one token, mode 0600) and ``lab-vars.yml``.
+
+``lab-vars.yml`` overrides locations only (``LAB_VARS``): the mirror's two base URLs and the
+test hosts' public key that cloud-init would install. Every other setting is the roles'
+default, so the demo and the molecule scenarios run what an operator runs.
 
 Subcommands (all take ``--lab-dir`` and ``--state-dir``):
 
@@ -55,6 +59,7 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import at
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file, render_env  # noqa: E402
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError  # noqa: E402
 from tests.ansible_run import checkout_env, with_results_callback  # noqa: E402
+from tests.pvesim.mirror import TALOS_FACTORY_PATH, TALOS_IMAGE_PATH, UBUNTU_DIR, UBUNTU_IMAGE_PATH  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 TESTHOSTS = os.path.join(REPO, 'tests', 'hosts', 'testhosts.py')
@@ -65,12 +70,10 @@ MARKER = '.eminfra-lab'
 LAB_FILE = 'lab.json'
 VARS_FILE = 'lab-vars.yml'
 GROUPS_FILE = 'lab-groups.yml'
-SCHEMATIC = 'ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515'
-UBUNTU_DIR = '/ubuntu/releases/24.04/release-20251113'
-TALOS_DIR = f'/talos/image/{SCHEMATIC}/v1.11.5'
-# Raw disk images: the sim environment imports both into VM disks (storage content import).
-UBUNTU_RAW = f'{UBUNTU_DIR}/noble-server-cloudimg-amd64.raw'
-TALOS_RAW = f'{TALOS_DIR}/nocloud-amd64.raw'
+# The only variables lab-vars.yml sets: locations (where the artefacts come from, the key the
+# test hosts accept). A setting beyond these would make the lab prove something else than the
+# defaults an operator runs; tests/integration/demo/test_lab.py holds the lab to this list.
+LAB_VARS = ('templates_ubuntu_base_url', 'templates_talos_factory_url', 'terraform_apply_ssh_public_key')
 HOST_TOOLS = ('ip', 'unshare', 'ssh', 'ssh-keygen', 'debootstrap')
 # What cloud-init does on an Ubuntu cloud image for its default user, done over SSH as root.
 CLOUD_INIT_USER = r'''
@@ -242,21 +245,14 @@ def groups_inventory(hosts: dict | None) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def lab_vars(mirror: dict, pubkey: str, extra: dict) -> dict:
-    values = {
+def lab_vars(mirror: dict, pubkey: str) -> dict:
+    """The lab's locations: the mirror stands in for the Ubuntu release directory and the Talos
+    image factory (the role derives every URL from these two), and the test hosts' key."""
+    return {
         'templates_ubuntu_base_url': mirror['url'] + UBUNTU_DIR,
-        'templates_ubuntu_url': mirror['url'] + UBUNTU_RAW,
-        'templates_ubuntu_type': 'raw',
-        'templates_talos_factory_url': mirror['url'] + '/talos',
-        'templates_talos_image': 'nocloud-amd64.raw',
-        'templates_talos_type': 'raw',
-        'templates_proxmox_storage': 'local',
-        'templates_progress_interval': 2,
+        'templates_talos_factory_url': mirror['url'] + TALOS_FACTORY_PATH,
         'terraform_apply_ssh_public_key': pubkey,
-        'eminfra_ssh_wait_timeout': 60,
     }
-    values.update(extra)
-    return values
 
 
 def up(args) -> dict:
@@ -285,7 +281,8 @@ def up(args) -> dict:
         size = str(args.artefact_mib << 20)
         lab['mirror'] = start_server('mirror', [sys.executable, '-m', 'tests.pvesim.mirror', '--listen', '127.0.0.1:0',
                                                 '--root', os.path.join(lab_dir, 'mirror'), '--precompute',
-                                                '--artefact', f'{UBUNTU_RAW}:{size}', '--artefact', f'{TALOS_RAW}:{size}'],
+                                                '--artefact', f'{UBUNTU_IMAGE_PATH}:{size}',
+                                                '--artefact', f'{TALOS_IMAGE_PATH}:{size}'],
                                      lab_dir)
         save()
         env_file = lab['pvesim']['env_files'][args.token]
@@ -297,7 +294,6 @@ def up(args) -> dict:
         lab['hosts'] = None
         lab['vars_file'] = os.path.join(state_dir, VARS_FILE)
         lab['groups_file'] = os.path.join(lab_dir, GROUPS_FILE)
-        lab['extra_vars'] = json.loads(args.vars) if args.vars else {}
         if not lab['skipped_hosts']:
             lab['hosts'] = hosts_up(lab_dir, args.prefix)
         save()
@@ -310,16 +306,15 @@ def up(args) -> dict:
 
 
 def write_connection_files(lab: dict) -> None:
-    """lab-vars.yml (mirror, Terraform environment, the key cloud-init would install) and the
-    SSH settings of the node groups, for the hosts as they are now."""
+    """lab-vars.yml (the mirror's base URLs, the key cloud-init would install) and the SSH
+    settings of the node groups, for the hosts as they are now."""
     if lab['hosts']:
         with open(lab['hosts']['key'] + '.pub', encoding='utf-8') as handle:
             pubkey = handle.read().strip()
     else:
         pubkey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEminfraLabNoTestHostsKeyOnly lab-without-hosts'
     atomic_write(lab['groups_file'], groups_inventory(lab['hosts']), mode=0o600)
-    atomic_write(lab['vars_file'], json.dumps(lab_vars(lab['mirror'], pubkey, lab['extra_vars']), indent=2) + '\n',
-                 mode=0o600)
+    atomic_write(lab['vars_file'], json.dumps(lab_vars(lab['mirror'], pubkey), indent=2) + '\n', mode=0o600)
 
 
 def hosts(args) -> dict:
@@ -471,7 +466,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument('--hosts', default='auto', choices=('auto', 'yes', 'no'),
                       help='test hosts for the SSH-managed nodes (auto: when root)')
     p_up.add_argument('--artefact-mib', type=int, default=64, help='size of each generated artefact')
-    p_up.add_argument('--vars', help='JSON object of extra variables for lab-vars.yml')
     p_up.add_argument('--fresh', action='store_true', help='empty the state root first (only a lab\'s own)')
     sub.add_parser('down')
     sub.add_parser('hosts', help='start the test hosts for a lab that is up without them')

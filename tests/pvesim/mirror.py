@@ -11,9 +11,15 @@ and serves until it is stopped.
 
 Artefacts are generated, never stored: the bytes at any offset are a pure function of
 (path seed, version, offset), produced one 1 MiB block at a time, so a GiB image costs no
-memory and any byte range can be served. The first bytes carry the format's magic (qcow2
-``QFI\\xfb`` for ``.img``/``.qcow2``, xz for ``.xz``, ISO 9660 ``CD001`` at 0x8001 for
-``.iso``) so that the images look like what they stand for.
+memory and any byte range can be served. The first bytes carry the format's header so that the
+images look like what they stand for: ``.img`` and ``.qcow2`` a qcow2 version 3 header
+(``tests.pvesim.state.qcow2_image``: no backing file, a virtual size of 2 GiB or the file size
+if larger, so that a VM disk can import it), ``.xz`` the xz magic, ``.iso`` ISO 9660 ``CD001``
+at 0x8001.
+
+Without ``--artefact`` it serves the artefacts the templates role's defaults fetch, under the
+paths ``UBUNTU_IMAGE_PATH`` and ``TALOS_IMAGE_PATH`` (so that a test points the role at the
+mirror with its two base URLs only), plus the Talos ``.raw.xz`` and ``.iso``.
 
 Every directory holding artefacts also serves ``SHA256SUMS`` (GNU binary form ``<hex> *<file>``,
 as Ubuntu publishes it), ``sha256sum.txt`` (GNU text form, two spaces, as Talos publishes it)
@@ -66,13 +72,27 @@ import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.pvesim.state import qcow2_image
+
 BLOCK = 1 << 20
 DEFAULT_SCHEMATIC = 'ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515'
+# Where the templates role's default URLs point once their base URLs are the mirror's:
+# templates_ubuntu_base_url = <mirror>UBUNTU_DIR, templates_talos_factory_url = <mirror>/talos.
+UBUNTU_DIR = '/ubuntu/releases/24.04/release-20251113'
+UBUNTU_IMAGE_PATH = f'{UBUNTU_DIR}/noble-server-cloudimg-amd64.img'
+TALOS_FACTORY_PATH = '/talos'
+TALOS_DIR = f'{TALOS_FACTORY_PATH}/image/{DEFAULT_SCHEMATIC}/v1.11.5'
+TALOS_IMAGE_PATH = f'{TALOS_DIR}/nocloud-amd64.qcow2'
 DEFAULT_ARTEFACTS = {
-    '/ubuntu/releases/24.04/release-20251113/noble-server-cloudimg-amd64.img': 16 << 20,
-    f'/talos/image/{DEFAULT_SCHEMATIC}/v1.11.5/nocloud-amd64.raw.xz': 8 << 20,
-    f'/talos/image/{DEFAULT_SCHEMATIC}/v1.11.5/nocloud-amd64.iso': 8 << 20,
+    UBUNTU_IMAGE_PATH: 16 << 20,
+    TALOS_IMAGE_PATH: 8 << 20,
+    f'{TALOS_DIR}/nocloud-amd64.raw.xz': 8 << 20,
+    f'{TALOS_DIR}/nocloud-amd64.iso': 8 << 20,
 }
+# The virtual size of a generated qcow2 image: no larger than the smallest node disk of the
+# intent (20 GiB), so that Terraform can import it; a larger file gets its own size.
+QCOW2_VIRTUAL_SIZE = 2 << 30
+QCOW2_HEADER_SIZE = 512
 SUMS_FILES = ('SHA256SUMS', 'sha256sum.txt', 'SHA256SUMS.bsd')
 # A fixed date so that Last-Modified is stable between runs (the release date of the pin).
 BASE_MTIME = 1763000000
@@ -94,12 +114,16 @@ def parse_size(text: str) -> int:
     return number * {'': 1, 'B': 1, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30}[unit]
 
 
-def _magic(path: str) -> tuple[int, bytes]:
-    """(offset, bytes) of the format header an artefact of this name carries."""
+def qcow2_virtual_size(size: int) -> int:
+    """The virtual size a generated qcow2 image of ``size`` bytes declares."""
+    return max(QCOW2_VIRTUAL_SIZE, -(-size // BLOCK) * BLOCK)
+
+
+def _magic(path: str, size: int) -> tuple[int, bytes]:
+    """(offset, bytes) of the format header an artefact of this name and size carries."""
     name = path.rsplit('/', 1)[-1].lower()
     if name.endswith(('.img', '.qcow2')):
-        # qcow2 v3 header: magic, version 3, no backing file, cluster_bits 16.
-        return 0, b'QFI\xfb' + (3).to_bytes(4, 'big') + bytes(12) + (16).to_bytes(4, 'big')
+        return 0, qcow2_image(qcow2_virtual_size(size))[:QCOW2_HEADER_SIZE]
     if name.endswith('.xz'):
         return 0, b'\xfd7zXZ\x00\x00\x04'
     if name.endswith('.iso'):
@@ -120,7 +144,7 @@ class Artefact:
         self.version = version
         self.seed = int.from_bytes(hashlib.sha256(f'{path}\0{version}'.encode()).digest()[:8], 'big')
         self.mtime = BASE_MTIME + version * 86400
-        self.magic_offset, self.magic = _magic(path)
+        self.magic_offset, self.magic = _magic(path, size)
         self._base: dict[bool, bytes] = {}
         self._lock = threading.Lock()
 
@@ -591,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--listen', default='127.0.0.1:0', help='HOST:PORT on loopback (port 0: any free port)')
     parser.add_argument('--root', required=True, help='directory for static files and the digest cache')
     parser.add_argument('--artefact', action='append', default=[], metavar='PATH:SIZE',
-                        help='serve a generated artefact (repeatable); default: an Ubuntu and two Talos images')
+                        help='serve a generated artefact (repeatable); default: the Ubuntu and Talos images '
+                        'the templates role fetches by default, and a Talos .raw.xz and .iso')
     parser.add_argument('--fault', action='append', default=[], metavar='PATH={json}',
                         help='a fault for a path, e.g. \'/a.img={"drop_after": 1000}\'')
     parser.add_argument('--tls', nargs=2, metavar=('CERT', 'KEY'), help='serve HTTPS with this certificate')

@@ -9,7 +9,10 @@ The object it yields:
 
 ``url``             ``http://127.0.0.1:PORT``
 ``root``            the mirror's root directory
-``artefacts``       {path: size} of the default artefacts (see ``UBUNTU_PATH``, ``TALOS_*``)
+``artefacts``       {path: size} of the default artefacts (see ``UBUNTU_PATH``, ``TALOS_*``):
+                    ``UBUNTU_PATH`` and ``TALOS_QCOW2_PATH`` are what the templates role's
+                    defaults fetch with the base URLs ``url_for(UBUNTU_DIR)`` and
+                    ``url_for(TALOS_FACTORY_PATH)``
 ``control(action, **body)``  POST (or GET for ``state``/``log``) to ``/_mirror/<action>``
 ``fault(path, **spec)``, ``clear(path=None)``, ``reset()``, ``add(path, size)``,
 ``log()``, ``digest(path)`` and ``url_for(path)``.
@@ -31,14 +34,15 @@ import urllib.request
 
 import pytest
 
-from tests.pvesim.mirror import DEFAULT_SCHEMATIC
+# The directories are re-exported for the tests.
+from tests.pvesim.mirror import (DEFAULT_ARTEFACTS, TALOS_DIR, TALOS_FACTORY_PATH, TALOS_IMAGE_PATH,  # noqa: F401  pylint: disable=unused-import
+                                 UBUNTU_DIR, UBUNTU_IMAGE_PATH)
 
-UBUNTU_DIR = '/ubuntu/releases/24.04/release-20251113'
-UBUNTU_PATH = f'{UBUNTU_DIR}/noble-server-cloudimg-amd64.img'
-TALOS_DIR = f'/talos/image/{DEFAULT_SCHEMATIC}/v1.11.5'
+UBUNTU_PATH = UBUNTU_IMAGE_PATH
+TALOS_QCOW2_PATH = TALOS_IMAGE_PATH
 TALOS_RAW_PATH = f'{TALOS_DIR}/nocloud-amd64.raw.xz'
 TALOS_ISO_PATH = f'{TALOS_DIR}/nocloud-amd64.iso'
-DEFAULT_SIZES = {UBUNTU_PATH: 16 << 20, TALOS_RAW_PATH: 8 << 20, TALOS_ISO_PATH: 8 << 20}
+DEFAULT_SIZES = dict(DEFAULT_ARTEFACTS)
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

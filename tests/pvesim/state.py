@@ -158,9 +158,11 @@ def parse_size(text: str) -> int:
 
 
 def qcow2_image(virtual_size: int, payload: bytes = b'') -> bytes:
-    """A minimal qcow2 image as tests upload or serve it: the header image_virtual_size reads
-    (magic, version 3, virtual size), padded to 512 bytes, then ``payload``."""
-    header = b'QFI\xfb' + struct.pack('>I', 3) + b'\0' * 16 + struct.pack('>Q', virtual_size)
+    """A minimal qcow2 image as tests upload or serve it: a version 3 header (magic, no backing
+    file, 64 KiB clusters, the virtual size image_virtual_size reads, no encryption, 16-bit
+    refcounts, header length 104), padded to 512 bytes, then ``payload``."""
+    header = (b'QFI\xfb' + struct.pack('>IQIIQ', 3, 0, 0, 16, virtual_size) + bytes(64)
+              + struct.pack('>II', 4, 104))
     return header + b'\0' * (512 - len(header)) + payload
 
 

@@ -18,13 +18,29 @@ import sys
 import time
 import urllib.request
 
+import jinja2
 import yaml
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
+from tests.pvesim.state import image_virtual_size
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 LAB = os.path.join(REPO, 'tests', 'demo', 'lab.py')
 DEMO = os.path.join(REPO, 'tests', 'demo', 'demo.py')
+# What the lab may set for the pipeline: locations only (where the artefacts come from, the key
+# the test hosts accept). Everything else is the roles' defaults: the demo and molecule prove
+# what an operator gets. A new entry here needs a reason that it is a location.
+ALLOWED_LAB_VARS = {'templates_ubuntu_base_url', 'templates_talos_factory_url', 'terraform_apply_ssh_public_key'}
+
+
+def templates_defaults_with(overrides: dict) -> dict:
+    """The templates role's defaults with ``overrides``, every Jinja expression resolved."""
+    with open(os.path.join(REPO, 'roles', 'templates', 'defaults', 'main.yml'), encoding='utf-8') as handle:
+        values = {**yaml.safe_load(handle), **overrides}
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    for dummy in range(5):
+        values = {k: env.from_string(v).render(values) if isinstance(v, str) else v for k, v in values.items()}
+    return values
 
 
 def lab(tmp_path, *args: str) -> subprocess.CompletedProcess:
@@ -73,8 +89,13 @@ def test_up_writes_proxmox_env_and_vars_and_down_stops_every_server(tmp_path):
     assert read_env_file(str(env_path)) == read_env_file(info['pvesim']['env_files']['noacl'])
     assert info['skipped_hosts'] == 'not asked for (--hosts no)' and info['hosts'] is None
     variables = yaml.safe_load((tmp_path / 'state' / 'lab-vars.yml').read_text())
-    assert variables['templates_ubuntu_url'].startswith(info['mirror']['url'] + '/ubuntu/')
-    assert variables['terraform_apply_environment'] == 'sim'
+    # The guard: the lab overrides locations only, never a default (a type, an image, a storage,
+    # a timeout, an interval, a Terraform environment).
+    assert set(variables) == ALLOWED_LAB_VARS, sorted(set(variables) - ALLOWED_LAB_VARS)
+    assert variables['templates_ubuntu_base_url'].startswith(info['mirror']['url'] + '/ubuntu/')
+    assert variables['templates_talos_factory_url'].startswith(info['mirror']['url'] + '/')
+    # With only the base URLs, the role's default URLs are what the mirror serves.
+    defaults = templates_defaults_with(variables)
     # The simulator answers over HTTPS with its own CA, the mirror serves the artefact.
     context = ssl.create_default_context(cafile=info['pvesim']['ca'])
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
@@ -83,8 +104,16 @@ def test_up_writes_proxmox_env_and_vars_and_down_stops_every_server(tmp_path):
         opener.open(request, timeout=30)
     except urllib.error.HTTPError as err:
         assert err.code == 401  # no token sent: the real server's answer
-    with opener.open(variables['templates_ubuntu_url'], timeout=30) as response:
-        assert len(response.read()) == 1 << 20
+    for name in ('ubuntu', 'talos'):
+        with opener.open(defaults[f'templates_{name}_url'], timeout=30) as response:
+            image = response.read()
+        assert len(image) == 1 << 20 and image[:4] == b'QFI\xfb', name  # a qcow2 disk image
+        (tmp_path / f'{name}.qcow2').write_bytes(image)
+        assert 1 << 20 <= image_virtual_size(str(tmp_path / f'{name}.qcow2')) <= 20 << 30, name
+    assert defaults['templates_talos_url'].endswith('/v1.11.5/nocloud-amd64.qcow2')
+    checksum_url = defaults['templates_ubuntu_checksum'].split(':', 1)[1]
+    with opener.open(checksum_url, timeout=30) as response:
+        assert ' *noble-server-cloudimg-amd64.img\n' in response.read().decode()
     # Everything the lab holds that carries a token stays outside the state root.
     assert sorted(os.listdir(tmp_path / 'state')) == ['.eminfra-lab', 'lab-vars.yml', 'proxmox.env']
     pids = [info['pvesim']['pid'], info['mirror']['pid']]
@@ -99,6 +128,15 @@ def test_up_writes_proxmox_env_and_vars_and_down_stops_every_server(tmp_path):
     assert env_path.exists()
     again = lab(tmp_path, 'down')
     assert again.returncode == 0 and json.loads(again.stdout)['stopped'] == []
+
+
+def test_lab_vars_are_locations_only():
+    """The same guard without starting a lab: what lab_vars() writes, for any mirror and key."""
+    from tests.demo import lab as lab_module  # pylint: disable=import-outside-toplevel
+
+    written = lab_module.lab_vars({'url': 'http://127.0.0.1:1'}, 'ssh-ed25519 AAAA test')
+    assert set(written) == ALLOWED_LAB_VARS == set(lab_module.LAB_VARS)
+    assert written['terraform_apply_ssh_public_key'] == 'ssh-ed25519 AAAA test'
 
 
 def test_demo_stops_the_lab_when_interrupted(tmp_path):

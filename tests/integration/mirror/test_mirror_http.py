@@ -16,9 +16,11 @@ import urllib.parse
 
 import pytest
 
-from tests.pvesim.mirror import Artefact, parse_range, parse_size
-from tests.pvesim.mirror_fixtures import (TALOS_DIR, TALOS_ISO_PATH, TALOS_RAW_PATH, UBUNTU_DIR,
+from tests.pvesim.api import _assert_file_validity
+from tests.pvesim.mirror import QCOW2_VIRTUAL_SIZE, Artefact, parse_range, parse_size
+from tests.pvesim.mirror_fixtures import (TALOS_DIR, TALOS_ISO_PATH, TALOS_QCOW2_PATH, TALOS_RAW_PATH, UBUNTU_DIR,
                                           UBUNTU_PATH, MirrorProcess)
+from tests.pvesim.state import image_virtual_size
 
 
 def request(mirror, method, path, headers=None):
@@ -70,14 +72,41 @@ def test_full_body_matches_published_sha256sums_in_all_three_forms(clean_mirror)
 
 
 def test_images_are_shaped_like_what_they_stand_for(clean_mirror):
-    dummy, dummy, head, dummy = request(clean_mirror, 'GET', UBUNTU_PATH, {'Range': 'bytes=0-7'})
-    assert head[:4] == b'QFI\xfb' and head[4:8] == b'\x00\x00\x00\x03'
+    for path in (UBUNTU_PATH, TALOS_QCOW2_PATH):
+        dummy, dummy, head, dummy = request(clean_mirror, 'GET', path, {'Range': 'bytes=0-511'})
+        assert head[:4] == b'QFI\xfb' and head[4:8] == b'\x00\x00\x00\x03'
+        assert head[8:20] == bytes(12)  # no backing file
+        assert int.from_bytes(head[20:24], 'big') == 16  # 64 KiB clusters
     dummy, dummy, head, dummy = request(clean_mirror, 'GET', TALOS_RAW_PATH, {'Range': 'bytes=0-5'})
     assert head == b'\xfd7zXZ\x00'
     dummy, dummy, head, dummy = request(clean_mirror, 'GET', TALOS_ISO_PATH, {'Range': 'bytes=32769-32773'})
     assert head == b'CD001'
     sums = request(clean_mirror, 'GET', f'{TALOS_DIR}/SHA256SUMS')[2].decode()
-    assert 'nocloud-amd64.raw.xz' in sums and 'nocloud-amd64.iso' in sums
+    assert 'nocloud-amd64.raw.xz' in sums and 'nocloud-amd64.iso' in sums and 'nocloud-amd64.qcow2' in sums
+
+
+def test_default_images_are_qcow2_disks_proxmox_accepts_and_a_node_disk_holds(clean_mirror, tmp_path):
+    """The images the templates role fetches by default pass the simulator's check of an untrusted
+    qcow2 file, and declare a virtual size a 20 GiB node disk holds and the file fits in."""
+    for path, name in ((UBUNTU_PATH, 'noble-server-cloudimg-amd64.qcow2'), (TALOS_QCOW2_PATH, 'talos.qcow2')):
+        body = request(clean_mirror, 'GET', path)[2]
+        assert len(body) == clean_mirror.artefacts[path]
+        target = tmp_path / name
+        target.write_bytes(body)
+        _assert_file_validity(str(target), 'qcow2')
+        assert image_virtual_size(str(target)) == QCOW2_VIRTUAL_SIZE
+        assert len(body) <= QCOW2_VIRTUAL_SIZE <= 20 << 30
+    # The published checksum line of the Ubuntu image, as Ubuntu writes it.
+    name = UBUNTU_PATH.rsplit('/', 1)[1]
+    assert sums_digest(clean_mirror, UBUNTU_DIR, name) == f'{clean_mirror.digest(UBUNTU_PATH)} *{name}'
+
+
+def test_a_qcow2_larger_than_the_default_virtual_size_declares_its_own_size():
+    big = Artefact('/x/big.qcow2', QCOW2_VIRTUAL_SIZE + 5)
+    header = big.block(0)[:32]
+    assert int.from_bytes(header[24:32], 'big') == QCOW2_VIRTUAL_SIZE + (1 << 20)
+    small = Artefact('/x/small.img', 4096)
+    assert int.from_bytes(small.block(0)[24:32], 'big') == QCOW2_VIRTUAL_SIZE
 
 
 def test_ranges_206_suffix_open_and_416(clean_mirror):

@@ -24,7 +24,7 @@ import pytest
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
 from tests.ansible_run import ROOT, run_playbook
 from tests.pvesim.fixtures import pvesim  # noqa: F401  pylint: disable=unused-import
-from tests.pvesim.mirror_fixtures import TALOS_DIR, UBUNTU_DIR, MirrorProcess
+from tests.pvesim.mirror_fixtures import TALOS_FACTORY_PATH, TALOS_QCOW2_PATH, UBUNTU_DIR, UBUNTU_PATH, MirrorProcess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SITE = os.path.join(ROOT, 'playbooks', 'site.yml')
@@ -34,17 +34,19 @@ INTENT_NODES = os.path.join(HERE, 'intent', 'nodes.yaml')
 NODE_ADDRESS = ('127.77.0.40', 22940)
 SSHD = '/usr/sbin/sshd'
 ARTEFACT_SIZE = 1 << 20
-# Raw disk images: the sim environment imports both into VM disks (content import). The
-# mirror's generated .img/.qcow2 carry a qcow2 magic without a virtual size, and its .iso cannot
-# be a VM disk, so the tests serve .raw artefacts (see the report on the templates defaults).
-UBUNTU_RAW = f'{UBUNTU_DIR}/noble-server-cloudimg-amd64.raw'
-TALOS_RAW = f'{TALOS_DIR}/nocloud-amd64.raw'
+# The variables the tests set for every run: locations only (the mirror's base URLs, the
+# loopback intent, the key a node would get). Everything else is the roles' defaults; a test
+# that needs another value for what it tests (a short SSH wait for a node that never answers)
+# sets it for its own runs.
+LOCATION_VARS = ('templates_ubuntu_base_url', 'templates_talos_factory_url', 'templates_intent_cluster_file',
+                 'terraform_apply_intent_cluster_file', 'terraform_apply_intent_nodes_file',
+                 'terraform_apply_ssh_public_key', 'proxmox_access_cluster_file', 'proxmox_access_nodes_file')
 
 
 @pytest.fixture(scope='session')
 def site_mirror():
-    """The artefact mirror with 1 MiB artefacts."""
-    process = MirrorProcess.start(artefacts={UBUNTU_RAW: ARTEFACT_SIZE, TALOS_RAW: ARTEFACT_SIZE})
+    """The artefact mirror with 1 MiB qcow2 artefacts where the templates defaults fetch them."""
+    process = MirrorProcess.start(artefacts={UBUNTU_PATH: ARTEFACT_SIZE, TALOS_QCOW2_PATH: ARTEFACT_SIZE})
     try:
         yield process
     finally:
@@ -124,21 +126,15 @@ class Site:
     def variables(self, **extra) -> list[str]:
         values = {
             'templates_ubuntu_base_url': self.mirror.url_for(UBUNTU_DIR),
-            'templates_ubuntu_url': self.mirror.url_for(UBUNTU_RAW),
-            'templates_ubuntu_type': 'raw',
-            'templates_talos_image': 'nocloud-amd64.raw',
-            'templates_talos_type': 'raw',
-            'templates_talos_factory_url': self.mirror.url + '/talos',
-            'templates_progress_interval': 1,
-            'templates_retries': 1,
-            'templates_proxmox_storage': 'local',
+            'templates_talos_factory_url': self.mirror.url_for(TALOS_FACTORY_PATH),
+            'templates_intent_cluster_file': INTENT_CLUSTER,
             'terraform_apply_intent_cluster_file': INTENT_CLUSTER,
             'terraform_apply_intent_nodes_file': INTENT_NODES,
             'terraform_apply_ssh_public_key': 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKeyOnly site-test',
             'proxmox_access_cluster_file': INTENT_CLUSTER,
             'proxmox_access_nodes_file': INTENT_NODES,
-            'eminfra_ssh_wait_timeout': 3,
         }
+        assert set(values) == set(LOCATION_VARS)
         values.update(extra)
         return ['-e', json.dumps(values)]
 

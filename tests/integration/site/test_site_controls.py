@@ -43,7 +43,8 @@ def test_no_proxmox_env_stops_at_once(site):
 
 def test_failed_ansible_step_resume_templates_removed_and_diagnostics(site, ssh_node):
     ssh_node.stop()  # the node does not answer SSH: the ansible_inventory step fails
-    first = site.run()
+    # A node that never answers: this run waits 3 s for it instead of the default 300 s.
+    first = site.run(eminfra_ssh_wait_timeout=3)
     assert first.rc != 0
     assert 'hosts_reachable: util-01' in first.stdout and 'eminfra_resume=true' in first.stdout
     latest = site.latest

@@ -55,7 +55,7 @@ def test_full_pipeline_configures_the_node(site, lab):
         'terraform_apply_intent_nodes_file': os.path.join(INTENT_DIR, 'nodes.yaml'),
         'proxmox_access_cluster_file': os.path.join(INTENT_DIR, 'cluster.yaml'),
         'proxmox_access_nodes_file': os.path.join(INTENT_DIR, 'nodes.yaml'),
-        'eminfra_ssh_wait_timeout': 30,
+        'templates_intent_cluster_file': os.path.join(INTENT_DIR, 'cluster.yaml'),
         'ansible_ssh_private_key_file': lab['key'],
         'ansible_ssh_common_args': f'-o UserKnownHostsFile={lab["known_hosts"]} -o StrictHostKeyChecking=yes '
                                    '-o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes',

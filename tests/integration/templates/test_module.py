@@ -65,6 +65,8 @@ def test_ansible_doc():
     options = module['doc']['options']
     assert {'name', 'type', 'url', 'checksum', 'filename', 'dest_dir', 'manifest', 'force', 'timeout', 'retries',
             'validate_certs', 'ca_path', 'proxmox', 'state_dir', 'verify', 'progress_file'} == set(options)
-    assert set(options['proxmox']['suboptions']) >= {'env_file', 'storage', 'content', 'method'}
+    assert set(options['proxmox']['suboptions']) >= {'env_file', 'storage', 'intent_file', 'content', 'method'}
+    # Without a storage the artefact goes to the intent's template_storage.
+    assert not options['proxmox']['suboptions']['storage'].get('required')
     assert {'path', 'sha256', 'size', 'bytes_transferred', 'resumed', 'elapsed'} <= set(module['return'])
     assert module['doc']['attributes']['check_mode']['support'] == 'full'

@@ -15,7 +15,7 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest
 from ansible_collections.eminfra.pipeline.plugins.module_utils._download import DownloadError, run
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
 from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import ProxmoxClient
-from tests.pvesim.mirror_fixtures import TALOS_ISO_PATH, UBUNTU_DIR, UBUNTU_PATH
+from tests.pvesim.mirror_fixtures import TALOS_ISO_PATH, TALOS_QCOW2_PATH, UBUNTU_DIR, UBUNTU_PATH
 
 
 @pytest.fixture
@@ -61,6 +61,24 @@ def test_download_url_places_qcow2_under_import_and_is_idempotent(clean_mirror, 
     assert again['bytes_transferred'] == 0 and clean_mirror.log() == []
     assert (tmp_path / 'manifest.json').read_bytes() == before
     assert secret_of(sim) not in json.dumps(again) + before.decode()
+
+
+def test_without_a_storage_the_talos_disk_image_goes_to_the_intents_template_storage(clean_mirror, sim, tmp_path):
+    """The role's Talos default (the factory's nocloud qcow2, type qcow2) without proxmox.storage:
+    placed by download-url as import content on inventory/dev/cluster.yaml's template_storage, a
+    volume a VM disk can import (pvesim checks the qcow2 header as the real server does)."""
+    result = run({'name': 'talos', 'type': 'qcow2', 'url': clean_mirror.url_for(TALOS_QCOW2_PATH),
+                  'dest_dir': str(tmp_path), 'filename': 'talos-v1.11.5-nocloud-amd64.qcow2',
+                  'proxmox': {'env_file': sim.env_files['full']}})
+    volid = 'local:import/talos-v1.11.5-nocloud-amd64.qcow2'
+    info = result['proxmox']
+    assert info['volid'] == volid and info['content'] == 'import' and info['method'] == 'download_url'
+    assert info['storage_from'] == 'inventory/dev/cluster.yaml: cluster.proxmox.template_storage'
+    assert storage_content(sim, 'import')[volid]['size'] == clean_mirror.artefacts[TALOS_QCOW2_PATH]
+    assert _manifest.load(str(tmp_path / 'manifest.json'))['talos']['proxmox_volid'] == volid
+    # A VM disk imports it: the volume is import content of a qcow2 image (virtual size 2 GiB).
+    volume = client_for(sim).get(f'nodes/pve/storage/local/content/{volid}')
+    assert volume['format'] == 'qcow2' and volume['size'] == 2 << 30
 
 
 def test_upload_places_the_verified_local_file(clean_mirror, sim, tmp_path):

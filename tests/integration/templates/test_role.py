@@ -1,7 +1,11 @@
 # Copyright (c) 2026 EM-Infra maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The templates role through real ansible-playbook runs against the artefact mirror and pvesim."""
+"""The templates role through real ansible-playbook runs against the artefact mirror and pvesim.
+
+The runs use the role's defaults: only the locations change (the mirror's two base URLs, the
+state root with a proxmox.env for pvesim), so these tests hold what an operator gets.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +13,26 @@ import json
 import os
 import shutil
 
+import pytest
+import yaml
+
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest
+from ansible_collections.eminfra.pipeline.plugins.module_utils._download import CONTENT_FOR_TYPE
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
-from tests.ansible_run import run_playbook
-from tests.pvesim.mirror_fixtures import TALOS_ISO_PATH, UBUNTU_DIR, UBUNTU_PATH
+from tests.ansible_run import ROOT, run_playbook
+from tests.pvesim.mirror_fixtures import TALOS_FACTORY_PATH, TALOS_QCOW2_PATH, UBUNTU_DIR, UBUNTU_PATH
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLAYBOOK = os.path.join(HERE, 'site_templates.yml')
+UBUNTU_VOLID = 'local:import/noble-server-cloudimg-amd64.qcow2'
+TALOS_VOLID = 'local:import/talos-v1.11.5-nocloud-amd64.qcow2'
 
 
 def mirror_vars(mirror, **extra):
+    """The locations only: where the mirror serves the release directory and the image factory."""
     variables = {
         'templates_ubuntu_base_url': mirror.url_for(UBUNTU_DIR),
-        'templates_talos_factory_url': mirror.url + '/talos',
-        'templates_progress_interval': 1,
-        'templates_retries': 1,
+        'templates_talos_factory_url': mirror.url_for(TALOS_FACTORY_PATH),
     }
     variables.update(extra)
     return ['-e', json.dumps(variables)]
@@ -34,8 +43,46 @@ def fetch_results(run):
             and entry['result'].get('finished')]
 
 
-def test_role_fetches_records_and_is_idempotent(clean_mirror, tmp_path):
-    state = tmp_path / 'state'
+def role_file(*parts):
+    with open(os.path.join(ROOT, 'roles', 'templates', *parts), encoding='utf-8') as handle:
+        return yaml.safe_load(handle)
+
+
+def test_role_defaults_are_disk_images_placed_on_the_intents_template_storage():
+    """What an operator gets: both artefacts are disk images placed as import content (a VM
+    disk's import-from takes nothing else), on the intent's template_storage unless overridden;
+    the argument specs say the same as the defaults."""
+    defaults = role_file('defaults', 'main.yml')
+    assert defaults['templates_talos_image'] == 'nocloud-amd64.qcow2'
+    assert defaults['templates_talos_type'] == 'qcow2' and CONTENT_FOR_TYPE[defaults['templates_talos_type']] == 'import'
+    assert defaults['templates_ubuntu_url'].endswith('/noble-server-cloudimg-amd64.img')
+    assert defaults['templates_ubuntu_type'] == 'vm' and CONTENT_FOR_TYPE[defaults['templates_ubuntu_type']] == 'import'
+    # Both URLs derive from the base URLs, so that a mirror needs nothing but those two.
+    assert defaults['templates_ubuntu_url'].startswith('{{ templates_ubuntu_base_url }}/')
+    assert defaults['templates_ubuntu_checksum'] == 'sha256:{{ templates_ubuntu_base_url }}/SHA256SUMS'
+    assert defaults['templates_talos_url'].startswith('{{ templates_talos_factory_url }}/image/')
+    assert defaults['templates_proxmox_storage'] == ''  # empty: the intent's template_storage
+    assert defaults['templates_intent_cluster_file'] == 'inventory/dev/cluster.yaml'
+    options = role_file('meta', 'argument_specs.yml')['argument_specs']['main']['options']
+    for name, value in defaults.items():
+        assert options[name].get('default') == value, name
+
+
+@pytest.fixture
+def state(pvesim, tmp_path):
+    """A state root holding proxmox.env for a reset pvesim (token ``full``), as proxmox_access leaves it."""
+    pvesim.reset()
+    root = tmp_path / 'state'
+    root.mkdir()
+    shutil.copy(pvesim.env_files['full'], root / 'proxmox.env')
+    os.chmod(root / 'proxmox.env', 0o600)
+    return root
+
+
+def test_role_defaults_place_both_disk_images_on_the_intents_template_storage(clean_mirror, pvesim, state):
+    """The defaults with nothing but the mirror's base URLs: the Ubuntu qcow2 .img and the Talos
+    nocloud qcow2 are fetched, verified, and placed as import content on the storage the intent
+    names, so the manifest gives Terraform a volume to import every VM disk from."""
     first = run_playbook(PLAYBOOK, *mirror_vars(clean_mirror), state_dir=str(state))
     assert first.rc == 0, first.output
     finished = fetch_results(first)
@@ -43,14 +90,28 @@ def test_role_fetches_records_and_is_idempotent(clean_mirror, tmp_path):
     manifest_path = state / 'cache' / 'templates' / 'manifest.json'
     manifest = json.loads(manifest_path.read_text())
     _manifest.validate_complete(manifest, source=str(manifest_path))
-    assert manifest['ubuntu']['checksum_source'] == 'published'
-    assert manifest['talos']['checksum_source'] == 'first_fetch'
-    assert manifest['talos']['filename'] == 'talos-v1.11.5-nocloud-amd64.iso'
-    assert manifest['talos']['source'] == clean_mirror.url_for(TALOS_ISO_PATH)
+    assert manifest['ubuntu']['type'] == 'vm' and manifest['ubuntu']['checksum_source'] == 'published'
+    assert manifest['ubuntu']['source'] == clean_mirror.url_for(UBUNTU_PATH)
+    assert manifest['talos']['type'] == 'qcow2' and manifest['talos']['checksum_source'] == 'first_fetch'
+    assert manifest['talos']['filename'] == 'talos-v1.11.5-nocloud-amd64.qcow2'
+    assert manifest['talos']['source'] == clean_mirror.url_for(TALOS_QCOW2_PATH)
+    # Placed on the intent's template_storage (inventory/dev/cluster.yaml: local), as import content.
+    with open(os.path.join(ROOT, 'inventory', 'dev', 'cluster.yaml'), encoding='utf-8') as handle:
+        assert 'template_storage: local\n' in handle.read()
+    assert manifest['ubuntu']['proxmox_volid'] == UBUNTU_VOLID
+    assert manifest['talos']['proxmox_volid'] == TALOS_VOLID
+    assert [r['result']['proxmox']['storage_from'] for r in finished] == [
+        'inventory/dev/cluster.yaml: cluster.proxmox.template_storage'] * 2
+    content = {item['volid']: item for item in pvesim.client().nodes('pve').storage('local').content.get()}
+    assert content[UBUNTU_VOLID]['size'] == manifest['ubuntu']['size']
+    assert content[TALOS_VOLID]['size'] == manifest['talos']['size']
+    assert not [volid for volid in content if volid.startswith('local:iso/')]
     latest = read_env_file(str(state / 'runs' / 'latest.env'))
     assert latest['LAST_STEP_COMPLETED'] == 'templates'
     assert latest['TEMPLATE_UBUNTU_IMAGE'] == manifest['ubuntu']['path']
     assert latest['TEMPLATE_TALOS_IMAGE'] == manifest['talos']['path']
+    secret = read_env_file(str(state / 'proxmox.env'))['PROXMOX_TOKEN_SECRET']
+    assert secret not in first.stdout + first.stderr + json.dumps(first.results) + manifest_path.read_text()
 
     clean_mirror.reset()
     before = manifest_path.read_bytes()
@@ -59,13 +120,15 @@ def test_role_fetches_records_and_is_idempotent(clean_mirror, tmp_path):
     finished = fetch_results(second)
     assert [r['result']['changed'] for r in finished] == [False, False]
     assert [r['result']['bytes_transferred'] for r in finished] == [0, 0]
+    assert [r['result']['proxmox']['action'] for r in finished] == ['kept', 'kept']
     assert manifest_path.read_bytes() == before
     assert clean_mirror.log() == []
 
 
-def test_role_shows_progress_of_a_slow_download(clean_mirror, tmp_path):
+def test_role_shows_progress_of_a_slow_download(clean_mirror, state):
     clean_mirror.fault(UBUNTU_PATH, throttle=4 << 20)  # 16 MiB at 4 MiB/s: about 4 s
-    run = run_playbook(PLAYBOOK, *mirror_vars(clean_mirror), state_dir=str(tmp_path / 'state'))
+    # This test is about the progress lines: it asks for them every second (default 5).
+    run = run_playbook(PLAYBOOK, *mirror_vars(clean_mirror, templates_progress_interval=1), state_dir=str(state))
     assert run.rc == 0, run.output
     shown = [entry['result']['msg'] for entry in run.results if entry['task'] == 'Show the download progress'
              and 'msg' in entry['result']]
@@ -73,9 +136,8 @@ def test_role_shows_progress_of_a_slow_download(clean_mirror, tmp_path):
     assert any(msg.startswith('ubuntu: ') and 'of 16.00 MB' in msg and '/s' in msg for msg in shown), shown
 
 
-def test_role_failure_records_the_failed_step_and_check(clean_mirror, tmp_path):
-    state = tmp_path / 'state'
-    clean_mirror.fault(TALOS_ISO_PATH, status=404)
+def test_role_failure_records_the_failed_step_and_check(clean_mirror, state):
+    clean_mirror.fault(TALOS_QCOW2_PATH, status=404)
     run = run_playbook(PLAYBOOK, *mirror_vars(clean_mirror), state_dir=str(state))
     assert run.rc != 0
     assert 'template_download' in run.stdout and '404' in run.stdout
@@ -88,8 +150,7 @@ def test_role_failure_records_the_failed_step_and_check(clean_mirror, tmp_path):
     assert not list((state / 'cache' / 'templates').glob('talos*'))
 
 
-def test_role_dry_run_fetches_nothing(clean_mirror, tmp_path):
-    state = tmp_path / 'state'
+def test_role_dry_run_fetches_nothing(clean_mirror, state):
     run = run_playbook(PLAYBOOK, *mirror_vars(clean_mirror, eminfra_dry_run=True), state_dir=str(state))
     assert run.rc == 0, run.output
     assert clean_mirror.log() == []
@@ -98,22 +159,40 @@ def test_role_dry_run_fetches_nothing(clean_mirror, tmp_path):
     assert latest['LAST_STEP_COMPLETED'] == ''
 
 
-def test_role_places_artefacts_on_proxmox(clean_mirror, pvesim, tmp_path):
-    pvesim.reset()
-    state = tmp_path / 'state'
-    state.mkdir()
-    shutil.copy(pvesim.env_files['nodownload'], state / 'proxmox.env')
-    os.chmod(state / 'proxmox.env', 0o600)
-    variables = mirror_vars(clean_mirror, templates_proxmox_storage='local')
-    run = run_playbook(PLAYBOOK, *variables, state_dir=str(state))
+def test_role_reads_the_storage_from_the_intent_file_and_the_override_wins(clean_mirror, state, tmp_path):
+    """templates_intent_cluster_file names the intent whose template_storage is used;
+    templates_proxmox_storage overrides it; without an intent the step stops with intent_valid
+    before anything is downloaded."""
+    with open(os.path.join(ROOT, 'inventory', 'dev', 'cluster.yaml'), encoding='utf-8') as handle:
+        text = handle.read()
+    assert 'template_storage: local\n' in text
+    elsewhere = tmp_path / 'cluster.yaml'
+    elsewhere.write_text(text.replace('template_storage: local\n', 'template_storage: elsewhere\n'))
+
+    # The intent's storage is the one placed on (pvesim has no storage "elsewhere").
+    run = run_playbook(PLAYBOOK, *mirror_vars(clean_mirror, templates_intent_cluster_file=str(elsewhere)),
+                       state_dir=str(state))
+    assert run.rc != 0
+    assert "'elsewhere'" in run.stdout or 'storage/elsewhere' in run.stdout, run.output
+
+    # The override wins over the intent.
+    run = run_playbook(PLAYBOOK, *mirror_vars(clean_mirror, templates_intent_cluster_file=str(elsewhere),
+                                              templates_proxmox_storage='local'), state_dir=str(state))
     assert run.rc == 0, run.output
     manifest = json.loads((state / 'cache' / 'templates' / 'manifest.json').read_text())
-    assert manifest['ubuntu']['proxmox_volid'] == 'local:import/noble-server-cloudimg-amd64.qcow2'
-    assert manifest['talos']['proxmox_volid'] == 'local:iso/talos-v1.11.5-nocloud-amd64.iso'
-    secret = read_env_file(str(state / 'proxmox.env'))['PROXMOX_TOKEN_SECRET']
-    assert secret not in run.stdout + run.stderr + json.dumps(run.results)
-    assert secret not in (state / 'cache' / 'templates' / 'manifest.json').read_text()
-    again = run_playbook(PLAYBOOK, *variables, state_dir=str(state))
-    assert again.rc == 0, again.output
-    assert [r['result']['changed'] for r in fetch_results(again)] == [False, False]
-    assert [r['result']['proxmox']['action'] for r in fetch_results(again)] == ['kept', 'kept']
+    assert manifest['ubuntu']['proxmox_volid'] == UBUNTU_VOLID
+    assert manifest['talos']['proxmox_volid'] == TALOS_VOLID
+    assert [r['result']['proxmox']['storage_from'] for r in fetch_results(run)] == ['proxmox.storage'] * 2
+
+    clean_mirror.reset()
+    fresh = tmp_path / 'fresh'
+    fresh.mkdir()
+    shutil.copy(state / 'proxmox.env', fresh / 'proxmox.env')
+    missing = tmp_path / 'no-such-cluster.yaml'
+    run = run_playbook(PLAYBOOK, *mirror_vars(clean_mirror, templates_intent_cluster_file=str(missing)),
+                       state_dir=str(fresh))
+    assert run.rc != 0
+    assert f'intent_valid: {missing}: the cluster intent does not exist' in run.stdout, run.output
+    assert 'templates_proxmox_storage' in run.stdout
+    assert read_env_file(str(fresh / 'runs' / 'latest.env'))['LAST_FAILED_CHECK'] == 'intent_valid'
+    assert clean_mirror.log() == []

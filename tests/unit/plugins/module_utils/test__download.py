@@ -17,8 +17,12 @@ import pytest
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _download
 from ansible_collections.eminfra.pipeline.plugins.module_utils._download import (
-    DownloadError, _content_range, check_filename, check_url, classify, digest_from_sums, filename_from_url,
-    parse_checksum, pve_filename)
+    CONTENT_FOR_TYPE, DownloadError, _content_range, check_filename, check_url, classify, digest_from_sums,
+    filename_from_url, parse_checksum, placement_spec, pve_filename)
+from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import PROJECT_ROOT_ENV
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
 HEX = 'ab' * 32
 OTHER = 'cd' * 32
@@ -250,3 +254,38 @@ def test_direct_write_refused_falls_back_to_the_page_cache(tmp_path, monkeypatch
     with open(path, 'rb') as handle:
         assert handle.read() == b''.join(chunks)
     assert digest == hashlib.sha256(b''.join(chunks)).hexdigest()
+
+
+def test_placement_without_a_storage_takes_the_intents_template_storage(monkeypatch):
+    monkeypatch.setenv(PROJECT_ROOT_ENV, ROOT)
+    assert placement_spec({'proxmox': None}) is None
+    spec = placement_spec({'proxmox': {'storage': None, 'intent_file': None, 'method': 'auto'}})
+    assert spec['storage'] == 'local'  # inventory/dev/cluster.yaml: cluster.proxmox.template_storage
+    assert spec['storage_from'] == 'inventory/dev/cluster.yaml: cluster.proxmox.template_storage'
+    assert spec['method'] == 'auto'
+    named = placement_spec({'proxmox': {'storage': 'tank', 'intent_file': '/no/such/file.yaml'}})
+    assert named['storage'] == 'tank' and named['storage_from'] == 'proxmox.storage'  # the intent is not read
+
+
+def test_placement_reads_the_named_intent_and_refuses_a_missing_or_broken_one(tmp_path, monkeypatch):
+    monkeypatch.setenv(PROJECT_ROOT_ENV, str(tmp_path))
+    with open(os.path.join(ROOT, 'inventory', 'dev', 'cluster.yaml'), encoding='utf-8') as handle:
+        text = handle.read()
+    (tmp_path / 'other.yaml').write_text(text.replace('template_storage: local', 'template_storage: images-nfs'))
+    spec = placement_spec({'proxmox': {'intent_file': 'other.yaml'}})  # relative: from the project root
+    assert spec['storage'] == 'images-nfs' and spec['storage_from'] == 'other.yaml: cluster.proxmox.template_storage'
+    with pytest.raises(CheckError) as info:
+        placement_spec({'proxmox': {}})  # inventory/dev/cluster.yaml does not exist under this root
+    assert info.value.check == 'intent_valid' and 'does not exist' in str(info.value)
+    assert 'templates_proxmox_storage' in str(info.value)
+    (tmp_path / 'broken.yaml').write_text(text.replace('    template_storage: local\n', ''))
+    with pytest.raises(CheckError) as info:
+        placement_spec({'proxmox': {'intent_file': 'broken.yaml'}})
+    assert info.value.check == 'intent_valid' and 'template_storage' in str(info.value)
+
+
+def test_disk_image_types_are_placed_as_import_content():
+    # Terraform creates the VM disks with import-from the placed volume: import or images only.
+    for kind in ('vm', 'qcow2', 'img', 'raw'):
+        assert CONTENT_FOR_TYPE[kind] == 'import'
+    assert CONTENT_FOR_TYPE['iso'] == 'iso'
