@@ -59,7 +59,7 @@ def main() -> int:
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix='bench-site-noop-')
     lab_args = argparse.Namespace(lab_dir=os.path.join(tmp, 'lab'), state_dir=os.path.join(tmp, 'state'),
-                                  prefix='embnch', token='full', hosts='auto', artefact_mib=8, vars=None,
+                                  prefix='embnch', token='full', hosts='auto', artefact_mib=8,
                                   fresh=True)
     try:
         lab = lablib.up(lab_args)
