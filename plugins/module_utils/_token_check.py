@@ -353,7 +353,9 @@ class TokenCheck:
             self._add('storage_content', 'skip', f'cannot list storages: {err.detail}')
             return
         found = {entry.get('storage'): entry for entry in entries if isinstance(entry, dict)}
-        wanted = (('vm_storage', ('images',)), ('template_storage', ('import', 'iso')))
+        # The templates step places both disk images as import content (a VM disk's import-from
+        # takes images or import volumes only, never iso).
+        wanted = (('vm_storage', ('images',)), ('template_storage', ('import',)))
         problems = []
         invisible = []
         details = []
@@ -373,7 +375,8 @@ class TokenCheck:
                 parsed = parse_version(self.version.get('version', ''))
                 if parsed is not None and parsed < IMPORT_MIN_VERSION:
                     self._add('proxmox_version', 'warn', f'import content needs Proxmox VE 8.4; this host runs '
-                              f'{self.version.get("version")}, so images go through iso content')
+                              f'{self.version.get("version")}, where the templates step cannot place the disk '
+                              'images: upgrade to 8.4 or newer')
         audited = [name for name in invisible if perms is not None and (
             perms.has(f'/storage/{name}', 'Datastore.Audit') or perms.has(f'/storage/{name}', 'Datastore.AllocateSpace'))]
         if audited:
@@ -384,7 +387,8 @@ class TokenCheck:
         if problems:
             err = CheckError('storage_content', '; '.join(problems), where=where,
                              remediation='enable the content types with `pvesm set <storage> --content <types>` '
-                             '(keep the existing ones in the list), or set cluster.proxmox.vm_storage and '
+                             '(keep the existing ones in the list, e.g. `pvesm set local --content iso,vztmpl,import`), '
+                             'or set cluster.proxmox.vm_storage and '
                              'template_storage in the intent to storages of this node')
             self._add('storage_content', 'fail', err.detail, err)
         elif invisible:

@@ -186,6 +186,20 @@ def test_missing_storage_fails_storage_content(tmp_path, pvesim):
     assert 'fast-ssd does not exist on node pve' in run.result['msg']
 
 
+def test_template_storage_without_import_content_fails_storage_content(tmp_path, pvesim):
+    """The templates step places the disk images as import content: a storage without it fails now,
+    not after the downloads."""
+    cluster = INTENT['cluster.yaml'].replace('template_storage: local', 'template_storage: local-lvm')
+    assert 'template_storage: local-lvm' in cluster
+    state, env_file, values = _state(tmp_path, pvesim)
+    args = dict(write_intent(tmp_path / 'intent', cluster=cluster), env_file=str(env_file))
+    run = run_module(tmp_path, state, args)
+    run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+    assert run.result['failed_check'] == 'storage_content'
+    assert 'template_storage local-lvm holds images, needs import' in run.result['msg']
+    assert 'pvesm set local --content iso,vztmpl,import' in run.result['msg']
+
+
 def test_values_as_options_without_verification_warn(tmp_path, pvesim):
     """The options form: token_secret is no_log, validate_certs=false passes with a proxmox_tls warning."""
     values = pvesim.env('full')
