@@ -16,14 +16,14 @@ description:
   - Refuses with the C(templates_present) check when the template manifest is missing, invalid, or lacks
     an artefact that the enabled nodes of the intent need; nothing is run then.
   - Copies the configuration into the workdir and keeps the data dir (E(TF_DATA_DIR)), the local state,
-    plans, logs and an empty CLI configuration there, so the repository's C(terraform/) stays clean.
+    plans and logs there, so the repository's C(terraform/) stays clean.
   - Runs C(terraform plan -detailed-exitcode -out) and applies that saved plan; C(changed) comes from the
     exit code (0 no changes, 2 changes) and the counts from C(terraform show -json), never from text.
   - Passes variables as E(TF_VAR_*) and the Proxmox token only in the environment of C(plan) and C(apply)
     (E(PROXMOX_VE_ENDPOINT), E(PROXMOX_VE_API_TOKEN)); never on the command line or in a file. The API certificate
     is verified against C(PROXMOX_CA_BUNDLE) of C(proxmox.env) (as E(SSL_CERT_FILE) of Terraform only), and
     E(PROXMOX_VE_INSECURE) is set only when C(PROXMOX_TLS_VERIFY=false).
-  - Finds the provider the way Terraform does, through the CLI configuration: an inherited E(TF_CLI_CONFIG_FILE)
+  - Finds the provider the way Terraform does, through the CLI configuration, which is an inherited E(TF_CLI_CONFIG_FILE)
     naming an existing file, else the project's C(.cache/terraform/terraformrc) that C(make setup) writes beside the
     provider mirror it builds from the provider's Go module, else none (C(terraform init) from the registry).
   - Writes O(outputs_path) from C(terraform output -json), normalised to the outputs contract, validated
