@@ -340,8 +340,9 @@ class TerraformRunner:
         self.data_dir = os.path.join(self.env_dir, 'data')
         self.state_path = os.path.join(self.env_dir, 'terraform.tfstate')
         self.plan_path = os.path.join(self.env_dir, 'plans', 'last.tfplan')
+        self.empty_cli_config = os.path.join(self.workdir, 'terraformrc')
         self.cli_config = resolve_cli_config(self.base_env, os.path.dirname(self.terraform_root),
-                                             os.path.join(self.workdir, 'terraformrc'))
+                                             self.empty_cli_config)
         self.log_path = os.path.join(self.env_dir, 'logs', f'{time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))}'
                                      f'-{os.getpid()}.log')
         self.commands: list[list[str]] = []
@@ -430,7 +431,7 @@ class TerraformRunner:
         """Workdir layout, the configuration copy and (when no CLI config was found) an empty one."""
         for directory in (self.workdir, self.env_dir, os.path.dirname(self.plan_path), self.data_dir):
             os.makedirs(directory, mode=0o700, exist_ok=True)
-        if self.cli_config == os.path.join(self.workdir, 'terraformrc'):
+        if self.cli_config == self.empty_cli_config:
             _atomic.write_if_changed(self.cli_config, '', mode=0o600)
         self._copy_config()
 

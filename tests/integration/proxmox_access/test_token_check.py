@@ -26,9 +26,9 @@ def _state(tmp_path, pvesim, token='full', **override):
     return state, env_file, values
 
 
-def _check(tmp_path, pvesim, token='full', nodes=None, **override):
+def _check(tmp_path, pvesim, token='full', nodes=None, cluster=None, **override):
     state, env_file, values = _state(tmp_path, pvesim, token, **override)
-    args = dict(write_intent(tmp_path / 'intent', nodes=nodes), env_file=str(env_file))
+    args = dict(write_intent(tmp_path / 'intent', cluster=cluster, nodes=nodes), env_file=str(env_file))
     run = run_module(tmp_path, state, args)
     run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
     return run, values
@@ -178,10 +178,7 @@ def test_unknown_node_fails_with_node_present(tmp_path, pvesim):
 def test_missing_storage_fails_storage_content(tmp_path, pvesim):
     cluster = INTENT['cluster.yaml'].replace('vm_storage: local-lvm', 'vm_storage: fast-ssd')
     assert 'fast-ssd' in cluster
-    state, env_file, values = _state(tmp_path, pvesim)
-    args = dict(write_intent(tmp_path / 'intent', cluster=cluster), env_file=str(env_file))
-    run = run_module(tmp_path, state, args)
-    run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+    run, dummy = _check(tmp_path, pvesim, cluster=cluster)
     assert run.result['failed_check'] == 'storage_content'
     assert 'fast-ssd does not exist on node pve' in run.result['msg']
 
@@ -191,10 +188,7 @@ def test_template_storage_without_import_content_fails_storage_content(tmp_path,
     not after the downloads."""
     cluster = INTENT['cluster.yaml'].replace('template_storage: local', 'template_storage: local-lvm')
     assert 'template_storage: local-lvm' in cluster
-    state, env_file, values = _state(tmp_path, pvesim)
-    args = dict(write_intent(tmp_path / 'intent', cluster=cluster), env_file=str(env_file))
-    run = run_module(tmp_path, state, args)
-    run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
+    run, dummy = _check(tmp_path, pvesim, cluster=cluster)
     assert run.result['failed_check'] == 'storage_content'
     assert 'template_storage local-lvm holds images, needs import' in run.result['msg']
     assert 'pvesm set local --content iso,vztmpl,import' in run.result['msg']
