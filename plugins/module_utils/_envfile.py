@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 
@@ -177,6 +178,28 @@ def read_env_file(path: str, allow_empty: bool = False, check: str = 'env_file_s
     except EnvFileError as exc:
         exc.check = check
         raise
+
+
+def read_private_env_file(path: str, present_check: str, valid_check: str, secret_name: str,
+                          missing_remediation: str) -> dict[str, str]:
+    """Read an env file that holds a secret (proxmox.env, terraform_backend.env): it must exist, be a
+    regular file and have no group or other permissions (0600); failures name ``path``."""
+    name = os.path.basename(path)
+    if not os.path.lexists(path):
+        raise CheckError(present_check, 'the file does not exist', where=path, remediation=missing_remediation)
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise CheckError(present_check, f'cannot stat the file ({exc.strerror})', where=path,
+                         remediation='fix the path or its permissions') from None
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckError(valid_check, 'not a regular file', where=path,
+                         remediation=f'write {name} as a regular file with mode 0600')
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        raise CheckError(valid_check, f'mode {mode:04o} lets the group or others read {secret_name}; '
+                         'the file is refused', where=path, remediation=f'chmod 600 {path}')
+    return read_env_file(path, check=valid_check)
 
 
 def quote(value: str) -> str:

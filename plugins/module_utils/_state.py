@@ -94,6 +94,11 @@ class StateLayout:
         return self._join('proxmox.env')
 
     @property
+    def terraform_backend_env(self) -> str:
+        """The pg backend's connection string (mode 0600), used only with the opt-in pg backend."""
+        return self._join('terraform_backend.env')
+
+    @property
     def templates_dir(self) -> str:
         return self._join('cache', 'templates')
 

@@ -48,6 +48,7 @@ import time
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _atomic
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _token_check as token_check
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import parse_api_url
@@ -314,6 +315,13 @@ def find_binary(binary_path: str | None) -> str:
 class TerraformRunner:
     """One run of the terraform_apply step for one environment."""
 
+    #: Where the state is (``use_backend``): the local default, or the pg backend's settings.
+    backend_type = 'local'
+    pg: tf_backend.PgBackend | None = None
+    migrate_state = False
+    migrated: dict | None = None
+    last_stderr = ''
+
     def __init__(self, run_command, binary: str, project_path: str, workdir: str, manifest: str,
                  outputs_path: str | None = None, variables: dict | None = None,
                  proxmox: ProxmoxSettings | None = None,
@@ -355,7 +363,8 @@ class TerraformRunner:
 
     def scrub(self, text: str) -> str:
         secret = self.secret
-        return text.replace(secret, SECRET_MASK) if secret and text else text
+        text = text.replace(secret, SECRET_MASK) if secret and text else text
+        return self.scrub_backend(text)
 
     def _log(self, text: str) -> None:
         with self._log_lock:
@@ -382,7 +391,7 @@ class TerraformRunner:
             env[f'TF_VAR_{name}'] = value
         if with_provider and self.proxmox:
             env.update(self.proxmox.provider_env())
-        return env
+        return self.backend_env(env)
 
     def tf_variables(self) -> dict[str, str]:
         variables = {}
@@ -402,6 +411,7 @@ class TerraformRunner:
                                  remediation='raise the timeout option')
         self._log(f'$ {" ".join(argv)}\n')
         rc, out, err = self.run_command(argv, self.env(with_provider), self.chdir, remaining)
+        self.last_stderr = err or ''
         if capture:
             self._log(f'(stdout: {len(out or "")} bytes of JSON)\n{err or ""}[exit {rc}]\n\n')
         else:
@@ -409,6 +419,9 @@ class TerraformRunner:
         return rc, out or ''
 
     def fail(self, what: str, rc: int) -> TerraformError:
+        backend_failure = self.backend_failure()
+        if backend_failure:
+            return backend_failure
         return TerraformError('terraform_apply', f'terraform {what} failed with exit code {rc}',
                               where=self.chdir, log_path=self.log_path,
                               remediation='read the log, fix the cause, then rerun: ansible-playbook playbooks/site.yml '
@@ -434,6 +447,7 @@ class TerraformRunner:
         if self.cli_config == self.empty_cli_config:
             _atomic.write_if_changed(self.cli_config, '', mode=0o600)
         self._copy_config()
+        self.write_backend_override(self.backend_type)
 
     def _config_files(self) -> list[tuple[str, str]]:
         """(relative path, absolute source) of the module, its submodules and this environment."""
@@ -462,7 +476,7 @@ class TerraformRunner:
             dirnames[:] = [d for d in dirnames if not d.startswith('.')]
             for filename in filenames:
                 rel = os.path.relpath(os.path.join(directory, filename), self.config_root)
-                if rel not in wanted and filename.endswith(_CONFIG_SUFFIXES):
+                if rel not in wanted and filename.endswith(_CONFIG_SUFFIXES) and rel != self.backend_override_rel:
                     os.unlink(os.path.join(directory, filename))
 
     def init_fingerprint(self) -> str:
@@ -474,6 +488,7 @@ class TerraformRunner:
                     digest.update(handle.read())
         digest.update(f'\0{self.binary}\0{self.state_path}\0{self.cli_config}\0'.encode())
         digest.update(_atomic.read_bytes(self.cli_config) or b'')
+        digest.update(self.backend_fingerprint().encode())
         return digest.hexdigest()
 
     def init(self) -> bool:
@@ -481,10 +496,14 @@ class TerraformRunner:
         stamp = os.path.join(self.env_dir, 'init.sha256')
         fingerprint = self.init_fingerprint()
         current = _atomic.read_bytes(stamp)
+        migration = self.backend_migration()
+        if migration:
+            self.migrate(*migration)
+            _atomic.atomic_write(stamp, fingerprint, mode=0o600)
+            return True
         if current == fingerprint.encode() and os.path.isdir(self.data_dir) and os.listdir(self.data_dir):
             return False
-        rc, dummy = self.run(['init', '-input=false', '-no-color', f'-backend-config=path={self.state_path}',
-                              '-reconfigure'])
+        rc, dummy = self.run(self.init_argv(self.backend_type) + ['-reconfigure'])
         if rc != 0:
             raise self.fail('init', rc)
         _atomic.atomic_write(stamp, fingerprint, mode=0o600)
@@ -554,9 +573,10 @@ class TerraformRunner:
                              remediation=remediation) from None
         _contracts.validate(recorded, _contracts.OUTPUTS_SCHEMA, 'terraform_outputs_valid', source=self.outputs_path,
                             remediation=remediation)
-        if not os.path.isfile(self.state_path):
+        if self.backend_type == 'local' and not os.path.isfile(self.state_path):
             raise CheckError('terraform_outputs_valid', 'there is no Terraform state to compare with',
                              where=self.state_path, remediation=remediation)
+        self.check_migration_mode(check_mode=False)
         self.prepare()
         self._log(f'# terraform_apply_wrapper: environment {self.env_name}, validate outputs.json\n')
         initialised = self.init()
@@ -568,12 +588,14 @@ class TerraformRunner:
         self.prune_logs()
         return {'changed': False, 'outputs_valid': True, 'outputs': current, 'initialised': initialised,
                 'log_path': self.log_path, 'state_path': self.state_path, 'workdir': self.workdir,
-                'outputs_path': self.outputs_path, 'binary': self.binary, 'cli_config': self.cli_config}
+                'outputs_path': self.outputs_path, 'binary': self.binary, 'cli_config': self.cli_config,
+                'backend': self.backend_result()}
 
     # -------------------------------------------------------------- the whole step
     def execute(self, state: str = 'present', check_mode: bool = False, intent_nodes_file: str | None = None) -> dict:
         """Plan (and unless check mode, apply the saved plan, then write outputs.json)."""
         self.check_inputs()
+        self.check_migration_mode(check_mode)
         if state == 'present':
             check_templates(self.manifest, intent_nodes_file)
         self.prepare()
@@ -592,7 +614,11 @@ class TerraformRunner:
             'workdir': self.workdir,
             'outputs_path': self.outputs_path,
             'binary': self.binary,
+            'backend': self.backend_result(),
+            'migrated': self.migrated,
         }
+        if self.migrated:
+            result['changed'] = True
         if check_mode or not planned:
             summary = self.show_plan()
         else:
@@ -616,6 +642,122 @@ class TerraformRunner:
         outputs_changed = self.write_outputs(outputs)
         result['outputs'] = outputs
         result['outputs_changed'] = outputs_changed
-        result['changed'] = planned or outputs_changed
+        result['changed'] = planned or outputs_changed or bool(self.migrated)
         self.prune_logs()
         return result
+
+    # -------------------------------------------------------------- the state backend (local or pg)
+    def use_backend(self, backend_type: str, pg: tf_backend.PgBackend | None = None, migrate_state: bool = False) -> None:
+        """Keep the state in ``backend_type`` (``local``, ``pg``); ``pg`` holds the connection settings
+        (needed for pg, and for a migration from pg). ``migrate_state`` copies the state over when the
+        workdir was last initialised with the other backend (``terraform init -migrate-state``)."""
+        if backend_type not in tf_backend.BACKEND_TYPES:
+            raise CheckError('terraform_backend', f'unknown backend {backend_type!r}', where='backend',
+                             remediation=f'use one of {", ".join(tf_backend.BACKEND_TYPES)}')
+        if backend_type == 'pg' and pg is None:
+            raise CheckError('terraform_backend_env_present', 'the pg backend needs its connection settings',
+                             where='backend', remediation=f'write state/{tf_backend.BACKEND_ENV_NAME}')
+        self.backend_type = backend_type
+        self.pg = pg
+        self.migrate_state = migrate_state
+
+    @property
+    def backend_override_rel(self) -> str:
+        return os.path.join('environments', self.env_name, tf_backend.BACKEND_OVERRIDE)
+
+    def scrub_backend(self, text: str) -> str:
+        if self.pg and text:
+            for secret in self.pg.secrets:
+                text = text.replace(secret, SECRET_MASK)
+        return text
+
+    def backend_env(self, env: dict[str, str]) -> dict[str, str]:
+        """Inherited libpq/pg variables are dropped; the pg backend's own are added when it is in use."""
+        env = {key: value for key, value in env.items() if not key.startswith('PG')}
+        if self.pg:
+            env.update(self.pg.env())
+        return env
+
+    def init_argv(self, backend_type: str) -> list[str]:
+        if backend_type == 'pg':
+            return ['init', '-input=false', '-no-color'] + self.pg.init_args()
+        return ['init', '-input=false', '-no-color', f'-backend-config=path={self.state_path}']
+
+    def backend_fingerprint(self) -> str:
+        # Empty for the local default, so that the init stamp of a local workdir stays what it was.
+        if self.backend_type == 'pg':
+            return f'\0pg\0{self.pg.schema_name}\0{self.pg.database}'
+        return ''
+
+    def write_backend_override(self, backend_type: str) -> None:
+        """The generated override that selects the pg backend in the configuration copy (none for local)."""
+        path = os.path.join(self.config_root, self.backend_override_rel)
+        if backend_type == 'pg':
+            _atomic.write_if_changed(path, tf_backend.PG_OVERRIDE_TEXT, mode=0o600)
+        elif os.path.lexists(path):
+            os.unlink(path)
+
+    def backend_result(self) -> dict:
+        if self.backend_type == 'pg':
+            return self.pg.describe()
+        return {'type': 'local', 'state_path': self.state_path}
+
+    def backend_migration(self) -> tuple[str, str] | None:
+        """(from, to) when the state must move; refuses a silent switch of backends (a new, empty state)."""
+        recorded = tf_backend.recorded_backend(self.data_dir)
+        wanted = self.backend_type
+        source = recorded
+        if recorded is None and wanted == 'pg' and os.path.isfile(self.state_path):
+            source = 'local'
+        if source is None or source == wanted:
+            return None
+        if source not in tf_backend.BACKEND_TYPES:
+            raise CheckError('terraform_backend_changed', f'the workdir was initialised with the {source} backend, '
+                             'which this pipeline does not manage', where=self.data_dir,
+                             remediation='move the state to the local or pg backend by hand first')
+        if not self.migrate_state:
+            where = self.state_path if source == 'local' else (self.pg.source if self.pg else self.data_dir)
+            raise CheckError('terraform_backend_changed', f'the Terraform state is in the {source} backend but this '
+                             f'run asks for {wanted}; without a migration Terraform would start from an empty state '
+                             'and create every VM again', where=where,
+                             remediation=f'rerun with migrate_state=true (role variable terraform_apply_migrate_state) '
+                             f'to copy the state from {source} to {wanted}, or keep backend={source}')
+        if source == 'pg' and self.pg is None:
+            raise CheckError('terraform_backend_env_present', 'migrating from pg needs the connection settings',
+                             where=tf_backend.BACKEND_ENV_NAME,
+                             remediation=f'keep state/{tf_backend.BACKEND_ENV_NAME} until the migration has run')
+        return source, wanted
+
+    def check_migration_mode(self, check_mode: bool) -> None:
+        """Before anything is written: refuse a silent backend switch, and a migration in check mode."""
+        if self.backend_migration() and check_mode:
+            raise CheckError('terraform_backend_migration', 'a state migration does not run in check mode; nothing '
+                             'was changed', where='migrate_state', remediation='run without check mode to migrate')
+
+    def migrate(self, source: str, target: str) -> None:
+        """terraform init -migrate-state from ``source`` to ``target``; the result reports it."""
+        self._log(f'# terraform_apply_wrapper: migrate the state from {source} to {target}\n')
+        if tf_backend.recorded_backend(self.data_dir) != source:
+            # The data dir must know the source backend for Terraform to copy from it.
+            self.write_backend_override(source)
+            rc, dummy = self.run(self.init_argv(source) + ['-reconfigure'])
+            if rc != 0:
+                raise self.fail('init (of the backend to migrate from)', rc)
+        self.write_backend_override(target)
+        rc, dummy = self.run(self.init_argv(target) + ['-migrate-state', '-force-copy'])
+        if rc != 0:
+            raise self.fail('init -migrate-state', rc)
+        if source == 'local' and os.path.isfile(self.state_path):
+            # Kept for the record, under a name no later run reads as the current state.
+            os.replace(self.state_path, f'{self.state_path}.migrated-to-{target}')
+        self.migrated = {'from': source, 'to': target}
+
+    def backend_failure(self) -> TerraformError | None:
+        found = tf_backend.classify_failure(self.last_stderr, self.pg if self.backend_type == 'pg' or self.migrate_state
+                                            else None)
+        if not found:
+            return None
+        check, detail, remediation = found
+        where = self.pg.source if self.pg and check != 'terraform_state_locked' else self.chdir
+        return TerraformError(check, self.scrub(detail), where=where, remediation=self.scrub(remediation),
+                              log_path=self.log_path)

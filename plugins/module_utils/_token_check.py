@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _privileges as privileges
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import PROXMOX_ENV_SCHEMA, validate
-from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
+from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_private_env_file
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._intent import load_intent
 from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import (
@@ -39,23 +38,10 @@ PUBLIC_ENV_KEYS = ('PROXMOX_API_URL', 'PROXMOX_NODE', 'PROXMOX_TOKEN_ID', 'PROXM
 
 def load_proxmox_env(path: str) -> dict[str, str]:
     """Read and validate proxmox.env; every failure is a CheckError raised before any network use."""
-    if not os.path.lexists(path):
-        raise CheckError('proxmox_env_present', 'the file does not exist', where=path,
-                         remediation=f'write it with mode 0600 and the keys {ENV_KEYS_TEMPLATE}; '
-                         'or run `make demo` to try the pipeline against the Proxmox simulator')
-    try:
-        info = os.stat(path)
-    except OSError as exc:
-        raise CheckError('proxmox_env_present', f'cannot stat the file ({exc.strerror})', where=path,
-                         remediation='fix the path or its permissions') from None
-    if not stat.S_ISREG(info.st_mode):
-        raise CheckError('proxmox_env_valid', 'not a regular file', where=path,
-                         remediation='write proxmox.env as a regular file with mode 0600')
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        raise CheckError('proxmox_env_valid', f'mode {mode:04o} lets the group or others read the token '
-                         'secret; the file is refused', where=path, remediation=f'chmod 600 {path}')
-    values = read_env_file(path, check='proxmox_env_valid')
+    values = read_private_env_file(
+        path, 'proxmox_env_present', 'proxmox_env_valid', 'the token secret',
+        missing_remediation=f'write it with mode 0600 and the keys {ENV_KEYS_TEMPLATE}; '
+        'or run `make demo` to try the pipeline against the Proxmox simulator')
     secret = values.get('PROXMOX_TOKEN_SECRET', '')
     try:
         validate_env_values(values, source=path)

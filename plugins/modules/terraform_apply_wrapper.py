@@ -125,6 +125,40 @@ options:
         state, then stopped.
     type: int
     default: 3600
+  backend:
+    description:
+      - Where the Terraform state is kept.
+      - V(local) (the default) keeps it in O(workdir) (C(<workdir>/<environment>/terraform.tfstate)), locked with
+        Terraform's local lock file.
+      - V(pg) keeps it in PostgreSQL with Terraform's C(pg) backend, locked with PostgreSQL advisory locks, so that
+        several operators or a CI runner can share it. The connection string is read from O(backend_env_file) and
+        reaches Terraform only as E(PG_CONN_STR) in its environment; the workdir's copy of the configuration gets a
+        generated C(backend_override.tf) (the repository's C(backend.tf) stays local).
+      - Switching backends without O(migrate_state) is refused (C(terraform_backend_changed)), since Terraform
+        would start from an empty state.
+    type: str
+    choices: [local, pg]
+    default: local
+    version_added: 0.1.0
+  backend_env_file:
+    description:
+      - The pg backend's settings, a C(KEY=VALUE) file with mode 0600 (checked like C(proxmox.env)) holding
+        C(PG_CONN_STR) (a C(postgres://) URI or C(key=value) settings, a secret) and optionally C(PG_SCHEMA_NAME)
+        (default C(terraform_remote_state)).
+      - Defaults to C(terraform_backend.env) under O(state_dir). Read when O(backend=pg), and for a migration from
+        pg to local. Failures are C(terraform_backend_env_present) and C(terraform_backend_env_valid).
+    type: path
+    version_added: 0.1.0
+  migrate_state:
+    description:
+      - When the workdir was last initialised with the other backend, copy the state to O(backend) with
+        C(terraform init -migrate-state -force-copy) before planning, and report it in RV(migrated).
+      - After a migration from local, the local state file is kept as C(terraform.tfstate.migrated-to-pg). After
+        a migration from pg, the state stays in PostgreSQL too; other operators must switch back as well.
+      - Not in check mode (C(terraform_backend_migration)). Once migrated, further runs have nothing to migrate.
+    type: bool
+    default: false
+    version_added: 0.1.0
 notes:
   - Every run writes its full Terraform log to a new file under C(<workdir>/<environment>/logs/); the last
     20 are kept. The task result carries the path, the counts and the drift.
@@ -153,6 +187,14 @@ EXAMPLES = r'''
 - name: Before a resume skips the step, check outputs.json against the Terraform state
   eminfra.pipeline.terraform_apply_wrapper:
     validate_only: true
+
+- name: Keep the state in PostgreSQL (state/terraform_backend.env), copying the local state over once
+  eminfra.pipeline.terraform_apply_wrapper:
+    intent_cluster_file: inventory/dev/cluster.yaml
+    intent_nodes_file: inventory/dev/nodes.yaml
+    backend: pg
+    migrate_state: true
+    lock_timeout: 5m
 
 - name: Remove the VMs
   eminfra.pipeline.terraform_apply_wrapper:
@@ -224,6 +266,21 @@ cli_config:
   description: The Terraform CLI configuration of the run (E(TF_CLI_CONFIG_FILE)), which says where the provider comes from.
   returned: always
   type: str
+backend:
+  description:
+    - Where the state is; C(type) is V(local) (with C(state_path)) or V(pg) (with C(database) as host:port/name,
+      C(schema_name) and C(env_file); never the connection string).
+  returned: always
+  type: dict
+  sample: {type: pg, database: db.example.org:5432/terraform, schema_name: eminfra_k3s_dev,
+           env_file: /srv/pipeline/state/terraform_backend.env}
+  version_added: 0.1.0
+migrated:
+  description: The state migration of this run (C(from), C(to)), or null when nothing was migrated.
+  returned: unless O(validate_only=true)
+  type: dict
+  sample: {from: local, to: pg}
+  version_added: 0.1.0
 outputs:
   description: The content written to outputs.json.
   returned: when not in check mode
@@ -243,7 +300,12 @@ outputs_valid:
   returned: when O(validate_only=true)
   type: bool
 failed_check:
-  description: The check that failed (C(templates_present), C(terraform_apply), C(terraform_outputs_valid), ...).
+  description:
+    - The check that failed (C(templates_present), C(terraform_apply), C(terraform_outputs_valid), ...).
+    - With a state backend also C(terraform_state_locked) (another run holds the state lock; the message names the
+      holder), C(terraform_backend_auth) (PostgreSQL refused the credentials), C(terraform_backend_unreachable)
+      (the database does not answer), C(terraform_backend_changed), C(terraform_backend_env_present),
+      C(terraform_backend_env_valid).
   returned: failure
   type: str
 remediation:
@@ -258,6 +320,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import HAS_JSONSCHEMA, JSONSCHEMA_IMPORT_ERROR
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout, find_project_root, state_dir_argument_spec
@@ -278,11 +341,24 @@ ARGUMENT_SPEC = dict(
     lock_timeout=dict(type='str', default='0s'),
     parallelism=dict(type='int', default=10),
     timeout=dict(type='int', default=3600),
+    backend=dict(type='str', choices=['local', 'pg'], default='local'),
+    backend_env_file=dict(type='path'),
+    migrate_state=dict(type='bool', default=False),
 )
 
 
 def _from_root(root: str, path: str | None) -> str | None:
     return None if path is None else os.path.abspath(os.path.join(root, path))
+
+
+def configure_backend(module: AnsibleModule, runner, env_file: str) -> None:
+    """The state backend: the local default, or pg with the connection string of ``env_file``."""
+    params = module.params
+    pg = None
+    if params['backend'] == 'pg' or (params['migrate_state'] and os.path.lexists(env_file)):
+        pg = _terraform_backend.load_backend_env(env_file)
+        module.no_log_values.update(pg.secrets)
+    runner.use_backend(params['backend'], pg=pg, migrate_state=params['migrate_state'])
 
 
 def run_module(module: AnsibleModule) -> dict:
@@ -322,6 +398,7 @@ def run_module(module: AnsibleModule) -> dict:
     if proxmox:
         # Belt and braces: Ansible masks this value in anything the task prints.
         module.no_log_values.add(proxmox.token_secret)
+    configure_backend(module, runner, _from_root(root, params['backend_env_file']) or layout.terraform_backend_env)
     try:
         if params['validate_only']:
             return runner.validate_outputs()

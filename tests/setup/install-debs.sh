@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests need (root only; elsewhere it says what is missing).
 # Idempotent: apt runs only when a package is missing.
 set -euo pipefail
-packages=(git curl openssh-client openssh-server iproute2 debootstrap debian-archive-keyring rsync shellcheck)
+packages=(git curl openssh-client openssh-server iproute2 debootstrap debian-archive-keyring rsync shellcheck
+  postgresql)  # postgresql: the tests of the Terraform pg backend start their own server from it
 # A python3 without venv/ensurepip (Debian's own, before python3-venv) cannot make .venv.
 if ! "${PYTHON:-python3}" -c 'import ensurepip, venv' 2>/dev/null; then
   packages+=(python3-venv)

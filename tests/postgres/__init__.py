@@ -1,0 +1,1 @@
+"""A throwaway PostgreSQL server for the tests of the Terraform pg backend (Debian's postgresql)."""
