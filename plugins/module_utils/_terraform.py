@@ -758,6 +758,10 @@ class TerraformRunner:
         if not found:
             return None
         check, detail, remediation = found
-        where = self.pg.source if self.pg and check != 'terraform_state_locked' else self.chdir
+        if check == 'terraform_state_locked':
+            where = (f'PostgreSQL {self.pg.database} schema {self.pg.schema_name}' if self.backend_type == 'pg'
+                     else self.state_path)
+        else:
+            where = self.pg.source if self.pg else self.chdir
         return TerraformError(check, self.scrub(detail), where=where, remediation=self.scrub(remediation),
                               log_path=self.log_path)

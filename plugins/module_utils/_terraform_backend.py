@@ -190,8 +190,7 @@ def classify_failure(text: str, backend: PgBackend | None) -> tuple[str, str, st
         if backend:
             holders = lock_holders(backend)
             held_by = '; '.join(holders) if holders else 'a session that has ended or cannot be seen'
-            detail = (f'another run holds the state lock in PostgreSQL ({backend.database}, schema '
-                      f'{backend.schema_name}): held by {held_by}; Terraform says: {reason}')
+            detail = f'another run holds the state lock: held by {held_by}; Terraform says: {reason}'
         else:
             detail = f'another run holds the state lock: {lock_info(text) or reason}'
         return ('terraform_state_locked', detail,

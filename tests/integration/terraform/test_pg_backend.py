@@ -245,7 +245,8 @@ def test_two_operators_one_lock(pg_project, terraform_bin, tmp_path):
     # Exactly one ran: the second failed fast, naming the holder (its database session), and changed nothing.
     assert contender['failed'] is True and contender['failed_check'] == 'terraform_state_locked', contender
     assert f'pid {proc.pid}"' in contender['msg'] and 'eminfra terraform_apply' in contender['msg']
-    assert 'Workspace is already locked' in contender['msg']
+    assert f'PostgreSQL 127.0.0.1:{server.port}/tfstate schema {project.schema}' in contender['msg']
+    assert 'locked' in contender['msg'].split('Terraform says: ')[1], contender['msg']
     assert 'lock_timeout' in contender['remediation']
     assert 'counts' not in contender
     assert project.api.vmids() == ALL_VMIDS
