@@ -357,22 +357,62 @@ def check_terraform_outputs(layout: StateLayout) -> dict:
         raise CheckError('terraform_outputs_valid', f'not JSON ({exc})', where=path, remediation=remediation) from None
     _contracts.validate(outputs, _contracts.OUTPUTS_SCHEMA, 'terraform_outputs_valid', source=path,
                         remediation=remediation)
-    state_path = layout.terraform_state
-    if not os.path.isfile(state_path):
-        raise CheckError('terraform_outputs_valid', 'there is no Terraform state to compare outputs.json with',
-                         where=state_path, remediation=remediation)
-    try:
-        with open(state_path, encoding='utf-8') as handle:
-            tfstate = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise CheckError('terraform_outputs_valid', f'the Terraform state cannot be read ({exc})', where=state_path,
-                         remediation=remediation) from None
+    state_path, tfstate = read_terraform_state(layout, remediation)
     expected = normalise_outputs(tfstate.get('outputs') or {})
     if expected != outputs:
         differing = sorted(key for key in set(expected) | set(outputs) if expected.get(key) != outputs.get(key))
         raise CheckError('terraform_outputs_valid', f'outputs.json differs from the Terraform state in {", ".join(differing)}',
                          where=f'{path} (state {state_path})', remediation=remediation)
     return {'outputs': path, 'state': state_path, 'nodes': [node['name'] for node in outputs.get('nodes', [])]}
+
+
+def read_terraform_state(layout: StateLayout, remediation: str) -> tuple[str, dict]:
+    """(where, state): the local state file, or the pg backend's state when init last recorded pg."""
+    from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend
+
+    if tf_backend.recorded_backend(layout.terraform_data_dir) == 'pg':
+        backend = tf_backend.load_backend_env(layout.terraform_backend_env)
+        where = f'PostgreSQL {backend.database} schema {backend.schema_name}'
+        try:
+            tfstate = tf_backend.read_state(backend)
+        except tf_backend.PgError as exc:
+            raise CheckError('terraform_outputs_valid', f'the Terraform state cannot be read ({exc})', where=where,
+                             remediation='make the database answer (see the terraform_backend check), then ' + remediation) from None
+        if tfstate is None:
+            raise CheckError('terraform_outputs_valid', 'there is no Terraform state to compare outputs.json with',
+                             where=where, remediation=remediation)
+        return where, tfstate
+    state_path = layout.terraform_state
+    if not os.path.isfile(state_path):
+        raise CheckError('terraform_outputs_valid', 'there is no Terraform state to compare outputs.json with',
+                         where=state_path, remediation=remediation)
+    try:
+        with open(state_path, encoding='utf-8') as handle:
+            return state_path, json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise CheckError('terraform_outputs_valid', f'the Terraform state cannot be read ({exc})', where=state_path,
+                         remediation=remediation) from None
+
+
+def check_terraform_backend(layout: StateLayout) -> dict:
+    """terraform_backend: which backend holds the state and, for pg, whether the database answers."""
+    from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend
+
+    recorded = tf_backend.recorded_backend(layout.terraform_data_dir)
+    if recorded != 'pg':
+        detail = f'local state {layout.terraform_state}' if recorded == 'local' else \
+            'local (the default); Terraform has not been initialised yet'
+        if os.path.lexists(layout.terraform_backend_env):
+            detail += f' ({layout.terraform_backend_env} exists but is not in use: terraform_apply_backend=pg uses it)'
+        return {'backend': recorded or 'local', 'detail': detail}
+    backend = tf_backend.load_backend_env(layout.terraform_backend_env)
+    answer = tf_backend.probe(backend)
+    where = f'PostgreSQL {backend.database} schema {backend.schema_name}'
+    if not answer['answers']:
+        check = 'terraform_backend_auth' if 'authentication' in answer['detail'] else 'terraform_backend_unreachable'
+        raise CheckError(check, f'pg backend: the database does not answer ({answer["detail"]})', where=where,
+                         remediation=f'start the database or fix PG_CONN_STR in {layout.terraform_backend_env}')
+    return {'backend': 'pg', 'detail': f'pg: {answer["detail"]}, schema {backend.schema_name}'}
 
 
 def check_proxmox_env_mode(layout: StateLayout) -> None:

@@ -116,6 +116,11 @@ class StateLayout:
         return self._join('cache', 'terraform', TERRAFORM_ENVIRONMENT, 'terraform.tfstate')
 
     @property
+    def terraform_data_dir(self) -> str:
+        """Terraform's data dir of the root module (TF_DATA_DIR): which backend init last recorded."""
+        return self._join('cache', 'terraform', TERRAFORM_ENVIRONMENT, 'data')
+
+    @property
     def outputs_json(self) -> str:
         return self._join('cache', 'terraform', 'outputs.json')
 

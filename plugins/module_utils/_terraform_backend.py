@@ -302,3 +302,20 @@ def lock_holders(backend: PgBackend) -> list[str]:
         return []
     return [f'"{app or "an unnamed client"}" (database user {user}, from {addr}, connected {since}, server pid {pid})'
             for app, user, addr, since, pid in rows]
+
+
+def read_state(backend: PgBackend, workspace: str = 'default') -> dict | None:
+    """The state of ``workspace`` as Terraform stored it (None when there is none)."""
+    # The schema name is a checked identifier (load_backend_env); the workspace a literal.
+    if not _SCHEMA_RE.match(backend.schema_name) or not re.match(r'[A-Za-z0-9_-]+\Z', workspace):
+        raise PgError('invalid schema or workspace name')
+    exists = query(backend, f"SELECT to_regclass('{backend.schema_name}.states') IS NOT NULL")
+    if exists[0][0] != 't':
+        return None
+    rows = query(backend, f"SELECT data FROM {backend.schema_name}.states WHERE name = '{workspace}'")
+    if not rows or not rows[0][0]:
+        return None
+    try:
+        return json.loads(rows[0][0])
+    except ValueError as exc:
+        raise PgError(f'the stored state is not JSON ({exc})') from None

@@ -19,7 +19,11 @@ description:
   - O(action=finish) closes the run in latest.env (C(RUN_STATUS)), writes C(runs/<RUN_ID>/steps.json) and
     C(runs/<RUN_ID>/summary.txt), and releases the lock.
   - O(action=check) runs read-only checks (C(proxmox_env_valid) without network, C(templates_present),
-    C(terraform_outputs_valid)) and reports each with its status, detail and remediation.
+    C(terraform_backend), C(terraform_outputs_valid)) and reports each with its status, detail and remediation.
+  - C(terraform_backend) says which backend holds the Terraform state (the one C(terraform init) last recorded in the
+    workdir). For V(pg) it reads C(terraform_backend.env) and asks the database (through the system's libpq) whether
+    it answers; it fails with C(terraform_backend_unreachable) or C(terraform_backend_auth) when it does not. With
+    V(pg), C(terraform_outputs_valid) compares C(outputs.json) with the state stored in PostgreSQL.
 author:
   - EM-Infra maintainers (@eminfra)
 extends_documentation_fragment:
@@ -86,8 +90,8 @@ options:
       - With O(action=check), the checks to run.
     type: list
     elements: str
-    choices: [proxmox_env_present, proxmox_env_valid, templates_present, terraform_outputs_valid, run_lock]
-    default: [proxmox_env_present, proxmox_env_valid, templates_present, terraform_outputs_valid, run_lock]
+    choices: [proxmox_env_present, proxmox_env_valid, templates_present, terraform_backend, terraform_outputs_valid, run_lock]
+    default: [proxmox_env_present, proxmox_env_valid, templates_present, terraform_backend, terraform_outputs_valid, run_lock]
   fail_on_error:
     description:
       - With O(action=check), fail the task at the first failed check (with its message), instead of only reporting.
@@ -187,6 +191,7 @@ checks:
   description:
     - One entry per check with C(check), C(status) (V(ok), V(warning) or V(failed)), C(detail), C(where) and C(remediation).
     - C(terraform_outputs_valid) also has C(nodes), the names of the SSH-managed nodes in C(outputs.json).
+    - C(terraform_backend) also has C(backend), V(local) or V(pg).
   returned: O(action=check)
   type: list
   elements: dict
@@ -211,7 +216,8 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import Ch
 from ansible_collections.eminfra.pipeline.plugins.module_utils._latest_env import LatestEnv
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS, StateLayout, state_dir_argument_spec
 
-CHECKS = ('proxmox_env_present', 'proxmox_env_valid', 'templates_present', 'terraform_outputs_valid', 'run_lock')
+CHECKS = ('proxmox_env_present', 'proxmox_env_valid', 'templates_present', 'terraform_backend', 'terraform_outputs_valid',
+          'run_lock')
 
 
 def start(module: AnsibleModule, layout: StateLayout) -> dict:
@@ -290,6 +296,10 @@ def run_checks(module: AnsibleModule, layout: StateLayout) -> dict:
             elif check == 'templates_present':
                 found = _pipeline.check_templates(layout)
                 entry['detail'] = ', '.join(f'{name}: {path}' for name, path in found.items())
+            elif check == 'terraform_backend':
+                found = _pipeline.check_terraform_backend(layout)
+                entry['detail'] = found['detail']
+                entry['backend'] = found['backend']
             elif check == 'terraform_outputs_valid':
                 found = _pipeline.check_terraform_outputs(layout)
                 entry['detail'] = f'{len(found["nodes"])} SSH-managed nodes; matches {found["state"]}'

@@ -63,6 +63,7 @@ class PostgresServer:
     port: int
     password: str
     user: str | None
+    version: str = ''
 
     def conn_str(self, password: str | None = None, port: int | None = None, database: str = DATABASE) -> str:
         return (f'postgres://{ROLE}:{password or self.password}@127.0.0.1:{port or self.port}/{database}'
@@ -127,6 +128,7 @@ def start(bindir: str) -> PostgresServer:
     server = PostgresServer(bindir=bindir, base=base, port=port, password=secrets.token_hex(12), user=user)
     server.psql(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{server.password}'")
     server.psql(f'CREATE DATABASE {DATABASE} OWNER {ROLE}')
+    server.version = server.psql('SHOW server_version').strip()
     return server
 
 

@@ -108,6 +108,27 @@ def test_pg_lifecycle_state_in_postgres_survives_the_workdir(pg_project, terrafo
     assert valid['backend']['type'] == 'pg'
     elapsed = time.monotonic() - started
 
+    # Diagnostics and the resume's re-validation (pipeline_run) see the pg backend and read its state.
+    checks = pipeline_checks(project)
+    assert checks['terraform_backend']['status'] == 'ok' and checks['terraform_backend']['backend'] == 'pg'
+    assert checks['terraform_backend']['detail'].startswith(f'pg: PostgreSQL {server.version} answers at 127.0.0.1:')
+    assert checks['terraform_outputs_valid']['status'] == 'ok', checks
+    assert checks['terraform_outputs_valid']['detail'].endswith(f'matches PostgreSQL 127.0.0.1:{server.port}/tfstate '
+                                                                f'schema {project.schema}')
+    env_file = os.path.join(project.state, 'terraform_backend.env')
+    with open(env_file, encoding='utf-8') as handle:
+        good = handle.read()
+    write_backend_env(project, server.conn_str(port=closed_port()), project.schema)
+    down = pipeline_checks(project)['terraform_backend']
+    assert down['status'] == 'failed' and down['check'] == 'terraform_backend', down
+    assert 'does not answer' in down['detail'] and env_file in down['remediation']
+    write_backend_env(project, server.conn_str(password='wrong-password-x'), project.schema)
+    refused = pipeline_checks(project)['terraform_backend']
+    assert refused['status'] == 'failed' and 'password authentication failed' in refused['detail'], refused
+    assert 'wrong-password-x' not in json.dumps(refused)
+    with open(env_file, 'w', encoding='utf-8') as handle:
+        handle.write(good)
+
     # The workdir (data dir, plans, logs, outputs.json) is deleted: the state is still there.
     outputs = read_outputs(project)
     shutil.rmtree(project.workdir)
@@ -132,6 +153,24 @@ def test_pg_lifecycle_state_in_postgres_survives_the_workdir(pg_project, terrafo
     assert_secret_nowhere(project, server, [first, second, valid, again, local], [output])
     assert vm_instances(pg_state(server, project.schema)) == 0
     print(f'\npg lifecycle (apply, no-change run, re-validation): {elapsed:.1f} s')
+
+
+PIPELINE_RUN = os.path.join(REPO, 'plugins', 'modules', 'pipeline_run.py')
+
+
+def pipeline_checks(project: Project) -> dict:
+    """pipeline_run's read-only checks (what diagnostics and a resume run), by check name."""
+    path = os.path.join(project.root, 'pipeline-run-args.json')
+    with open(path, 'w', encoding='utf-8') as handle:
+        json.dump({'ANSIBLE_MODULE_ARGS': {'action': 'check', 'fail_on_error': False, 'state_dir': project.state,
+                                           'checks': ['terraform_backend', 'terraform_outputs_valid']}}, handle)
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS, EMINFRA_PROJECT_ROOT=project.root)
+    proc = subprocess.run([sys.executable, PIPELINE_RUN, path], cwd=project.root, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    os.unlink(path)
+    result = json.loads(proc.stdout)
+    assert project.pg.password not in proc.stdout + proc.stderr
+    return {entry['check']: entry for entry in result['checks']}
 
 
 def run_playbook_vvvv(project: Project) -> str:
