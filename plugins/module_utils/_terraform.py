@@ -498,11 +498,13 @@ class TerraformRunner:
         current = _atomic.read_bytes(stamp)
         migration = self.backend_migration()
         if migration:
+            self.forget_init(stamp)
             self.migrate(*migration)
             _atomic.atomic_write(stamp, fingerprint, mode=0o600)
             return True
         if current == fingerprint.encode() and os.path.isdir(self.data_dir) and os.listdir(self.data_dir):
             return False
+        self.forget_init(stamp)
         rc, dummy = self.run(self.init_argv(self.backend_type) + ['-reconfigure'])
         if rc != 0:
             raise self.fail('init', rc)
@@ -751,6 +753,12 @@ class TerraformRunner:
             # Kept for the record, under a name no later run reads as the current state.
             os.replace(self.state_path, f'{self.state_path}.migrated-to-{target}')
         self.migrated = {'from': source, 'to': target}
+
+    @staticmethod
+    def forget_init(stamp: str) -> None:
+        """A failed init (say, the database was down) leaves a partial data dir: the next run must init again."""
+        if os.path.lexists(stamp):
+            os.unlink(stamp)
 
     def backend_failure(self) -> TerraformError | None:
         found = tf_backend.classify_failure(self.last_stderr, self.pg if self.backend_type == 'pg' or self.migrate_state

@@ -389,3 +389,34 @@ def test_backend_env_file_is_checked_like_proxmox_env(pg_offline, terraform_bin)
     assert typo['failed_check'] == 'terraform_backend_env_valid' and f'{env_file} PG_CONNSTR' in typo['msg']
     # The default (local) run never reads the file.
     assert project.run_module(check_mode=True).get('failed_check') != 'terraform_backend_env_valid'
+
+
+# ------------------------------------------------------------------ the role
+def test_role_on_pg_records_the_step_and_keeps_the_secret_out(pg_project, terraform_bin, tmp_path):
+    from tests.integration.terraform.test_role import play  # pylint: disable=import-outside-toplevel
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file  # pylint: disable=import-outside-toplevel
+
+    project, server = pg_project, pg_project.pg
+    run = play(project, tmp_path, '-vvvv', '-e', 'terraform_apply_backend=pg')
+    assert run.rc == 0, run.output
+    assert 'state pg;' in run.stdout
+    latest_path = os.path.join(project.state, 'runs', 'latest.env')
+    latest = read_env_file(latest_path)
+    assert latest['LAST_STEP_COMPLETED'] == 'terraform_apply' and latest['TERRAFORM_WORKDIR'] == project.workdir
+    assert vm_instances(pg_state(server, project.schema)) == 4
+    # A second operator's database is down: the step fails with its own check id, recorded in latest.env.
+    env_file = os.path.join(project.state, 'terraform_backend.env')
+    with open(env_file, encoding='utf-8') as handle:
+        good = handle.read()
+    write_backend_env(project, server.conn_str(port=closed_port()), project.schema)
+    shutil.rmtree(os.path.join(project.workdir, 'k3s-dev', 'data'))
+    down = play(project, tmp_path, '-vvvv', '-e', 'terraform_apply_backend=pg')
+    assert down.rc != 0
+    assert read_env_file(latest_path)['LAST_FAILED_CHECK'] == 'terraform_backend_unreachable'
+    with open(env_file, 'w', encoding='utf-8') as handle:
+        handle.write(good)
+    gone = play(project, tmp_path, '-vvvv', '-e', 'terraform_apply_backend=pg', '-e', 'wanted_state=absent')
+    assert gone.rc == 0, gone.output
+    assert project.api.vmids() == []
+    assert_secret_nowhere(project, server, [], [run.stdout + run.stderr, down.stdout + down.stderr,
+                                                 gone.stdout + gone.stderr])

@@ -169,3 +169,41 @@ def test_scrub_masks_conn_str_and_password(project):  # noqa: F811
     runner = make_runner(project, FakeTerraform())
     runner.use_backend('pg', pg=tf_backend.PgBackend(CONN))
     assert runner.scrub(f'x {CONN} y {PASSWORD} z {SECRET}') == 'x ******** y ******** z ********'
+
+
+class FailingInit(FakeTerraform):
+    """init fails once (a database that is down), after writing part of the data dir."""
+
+    def __init__(self):
+        super().__init__()
+        self.fail_next_init = True
+
+    def __call__(self, argv, env, cwd, timeout):
+        if argv[2] == 'init' and self.fail_next_init:
+            self.calls.append({'argv': list(argv), 'env': dict(env), 'cwd': cwd, 'timeout': timeout})
+            self.fail_next_init = False
+            os.makedirs(os.path.join(env['TF_DATA_DIR'], 'partial'), exist_ok=True)
+            return 1, '', 'Error: dial tcp 10.0.0.9:5433: connect: connection refused\n'
+        return super().__call__(argv, env, cwd, timeout)
+
+
+def test_a_failed_init_is_run_again_next_time(project):  # noqa: F811
+    fake = FakeTerraform()
+    pg = tf_backend.PgBackend(CONN, source='/s/terraform_backend.env')
+    runner = make_runner(project, fake)
+    runner.use_backend('pg', pg=pg)
+    runner.execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
+    failing = FailingInit()
+    again = make_runner(project, failing)
+    again.use_backend('pg', pg=pg)
+    # The stamp of the earlier init matches, but the data dir must be made again (it was deleted).
+    failing.fail_next_init = True
+    for name in os.listdir(again.data_dir):
+        os.rmdir(os.path.join(again.data_dir, name))
+    with pytest.raises(CheckError) as info:
+        again.execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
+    assert info.value.check == 'terraform_backend_unreachable'
+    third = make_runner(project, FakeTerraform())
+    third.use_backend('pg', pg=pg)
+    result = third.execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
+    assert result['initialised'] is True
