@@ -179,6 +179,18 @@ INTENT_DEFAULTS = {'enabled': True, 'ssh_user': 'ubuntu', 'ssh_port': 22}
 #: A container's defaults where they differ: the container template has only root, and
 #: Proxmox installs the SSH key for root (there is no cloud-init in a container).
 CONTAINER_DEFAULTS = {'ssh_user': 'root', 'ssh_port': 22}
+#: The manifest entry of the container template, beside the contract's ``ubuntu`` (the VM image).
+CONTAINER_ARTEFACT = 'ubuntu_lxc'
+
+
+def artefact_for(node: dict) -> str:
+    """The manifest entry a node is built from: its OS's, or the container template for an
+    Ubuntu container (``guest: lxc``)."""
+    if node.get('guest') == 'lxc' and node.get('os') == 'ubuntu':
+        return CONTAINER_ARTEFACT
+    return node.get('os')
+
+
 _PROXMOX_ID_PATTERN = r'^[A-Za-z][A-Za-z0-9_.-]*$'
 _VERSION_PATTERN = r'^v\d+\.\d+\.\d+$'
 
