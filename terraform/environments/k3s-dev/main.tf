@@ -110,10 +110,12 @@ resource "proxmox_virtual_environment_vm" "vm" {
 resource "proxmox_virtual_environment_container" "ct" {
   for_each = { for name, spec in module.cluster.vms : name => spec if spec.guest == "lxc" }
 
-  node_name     = var.proxmox_node
-  vm_id         = each.value.vmid
-  tags          = each.value.tags
-  description   = "Managed by eminfra.pipeline (Terraform); ${each.value.os} ${each.value.role} container."
+  node_name = var.proxmox_node
+  vm_id     = each.value.vmid
+  tags      = each.value.tags
+  # Proxmox VE keeps a container's description as comment lines of its config and returns it
+  # with a newline at the end: written the same way, a second plan finds nothing to change.
+  description   = "Managed by eminfra.pipeline (Terraform); ${each.value.os} ${each.value.role} container.\n"
   unprivileged  = true
   started       = true
   start_on_boot = true
