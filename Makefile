@@ -23,7 +23,7 @@ export TF_CLI_CONFIG_FILE := $(CURDIR)/.cache/terraform/terraformrc
 timed = start=$$(date +%s); $(2); rc=$$?; echo "make: $(1) took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 help:
-	@echo "make setup   create .venv with pinned tools, Terraform and the pinned bpg/proxmox provider (as root also the Debian packages)"
+	@echo "make setup   create .venv with pinned tools, Terraform, the pinned bpg/proxmox provider and community.proxmox for the tests (as root also the Debian packages)"
 	@echo "make test    set up, then run every check (unit, integration, sanity, lint, build)"
 	@echo "make lint    ansible-lint (production profile)"
 	@echo "make sanity  ansible-test sanity on a copy under build/sanity/ansible_collections/eminfra/pipeline"
@@ -38,6 +38,7 @@ help:
 setup: debs $(VENV)/.installed $(COLLECTION_LINK)
 	@tests/setup/install-terraform.sh $(VENV)
 	@tests/setup/install-provider.sh
+	@tests/setup/install-community-proxmox.sh $(VENV)
 
 debs:
 	@PYTHON=$(PYTHON) tests/setup/install-debs.sh

@@ -173,7 +173,24 @@ NODE_OS = ('talos', 'ubuntu')
 TALOS_ROLES = ('controlplane', 'worker', 'gpu-worker')
 #: Roles of SSH-managed nodes that Ansible configures.
 UBUNTU_ROLES = ('utility',)
+#: How a node runs on Proxmox: a QEMU VM, or an LXC container (Ubuntu nodes only).
+NODE_GUESTS = ('vm', 'lxc')
 INTENT_DEFAULTS = {'enabled': True, 'ssh_user': 'ubuntu', 'ssh_port': 22}
+#: A container's defaults where they differ: the container template has only root, and
+#: Proxmox installs the SSH key for root (there is no cloud-init in a container).
+CONTAINER_DEFAULTS = {'ssh_user': 'root', 'ssh_port': 22}
+#: The manifest entry of the container template, beside the contract's ``ubuntu`` (the VM image).
+CONTAINER_ARTEFACT = 'ubuntu_lxc'
+
+
+def artefact_for(node: dict) -> str:
+    """The manifest entry a node is built from: its OS's, or the container template for an
+    Ubuntu container (``guest: lxc``)."""
+    if node.get('guest') == 'lxc' and node.get('os') == 'ubuntu':
+        return CONTAINER_ARTEFACT
+    return node.get('os')
+
+
 _PROXMOX_ID_PATTERN = r'^[A-Za-z][A-Za-z0-9_.-]*$'
 _VERSION_PATTERN = r'^v\d+\.\d+\.\d+$'
 
@@ -246,6 +263,11 @@ INTENT_SCHEMA = {
                              'description': 'controlplane, worker and gpu-worker are Talos nodes; '
                                             'utility is an SSH-managed Ubuntu node.'},
                     'os': {'type': 'string', 'enum': list(NODE_OS)},
+                    'guest': {'type': 'string', 'enum': list(NODE_GUESTS), 'default': 'vm',
+                              'description': 'vm: a QEMU VM; lxc: an unprivileged LXC container from the '
+                                             'Ubuntu container template (os: ubuntu only; cores then '
+                                             'limit its CPUs, memory its RAM in MiB, disk its root '
+                                             'file system in GiB).'},
                     'enabled': {'type': 'boolean', 'default': INTENT_DEFAULTS['enabled'],
                                 'description': 'false keeps the node in the intent without creating it.'},
                     'vmid': {'type': 'integer', 'minimum': 100, 'maximum': 999999999,

@@ -61,6 +61,8 @@ MAX_REDIRECTS = 10
 PROGRESS_INTERVAL = 0.5
 USER_AGENT = 'eminfra.pipeline-template_fetch/1'
 SHA256_RE = re.compile(r'^[0-9a-fA-F]{64}$')
+SHA512_RE = re.compile(r'^[0-9a-fA-F]{128}$')
+_DIGEST_RE = {'sha256': SHA256_RE, 'sha512': SHA512_RE}
 # PVE renames upload/download targets with s/[^a-zA-Z0-9_.-]/_/g: only names it keeps are safe.
 SAFE_NAME_RE = re.compile(r'^[A-Za-z0-9_.-]+$')
 _GNU_LINE = re.compile(r'^([0-9a-fA-F]{64}) ([ *])(.+)$')
@@ -116,16 +118,27 @@ def filename_from_url(url: str) -> str:
     return path.rstrip('/').rsplit('/', 1)[-1]
 
 
+def checksum_algorithm(spec: str | None) -> str:
+    """The digest a checksum spec names: ``sha256`` (also without a spec) or ``sha512``."""
+    algo = (spec or '').partition(':')[0].lower()
+    return algo if algo in _DIGEST_RE else 'sha256'
+
+
 def parse_checksum(spec: str | None) -> tuple[str, str] | None:
-    """``sha256:HEX`` -> ('pinned', hex); ``sha256:URL`` -> ('published', url); None -> None."""
+    """``sha256:HEX`` -> ('pinned', hex); ``sha256:URL`` -> ('published', url); None -> None.
+
+    ``sha512:`` works the same way (``checksum_algorithm`` tells which); its URL may also be a
+    Proxmox VE appliance index (``aplinfo*.dat``), which publishes a ``sha512sum`` per template.
+    """
     if not spec:
         return None
     algo, sep, value = spec.partition(':')
-    if not sep or algo.lower() != 'sha256':
+    if not sep or algo.lower() not in _DIGEST_RE:
         raise DownloadError('template_checksum', f'{spec!r} is not sha256:HEX or sha256:URL', where='checksum',
-                            remediation='write sha256:<64 hex digits> or sha256:https://.../SHA256SUMS')
+                            remediation='write sha256:<64 hex digits> or sha256:https://.../SHA256SUMS '
+                            '(sha512: takes 128 hex digits, a SHA512SUMS file or an appliance index aplinfo.dat)')
     value = value.strip()
-    if SHA256_RE.match(value):
+    if _DIGEST_RE[algo.lower()].match(value):
         return 'pinned', value.lower()
     if value.startswith(('http://', 'https://')):
         check_url(value, where='checksum')
@@ -160,6 +173,52 @@ def digest_from_sums(text: str, filename: str, source: str) -> str:
         raise DownloadError('template_checksum', f'{filename} is listed with {len(set(found))} different digests',
                             where=source, remediation='pin the digest with checksum: sha256:<hex>')
     return found[0]
+
+
+def digest_from_aplinfo(text: str, filename: str, source: str) -> str:
+    """The ``sha512sum`` of the template ``filename`` in a Proxmox VE appliance index.
+
+    The index (``aplinfo.dat``, ``aplinfo-pve-9.dat``) is a list of stanzas of ``Key: value``
+    lines separated by blank lines; a template's stanza names its file in ``Location`` (relative
+    to the index) and publishes ``md5sum`` and ``sha512sum``.
+    """
+    found: list[str] = []
+    for stanza in re.split(r'\n\s*\n', text.replace('\r\n', '\n')):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line[:1] in (' ', '\t') or ':' not in line:
+                continue
+            key, dummy, value = line.partition(':')
+            fields[key.strip().lower()] = value.strip()
+        if fields.get('location', '').rsplit('/', 1)[-1] == filename and 'sha512sum' in fields:
+            found.append(fields['sha512sum'].lower())
+    found = [digest for digest in found if SHA512_RE.match(digest)]
+    if not found:
+        raise DownloadError('template_checksum', f'{filename} is not listed with a sha512sum', where=source,
+                            remediation='check that the template URL is the Location of an entry of this '
+                            'appliance index (same version), or pin the digest with checksum: sha512:<hex>')
+    if len(set(found)) > 1:
+        raise DownloadError('template_checksum', f'{filename} is listed with {len(set(found))} different digests',
+                            where=source, remediation='pin the digest with checksum: sha512:<hex>')
+    return found[0]
+
+
+def published_digest(text: str, filename: str, source: str, algo: str = 'sha256') -> str:
+    """The digest of ``filename`` in a published checksum file of the given algorithm."""
+    if algo == 'sha256':
+        return digest_from_sums(text, filename, source)
+    if re.search(r'^sha512sum:', text, re.IGNORECASE | re.MULTILINE):
+        return digest_from_aplinfo(text, filename, source)
+    found = set()
+    for raw in text.splitlines():
+        parts = raw.strip().split(None, 1)
+        if len(parts) == 2 and SHA512_RE.match(parts[0]) and parts[1].lstrip('*').removeprefix('./') == filename:
+            found.add(parts[0].lower())
+    if len(found) != 1:
+        raise DownloadError('template_checksum', f'{filename} is ' + ('not listed' if not found else
+                            f'listed with {len(found)} different digests'), where=source,
+                            remediation='pin the digest with checksum: sha512:<hex>')
+    return found.pop()
 
 
 # ---------------------------------------------------------------------------------- transport
@@ -677,8 +736,8 @@ def finish(dest: str, mode: int = 0o644) -> None:
         pass
 
 
-def hash_path(path: str) -> tuple[str, int]:
-    digest = hashlib.sha256()
+def hash_path(path: str, algo: str = 'sha256') -> tuple[str, int]:
+    digest = hashlib.new(algo)
     size = 0
     with open(path, 'rb') as handle:
         while True:
@@ -728,6 +787,9 @@ def run(params: dict, check_mode: bool = False, client_factory=None, sleep=time.
     if params['type'] not in ARTEFACT_TYPES:
         raise DownloadError('template_type', f'{params["type"]!r} is not one of {", ".join(ARTEFACT_TYPES)}',
                             where='type', remediation='set type to the kind of artefact')
+    if params.get('needed_by') == 'containers' and not intent_has_containers(params.get('intent_nodes_file')):
+        return {'changed': False, 'action': 'not_needed', 'artefact': None, 'path': None,
+                'reason': 'no enabled node of the nodes intent is a container (guest: lxc)'}
     dest_dir = os.path.abspath(params.get('dest_dir') or StateLayout.resolve(params.get('state_dir')).templates_dir)
     manifest_path = os.path.abspath(params.get('manifest') or os.path.join(dest_dir, 'manifest.json'))
     dest = os.path.join(dest_dir, filename)
@@ -749,7 +811,7 @@ def run(params: dict, check_mode: bool = False, client_factory=None, sleep=time.
         reason = 'force is set'
     elif not same_source:
         reason = 'not in the manifest' if not old else 'the manifest records another source, path or type'
-    elif checksum and checksum[0] == 'pinned' and old.get('sha256') != checksum[1]:
+    elif checksum and checksum[0] == 'pinned' and old.get(checksum_algorithm(params.get('checksum'))) != checksum[1]:
         reason = 'the pinned checksum differs from the recorded one'
     elif checksum and checksum[0] == 'published' and old.get('checksum_url') != checksum[1]:
         reason = 'the checksum URL differs from the recorded one'
@@ -788,6 +850,22 @@ def run(params: dict, check_mode: bool = False, client_factory=None, sleep=time.
         entry = placed
     result['artefact'] = entry
     return result
+
+
+def intent_has_containers(nodes_file: str | None) -> bool:
+    """Whether the nodes intent (relative paths from the project root) has an enabled ``guest: lxc`` node."""
+    # Imported here: the intent needs PyYAML, which only this option uses.
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._intent import (  # pylint: disable=import-outside-toplevel
+        DEFAULT_NODES_PATH, display_path, read_intent_file)
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._state import find_project_root  # pylint: disable=import-outside-toplevel
+    root = find_project_root()
+    path = os.path.join(root, nodes_file or DEFAULT_NODES_PATH)
+    data = read_intent_file(path, display_path(path, root))
+    nodes = data.get('nodes') if isinstance(data, dict) else None
+    if not isinstance(nodes, list):
+        raise CheckError('intent_valid', 'no top-level "nodes" list', where=path,
+                         remediation='fix the nodes intent (see schema.json), then validate it with: make validate-intent')
+    return any(isinstance(node, dict) and node.get('enabled', True) and node.get('guest') == 'lxc' for node in nodes)
 
 
 def _record(manifest_path: str, manifest: dict | None, name: str, old: dict | None, entry: dict, result: dict,
@@ -850,32 +928,43 @@ def _fetch_verified(params: dict, url: str, dest: str, checksum, old: dict | Non
     validate_certs = params.get('validate_certs', True)
     ca_path = params.get('ca_path')
     checksum_url = None
+    algo = checksum_algorithm(params.get('checksum'))
     if checksum and checksum[0] == 'pinned':
         expected, source = checksum[1], 'pinned'
     elif checksum:
         checksum_url = checksum[1]
         text = fetch_text(checksum_url, timeout=timeout, validate_certs=validate_certs, ca_path=ca_path,
                           retries=retries, sleep=sleep)
-        expected, source = digest_from_sums(text, filename_from_url(url), checksum_url), 'published'
+        expected, source = published_digest(text, filename_from_url(url), checksum_url, algo), 'published'
     elif old and old.get('sha256'):
         # No published checksum (Talos image factory): what the first fetch recorded is the reference.
         expected, source = old['sha256'], old.get('checksum_source') or 'first_fetch'
     else:
         expected, source = None, 'first_fetch'
+    # The streaming pass computes sha256; a sha512 reference is checked in a second pass over
+    # the file (a container template is a few hundred MiB), and recorded beside it.
+    extra = {}
 
     began = time.monotonic()
     if expected and not params.get('force') and os.path.isfile(dest) and not os.path.exists(dest + '.part'):
-        digest, size = hash_path(dest)
-        if digest == expected:
+        reference, size = hash_path(dest, algo)
+        if reference == expected:
+            digest = reference if algo == 'sha256' else hash_path(dest)[0]
+            if algo != 'sha256':
+                extra[algo] = reference
             # The right bytes are already there (e.g. the manifest was lost): adopt them.
             entry = _local_entry(params, dest, digest, size, source, _now_iso(), checksum_url)
+            entry.update(extra)
             return entry, {'sha256': digest, 'size': size, 'checksum_source': source, 'action': 'adopt',
                            'elapsed': round(time.monotonic() - began, 3)}
     progress_path = params.get('progress_file') or f'{dest}.progress'
     fetched = fetch(url, dest, timeout=timeout, retries=retries, validate_certs=validate_certs, ca_path=ca_path,
                     progress_path=progress_path, sleep=sleep)
     progress = Progress(progress_path, url)
-    if expected and fetched.sha256 != expected:
+    got = fetched.sha256
+    if algo != 'sha256':
+        got = extra[algo] = hash_path(part_paths(dest)[0], algo)[0]
+    if expected and got != expected:
         discard(dest)
         progress.remove()
         what = {'pinned': 'the pinned checksum', 'published': f'{checksum_url}',
@@ -884,12 +973,13 @@ def _fetch_verified(params: dict, url: str, dest: str, checksum, old: dict | Non
                        'update the checksum')
         if source == 'first_fetch':
             remediation += ' or delete the manifest entry to record a new first fetch'
-        raise DownloadError('template_checksum', f'sha256 mismatch: expected {expected} ({what}), got '
-                            f'{fetched.sha256} for {fetched.size} bytes; the download was discarded',
+        raise DownloadError('template_checksum', f'{algo} mismatch: expected {expected} ({what}), got '
+                            f'{got} for {fetched.size} bytes; the download was discarded',
                             where=f'GET {url}', remediation=remediation)
     finish(dest)
     progress.remove()
     entry = _local_entry(params, dest, fetched.sha256, fetched.size, source, _now_iso(), checksum_url)
+    entry.update(extra)
     return entry, {'sha256': fetched.sha256, 'size': fetched.size, 'bytes_transferred': fetched.bytes_transferred,
                    'resumed': fetched.resumed, 'restarted': fetched.restarted, 'attempts': fetched.attempts,
                    'elapsed': round(time.monotonic() - began, 3), 'checksum_source': source, 'action': 'fetch',

@@ -9,7 +9,8 @@ This is a private module_utils file of eminfra.pipeline; its API may change at a
 Each file is validated on its own against ``INTENT_SCHEMA`` (the schema behind ``schema.json``),
 then the rules a schema cannot state are checked across both: unique names, vmids and
 addresses, addresses inside the cluster network, a PCI mapping for a GPU worker, an enabled
-control plane, Ansible groups on Ubuntu nodes only. Every problem is reported at once, as
+control plane, Ansible groups on Ubuntu nodes only, containers (``guest: lxc``) for Ubuntu
+nodes only. Every problem is reported at once, as
 ``intent_valid: <file>: <field>: <what is wrong>``, with the node's name next to its index.
 
 The YAML is read the way Terraform's ``yamldecode`` reads it, and where the two readers could
@@ -35,6 +36,7 @@ except ImportError:  # pragma: no cover - exercised only on hosts without PyYAML
     YAML_IMPORT_ERROR = traceback.format_exc()
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import (
+    CONTAINER_DEFAULTS,
     INTENT_DEFAULTS,
     INTENT_SCHEMA,
     TALOS_ROLES,
@@ -251,6 +253,7 @@ def cross_field_problems(cluster: dict, nodes: list, cluster_source: str,
                 if key in node:
                     problems.append((nodes_source, f'{label}.{key}',
                                      'not allowed on a talos node: Talos owns its OS state, Ansible never connects to it'))
+        problems += _container_problems(node, label, nodes_source)
 
     if not any(node['role'] == 'controlplane' and node.get('enabled', INTENT_DEFAULTS['enabled'])
                for node in nodes):
@@ -280,11 +283,37 @@ def cross_field_problems(cluster: dict, nodes: list, cluster_source: str,
     return problems
 
 
+def _container_problems(node: dict, label: str, nodes_source: str) -> list[tuple[str, str, str]]:
+    """The rules for ``guest: lxc``: only Ubuntu nodes, and only what a container template offers."""
+    if node.get('guest', 'vm') != 'lxc':
+        return []
+    problems = []
+    if node['os'] != 'ubuntu':
+        problems.append((nodes_source, f'{label}.guest',
+                         f"'lxc' is for ubuntu nodes only: a {node['os']} node ({node['role']}) is always a VM (guest: vm)"))
+    if 'pci_mapping' in node:
+        problems.append((nodes_source, f'{label}.pci_mapping',
+                         'not allowed on a container (guest: lxc): PCI passthrough needs a VM'))
+    if node.get('ssh_user', CONTAINER_DEFAULTS['ssh_user']) != CONTAINER_DEFAULTS['ssh_user']:
+        problems.append((nodes_source, f'{label}.ssh_user',
+                         f"{node['ssh_user']!r} on a container (guest: lxc): the container template has only "
+                         "root, and Proxmox installs the SSH key for root; leave ssh_user out or set it to root"))
+    if node.get('ssh_port', CONTAINER_DEFAULTS['ssh_port']) != CONTAINER_DEFAULTS['ssh_port']:
+        problems.append((nodes_source, f'{label}.ssh_port',
+                         f"{node['ssh_port']} on a container (guest: lxc): the container template's sshd "
+                         "listens on 22; leave ssh_port out or set it to 22"))
+    return problems
+
+
 # ---------------------------------------------------------------- the merged intent
 def _with_defaults(node: dict) -> dict:
     full = copy.deepcopy(node)
     full.setdefault('enabled', INTENT_DEFAULTS['enabled'])
     full.setdefault('pci_mapping', None)
+    full.setdefault('guest', 'vm')
+    if full['guest'] == 'lxc':
+        full.setdefault('ssh_user', CONTAINER_DEFAULTS['ssh_user'])
+        full.setdefault('ssh_port', CONTAINER_DEFAULTS['ssh_port'])
     if full['os'] == 'ubuntu':
         full.setdefault('ssh_user', INTENT_DEFAULTS['ssh_user'])
         full.setdefault('ssh_port', INTENT_DEFAULTS['ssh_port'])
@@ -319,6 +348,7 @@ def merge_intent(cluster_data: dict, nodes_data: dict, cluster_source: str, node
         'nodes': enabled,
         'talos_nodes': [node for node in enabled if node['os'] == 'talos'],
         'ssh_nodes': [node for node in enabled if node['os'] == 'ubuntu'],
+        'containers': [node for node in enabled if node['guest'] == 'lxc'],
         'disabled_nodes': [node['name'] for node in all_nodes if not node['enabled']],
         'proxmox': proxmox,
         'sources': {'cluster': cluster_source, 'nodes': nodes_source},
@@ -332,7 +362,8 @@ def load_intent(cluster_path: str = DEFAULT_CLUSTER_PATH, nodes_path: str = DEFA
     The result: ``cluster`` (as written, plus ``network.prefix_length``), ``nodes`` (the
     enabled nodes, every optional key filled: ``enabled``, ``pci_mapping``, ``groups``,
     ``ssh_user``, ``ssh_port``; the last three are empty/None on Talos nodes),
-    ``talos_nodes`` and ``ssh_nodes`` (the enabled nodes split by OS), ``disabled_nodes``
+    ``talos_nodes`` and ``ssh_nodes`` (the enabled nodes split by OS), ``containers`` (the
+    enabled nodes with ``guest: lxc``; every node has ``guest``, default ``vm``), ``disabled_nodes``
     (names), ``proxmox`` (``vm_storage``, ``template_storage``, ``bridge`` and the
     ``pci_mappings`` the enabled nodes use) and ``sources`` (the files, as displayed).
     Relative paths are taken from ``root`` (default: the project root, the nearest directory

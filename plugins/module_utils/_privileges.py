@@ -17,6 +17,9 @@ makes (see the ``permissions`` of the calls in the official API schema):
   source), SDN.Use on every bridge (/sdn/zones/localnetwork/{bridge}), Mapping.Use on
   /mapping/pci/{id} for a mapped PCI device; reading and starting VMs needs VM.Audit and
   VM.PowerMgmt.
+- terraform_apply, only when the intent has a container: ``POST /nodes/{node}/lxc`` needs the
+  same on /vms (VM.Config.* for the container's options), Datastore.AllocateSpace on the rootfs
+  storage and on the template's storage, SDN.Use on the bridge.
 - ansible_inventory: guest-agent reads need VM.GuestAgent.Audit on PVE 9 (VM.Monitor on PVE 8).
 
 Privileges are evaluated against ``GET /access/permissions``: ``{path: {privilege: 0|1}}`` with
@@ -58,6 +61,22 @@ MATRIX: tuple[dict, ...] = (
         'step': 'terraform_apply', 'id': 'vm_lifecycle',
         'what': 'create, configure, start and read the VMs',
         'all': (('/vms', ('VM.Allocate', 'VM.Audit', 'VM.PowerMgmt') + VM_CONFIG_PRIVS),),
+    },
+    {
+        # Only when the intent has a container (``when``: a true context value). POST
+        # /nodes/{node}/lxc needs VM.Allocate on /vms/{vmid}, VM.Config.* for the options set
+        # (cores: CPU, memory/swap: Memory, rootfs: Disk, net0/hostname/nameserver: Network,
+        # features/ostype/onboot/tags: Options), Datastore.AllocateSpace on the rootfs storage,
+        # access to the template volume (Datastore.AllocateSpace on its storage) and SDN.Use on
+        # the bridge; the templates step places the template (Datastore.AllocateTemplate).
+        'step': 'terraform_apply', 'id': 'container_lifecycle', 'when': 'containers',
+        'what': 'create, configure, start and read the containers (from the container template on '
+                '{template_storage}, root file systems on {vm_storage})',
+        'all': (('/vms', ('VM.Allocate', 'VM.Audit', 'VM.PowerMgmt', 'VM.Config.Disk', 'VM.Config.CPU',
+                          'VM.Config.Memory', 'VM.Config.Network', 'VM.Config.Options')),
+                ('/storage/{vm_storage}', ('Datastore.AllocateSpace',)),
+                ('/storage/{template_storage}', ('Datastore.AllocateSpace', 'Datastore.AllocateTemplate')),
+                ('/sdn/zones/localnetwork/{bridge}', ('SDN.Use',))),
     },
     {
         'step': 'terraform_apply', 'id': 'storage_space', 'foreach': 'storages',
@@ -157,10 +176,12 @@ def pve_major(version: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def rules_for(steps, major: int | None) -> list[dict]:
+def rules_for(steps, major: int | None, context: dict | None = None) -> list[dict]:
     out = []
     for rule in MATRIX:
         if rule['step'] not in steps:
+            continue
+        if rule.get('when') and not (context or {}).get(rule['when']):
             continue
         if major is not None and (major < rule.get('min_major', 0) or major > rule.get('max_major', 99)):
             continue
@@ -173,7 +194,7 @@ def rules_for(steps, major: int | None) -> list[dict]:
 def required_paths(steps, context: dict, major: int | None) -> list[str]:
     """Every ACL path the rules for ``steps`` look at, in matrix order."""
     paths: list[str] = []
-    for rule in rules_for(steps, major):
+    for rule in rules_for(steps, major, context):
         items = list(dict.fromkeys(context.get(rule['foreach']) or [])) if rule.get('foreach') else [None]
         for item in items:
             pairs = list(_expand(rule['all'], context, item))
@@ -191,10 +212,11 @@ def _expand(pairs, context: dict, item: str | None = None):
 def evaluate(perms: Permissions, steps, context: dict, major: int | None) -> list[dict]:
     """One result per rule instance: {step, rule, what, path pairs, missing, alternatives, ok}.
 
-    ``context``: node, template_storage, storages (list), bridges (list), pci_mappings (list).
+    ``context``: node, template_storage, storages (list), bridges (list), pci_mappings (list);
+    with ``containers`` true also vm_storage and bridge (the container rule).
     """
     results = []
-    for rule in rules_for(steps, major):
+    for rule in rules_for(steps, major, context):
         items = [None]
         if rule.get('foreach'):
             items = list(dict.fromkeys(context.get(rule['foreach']) or []))

@@ -156,7 +156,8 @@ def _load_yaml(path: str):
 
 
 def needed_artefacts(intent_nodes_file: str | None) -> list[str]:
-    """The artefacts (by OS) the enabled nodes of the intent need; both when no intent is given."""
+    """The artefacts (by OS; ``ubuntu_lxc`` for a container) the enabled nodes of the intent need;
+    both OS artefacts when no intent is given."""
     if not intent_nodes_file:
         return list(_contracts.NODE_OS)
     try:
@@ -171,7 +172,7 @@ def needed_artefacts(intent_nodes_file: str | None) -> list[str]:
     if not isinstance(nodes, list):
         raise CheckError('intent_valid', 'no top-level "nodes" list', where=intent_nodes_file,
                          remediation='fix the file (see schema.json)')
-    return sorted({n.get('os') for n in nodes
+    return sorted({_contracts.artefact_for(n) for n in nodes
                    if isinstance(n, dict) and n.get('enabled', True) and n.get('os') in _contracts.NODE_OS})
 
 

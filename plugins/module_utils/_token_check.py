@@ -78,6 +78,7 @@ def load_intent_context(cluster_file: str, nodes_file: str) -> dict:
     proxmox = intent['proxmox']
     return {'vm_storage': proxmox['vm_storage'], 'template_storage': proxmox['template_storage'],
             'bridge': proxmox['bridge'], 'pci_mappings': list(proxmox['pci_mappings']),
+            'containers': [node['name'] for node in intent['containers']],
             'source': f"{intent['sources']['cluster']}, {intent['sources']['nodes']}"}
 
 
@@ -276,6 +277,9 @@ class TokenCheck:
             'storages': list(dict.fromkeys([ctx['vm_storage'], ctx['template_storage']])),
             'bridges': [ctx['bridge']],
             'pci_mappings': list(ctx.get('pci_mappings') or []),
+            'containers': bool(ctx.get('containers')),
+            'vm_storage': ctx['vm_storage'],
+            'bridge': ctx['bridge'],
         }
 
     def _privileges(self, perms: privileges.Permissions) -> None:
@@ -342,6 +346,9 @@ class TokenCheck:
         # The templates step places both disk images as import content (a VM disk's import-from
         # takes images or import volumes only, never iso).
         wanted = (('vm_storage', ('images',)), ('template_storage', ('import',)))
+        if self.context.get('containers'):
+            # Containers: root file systems need rootdir content, the container template vztmpl.
+            wanted += (('vm_storage', ('rootdir',)), ('template_storage', ('vztmpl',)))
         problems = []
         invisible = []
         details = []
@@ -356,7 +363,8 @@ class TokenCheck:
                 problems.append(f'{key} {name} holds {entry.get("content") or "nothing"}, needs '
                                 + ' or '.join(contents))
             else:
-                details.append(f'{name}: {entry.get("content")}')
+                if f'{name}: {entry.get("content")}' not in details:
+                    details.append(f'{name}: {entry.get("content")}')
             if key == 'template_storage' and 'import' in have:
                 parsed = parse_version(self.version.get('version', ''))
                 if parsed is not None and parsed < IMPORT_MIN_VERSION:

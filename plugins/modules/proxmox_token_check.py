@@ -86,6 +86,12 @@ options:
       - A raw host PCI address such as C(0000:01:00.0) is refused, since a token cannot set C(hostpci host=).
     type: list
     elements: str
+  containers:
+    description:
+      - Whether the intent has containers (C(guest=lxc)), which need the container privileges and the
+        C(rootdir) and C(vztmpl) content types; overrides the intent.
+    type: bool
+    version_added: 0.1.0
   timeout:
     description: Seconds to wait for each API answer.
     type: float
@@ -219,6 +225,7 @@ def argument_spec() -> dict:
         'template_storage': {'type': 'str'},
         'bridge': {'type': 'str'},
         'pci_mappings': {'type': 'list', 'elements': 'str'},
+        'containers': {'type': 'bool'},
         'timeout': {'type': 'float', 'default': 10},
         'retries': {'type': 'int', 'default': 3},
     }
@@ -242,6 +249,7 @@ def intent_context(params: dict) -> dict:
     if all(params[key] for key in keys):
         context = {key: params[key] for key in keys}
         context['pci_mappings'] = list(params['pci_mappings'] or [])
+        context['containers'] = bool(params['containers'])
         context['source'] = 'module options'
         return context
     root = find_project_root()
@@ -252,6 +260,8 @@ def intent_context(params: dict) -> dict:
             context[key] = params[key]
     if params['pci_mappings'] is not None:
         context['pci_mappings'] = list(params['pci_mappings'])
+    if params['containers'] is not None:
+        context['containers'] = params['containers']
     return context
 
 

@@ -58,6 +58,10 @@ options:
       - V(sha256:<URL>) names a C(SHA256SUMS) file (GNU C(<hex> *<file>) or C(<hex>  <file>), or BSD
         C(SHA256 (<file>\) = <hex>)) listing the artefact under the last path segment of O(url)
         (recorded as C(published)).
+      - V(sha512:<128 hex digits>) and V(sha512:<URL>) work the same way with SHA-512; the URL may
+        name a C(SHA512SUMS) file or a Proxmox VE appliance index (C(aplinfo.dat),
+        C(aplinfo-pve-9.dat)), whose entry with the artefact's file name as C(Location) publishes
+        its C(sha512sum). The SHA-512 digest is recorded as C(sha512) beside C(sha256).
       - Without it the first fetch records the digest (C(first_fetch)) and later runs verify against it.
     type: str
   filename:
@@ -66,6 +70,21 @@ options:
       - Names with path separators, C(..), control characters, a leading dot or dash, or characters
         Proxmox VE would rewrite (anything but letters, digits, C(.), C(_) and C(-)) are refused.
     type: str
+  needed_by:
+    description:
+      - V(all) makes the artefact present whatever the intent says.
+      - V(containers) makes it present only when the nodes intent O(intent_nodes_file) has an enabled
+        node with C(guest=lxc); otherwise nothing is fetched or placed and RV(action) is V(not_needed).
+    type: str
+    choices: [all, containers]
+    default: all
+    version_added: 0.1.0
+  intent_nodes_file:
+    description:
+      - The nodes intent that O(needed_by=containers) reads; a relative path is taken from the project root.
+    type: path
+    default: inventory/dev/nodes.yaml
+    version_added: 0.1.0
   dest_dir:
     description:
       - Directory for the artefact; defaults to C(cache/templates) under the state root.
@@ -171,7 +190,7 @@ options:
 requirements:
   - jsonschema
   - proxmoxer and requests (only with O(proxmox)); requests-toolbelt to stream large uploads
-  - PyYAML (only with O(proxmox) and no O(proxmox.storage), to read the intent)
+  - PyYAML (only with O(proxmox) and no O(proxmox.storage), or with O(needed_by=containers), to read the intent)
 attributes:
   check_mode:
     support: full
@@ -252,7 +271,9 @@ checksum_source:
   returned: always
   type: str
 action:
-  description: V(none) (present), V(fetch) (downloaded) or V(adopt) (an unrecorded file on disk had the expected digest).
+  description: >-
+    V(none) (present), V(fetch) (downloaded), V(adopt) (an unrecorded file on disk had the expected digest)
+    or V(not_needed) (O(needed_by=containers) and the intent has no container: nothing was done).
   returned: always
   type: str
 reason:
@@ -260,7 +281,7 @@ reason:
   returned: always
   type: str
 artefact:
-  description: The manifest entry as recorded.
+  description: The manifest entry as recorded (none when RV(action) is V(not_needed)).
   returned: success and not check mode
   type: dict
 proxmox:
@@ -297,6 +318,8 @@ def argument_spec() -> dict:
         'url': {'type': 'str', 'required': True},
         'checksum': {'type': 'str'},
         'filename': {'type': 'str'},
+        'needed_by': {'type': 'str', 'choices': ['all', 'containers'], 'default': 'all'},
+        'intent_nodes_file': {'type': 'path', 'default': 'inventory/dev/nodes.yaml'},
         'dest_dir': {'type': 'path'},
         'manifest': {'type': 'path'},
         **state_dir_argument_spec(),

@@ -13,8 +13,10 @@ every token, mirror digests, test host key and root filesystems, run logs) live 
 directory*; the pipeline's state root gets only what an operator would put there:
 ``proxmox.env`` (one token, mode 0600) and ``lab-vars.yml``.
 
-``lab-vars.yml`` overrides locations only (``LAB_VARS``): the mirror's two base URLs and the
-test hosts' public key that cloud-init would install. Every other setting is the roles'
+``lab-vars.yml`` overrides locations only (``LAB_VARS``): the mirror's base URLs (Ubuntu release
+directory, Talos image factory, Proxmox VE appliance index) and the test hosts' public key that
+cloud-init would install; with ``up --intent DIR`` also where every step reads the intent
+(``INTENT_LAB_VARS``). Every other setting is the roles'
 default, so the demo and the molecule scenarios run what an operator runs.
 
 Subcommands (all take ``--lab-dir`` and ``--state-dir``):
@@ -59,6 +61,7 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import at
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file, render_env  # noqa: E402
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError  # noqa: E402
 from tests.ansible_run import checkout_env, with_results_callback  # noqa: E402
+from tests.pvesim.appliance import INDEX_DIR as LXC_INDEX_DIR  # noqa: E402
 from tests.pvesim.mirror import TALOS_FACTORY_PATH, TALOS_IMAGE_PATH, UBUNTU_DIR, UBUNTU_IMAGE_PATH  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
@@ -73,7 +76,15 @@ GROUPS_FILE = 'lab-groups.yml'
 # The only variables lab-vars.yml sets: locations (where the artefacts come from, the key the
 # test hosts accept). A setting beyond these would make the lab prove something else than the
 # defaults an operator runs; tests/integration/demo/test_lab.py holds the lab to this list.
-LAB_VARS = ('templates_ubuntu_base_url', 'templates_talos_factory_url', 'terraform_apply_ssh_public_key')
+LAB_VARS = ('templates_ubuntu_base_url', 'templates_talos_factory_url', 'templates_ubuntu_lxc_index_url',
+            'terraform_apply_ssh_public_key')
+# With ``up --intent DIR`` (another intent than inventory/dev, e.g. one with a container): where
+# every step reads the intent from. Locations too.
+INTENT_LAB_VARS = {
+    'proxmox_access_cluster_file': 'cluster.yaml', 'proxmox_access_nodes_file': 'nodes.yaml',
+    'templates_intent_cluster_file': 'cluster.yaml', 'templates_intent_nodes_file': 'nodes.yaml',
+    'terraform_apply_intent_cluster_file': 'cluster.yaml', 'terraform_apply_intent_nodes_file': 'nodes.yaml',
+}
 HOST_TOOLS = ('ip', 'unshare', 'ssh', 'ssh-keygen', 'debootstrap')
 # What cloud-init does on an Ubuntu cloud image for its default user, done over SSH as root.
 CLOUD_INIT_USER = r'''
@@ -190,11 +201,13 @@ def hosts_skip_reason(mode: str) -> str | None:
     return None
 
 
-def intent_ssh_users() -> dict[str, str]:
+def intent_ssh_users(intent_dir: str = INTENT_DIR) -> dict[str, str]:
+    """The SSH user of each enabled Ubuntu node: a VM's cloud-init user, a container's root."""
     import yaml  # pylint: disable=import-outside-toplevel
-    with open(os.path.join(INTENT_DIR, 'nodes.yaml'), encoding='utf-8') as handle:
+    with open(os.path.join(intent_dir, 'nodes.yaml'), encoding='utf-8') as handle:
         nodes = (yaml.safe_load(handle) or {}).get('nodes', [])
-    return {n['name']: n.get('ssh_user', 'ubuntu') for n in nodes if n.get('os') == 'ubuntu' and n.get('enabled', True)}
+    return {n['name']: n.get('ssh_user', 'root' if n.get('guest') == 'lxc' else 'ubuntu')
+            for n in nodes if n.get('os') == 'ubuntu' and n.get('enabled', True)}
 
 
 def testhosts(lab_dir: str, prefix: str, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
@@ -213,13 +226,14 @@ def ssh_root(hosts: dict, address: str, script: str, *args: str) -> None:
                          remediation='see the message; `python tests/demo/lab.py down` cleans up')
 
 
-def hosts_up(lab_dir: str, prefix: str) -> dict:
-    proc = testhosts(lab_dir, prefix, 'up', '--intent', INTENT_DIR, '--json')
+def hosts_up(lab_dir: str, prefix: str, intent_dir: str = INTENT_DIR) -> dict:
+    """One test host per Ubuntu node of the intent, VM or container alike (keyed by address)."""
+    proc = testhosts(lab_dir, prefix, 'up', '--intent', intent_dir, '--json')
     if proc.returncode != 0:
         raise CheckError('lab_hosts', f'testhosts up exited {proc.returncode}: {proc.stderr.strip()[-3000:]}',
                          remediation='see the message; `python tests/demo/lab.py down` cleans up')
     state = json.loads(proc.stdout)
-    users = intent_ssh_users()
+    users = intent_ssh_users(intent_dir)
     for host in state['hosts']:
         user = users.get(host['name'], 'root')
         if user != 'root':
@@ -245,14 +259,19 @@ def groups_inventory(hosts: dict | None) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def lab_vars(mirror: dict, pubkey: str) -> dict:
-    """The lab's locations: the mirror stands in for the Ubuntu release directory and the Talos
-    image factory (the role derives every URL from these two), and the test hosts' key."""
-    return {
+def lab_vars(mirror: dict, pubkey: str, intent_dir: str | None = None) -> dict:
+    """The lab's locations: the mirror stands in for the Ubuntu release directory, the Talos
+    image factory and the Proxmox VE appliance index (the role derives every URL from these),
+    and the test hosts' key; with another intent than inventory/dev, where its files are."""
+    variables = {
         'templates_ubuntu_base_url': mirror['url'] + UBUNTU_DIR,
         'templates_talos_factory_url': mirror['url'] + TALOS_FACTORY_PATH,
+        'templates_ubuntu_lxc_index_url': mirror['url'] + LXC_INDEX_DIR,
         'terraform_apply_ssh_public_key': pubkey,
     }
+    if intent_dir and os.path.abspath(intent_dir) != INTENT_DIR:
+        variables.update({key: os.path.join(os.path.abspath(intent_dir), name) for key, name in INTENT_LAB_VARS.items()})
+    return variables
 
 
 def up(args) -> dict:
@@ -266,6 +285,7 @@ def up(args) -> dict:
     for name in ('pvesim', 'pvesim-data', 'mirror', 'runs'):
         shutil.rmtree(os.path.join(lab_dir, name), ignore_errors=True)
     lab: dict = {'lab_dir': lab_dir, 'state_dir': state_dir, 'prefix': args.prefix, 'token': args.token,
+                 'intent_dir': os.path.abspath(args.intent),
                  'started_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
     record = os.path.join(lab_dir, LAB_FILE)
 
@@ -295,7 +315,7 @@ def up(args) -> dict:
         lab['vars_file'] = os.path.join(state_dir, VARS_FILE)
         lab['groups_file'] = os.path.join(lab_dir, GROUPS_FILE)
         if not lab['skipped_hosts']:
-            lab['hosts'] = hosts_up(lab_dir, args.prefix)
+            lab['hosts'] = hosts_up(lab_dir, args.prefix, lab['intent_dir'])
         save()
         write_connection_files(lab)
     except BaseException:
@@ -314,7 +334,8 @@ def write_connection_files(lab: dict) -> None:
     else:
         pubkey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEminfraLabNoTestHostsKeyOnly lab-without-hosts'
     atomic_write(lab['groups_file'], groups_inventory(lab['hosts']), mode=0o600)
-    atomic_write(lab['vars_file'], json.dumps(lab_vars(lab['mirror'], pubkey), indent=2) + '\n', mode=0o600)
+    atomic_write(lab['vars_file'], json.dumps(lab_vars(lab['mirror'], pubkey, lab.get('intent_dir')), indent=2) + '\n',
+                 mode=0o600)
 
 
 def hosts(args) -> dict:
@@ -326,7 +347,7 @@ def hosts(args) -> dict:
     reason = hosts_skip_reason('auto')
     if reason:
         raise CheckError('lab_hosts', f'cannot start test hosts: {reason}', remediation='run as root after `make setup`')
-    lab['hosts'] = hosts_up(lab['lab_dir'], lab['prefix'])
+    lab['hosts'] = hosts_up(lab['lab_dir'], lab['prefix'], lab.get('intent_dir') or INTENT_DIR)
     lab['skipped_hosts'] = None
     atomic_write(os.path.join(lab['lab_dir'], LAB_FILE), json.dumps(lab, indent=2, sort_keys=True) + '\n', mode=0o600)
     write_connection_files(lab)
@@ -467,6 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help='test hosts for the SSH-managed nodes (auto: when root)')
     p_up.add_argument('--artefact-mib', type=int, default=64, help='size of each generated artefact')
     p_up.add_argument('--fresh', action='store_true', help='empty the state root first (only a lab\'s own)')
+    p_up.add_argument('--intent', default=INTENT_DIR,
+                      help='the intent directory (cluster.yaml, nodes.yaml); default inventory/dev')
     sub.add_parser('down')
     sub.add_parser('hosts', help='start the test hosts for a lab that is up without them')
     p_site = sub.add_parser('site')

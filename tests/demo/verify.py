@@ -12,8 +12,9 @@ scenarios' verify playbooks call it.
 Checks:
 ``contracts``        proxmox.env (mode 0600), manifest.json, outputs.json and latest.env against
                      their schemas (_contracts), and the run's own directory runs/<RUN_ID>/.
-``vms``              the VMs in the simulator are exactly the intent's enabled nodes.
-``no_vms``           the simulator holds no VM.
+``vms``              the VMs and containers in the simulator are exactly the intent's enabled nodes
+                     (each a qemu VM, or a container for ``guest: lxc``).
+``no_vms``           the simulator holds no VM and no container.
 ``nodes``            the roles' effects on each SSH-managed node, seen over SSH as its ssh_user.
 ``idempotent``       the last site run changed nothing on the nodes and Terraform changed nothing.
 ``secrets``          the token secret is in proxmox.env only: in no other file under the state
@@ -100,8 +101,12 @@ class Context:
         return data.get('log', data) if isinstance(data, dict) else data
 
 
-def intent_nodes() -> list[dict]:
-    with open(INTENT_NODES, encoding='utf-8') as handle:
+def intent_nodes(ctx: Context | None = None) -> list[dict]:
+    """The enabled nodes of the lab's intent (``up --intent``; default inventory/dev)."""
+    path = INTENT_NODES
+    if ctx is not None and ctx.lab.get('intent_dir'):
+        path = os.path.join(ctx.lab['intent_dir'], 'nodes.yaml')
+    with open(path, encoding='utf-8') as handle:
         nodes = yaml.safe_load(handle)['nodes']
     return [n for n in nodes if n.get('enabled', True)]
 
@@ -126,19 +131,21 @@ def check_contracts(ctx: Context) -> str:
     run_dir = ctx.path('runs', latest['RUN_ID'])
     if not os.path.isdir(run_dir):
         raise Failed(f'the run directory {run_dir} is missing')
-    wanted = sorted(n['name'] for n in intent_nodes() if n['os'] == 'ubuntu')
+    wanted = sorted(n['name'] for n in intent_nodes(ctx) if n['os'] == 'ubuntu')
     if sorted(n['name'] for n in outputs['nodes']) != wanted:
         raise Failed(f'outputs.json nodes {[n["name"] for n in outputs["nodes"]]} != the intent\'s SSH-managed nodes {wanted}')
     return f'proxmox.env, manifest.json, outputs.json, latest.env valid; run dir {os.path.basename(run_dir)}'
 
 
 def check_vms(ctx: Context) -> str:
+    # VMs and containers share one id space; a container's name is its hostname.
     vms = ctx.sim('vms')
-    found = sorted((vm['vmid'], vm.get('config', {}).get('name')) for vm in vms)
-    wanted = sorted((n['vmid'], n['name']) for n in intent_nodes())
+    found = sorted((vm['vmid'], vm.get('type', 'qemu'), vm.get('config', {}).get('name')
+                    or vm.get('config', {}).get('hostname')) for vm in vms)
+    wanted = sorted((n['vmid'], 'lxc' if n.get('guest') == 'lxc' else 'qemu', n['name']) for n in intent_nodes(ctx))
     if found != wanted:
-        raise Failed(f'VMs in the simulator {found} != the intent {wanted}')
-    return f'{len(found)} VMs: ' + ', '.join(f'{v} {n}' for v, n in found)
+        raise Failed(f'VMs and containers in the simulator {found} != the intent {wanted}')
+    return f'{len(found)} VMs and containers: ' + ', '.join(f'{v} {n} ({t})' for v, t, n in found)
 
 
 def check_no_vms(ctx: Context) -> str:

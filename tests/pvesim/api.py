@@ -6,6 +6,7 @@ check, handler). Tests enumerate it to hold the simulator to the official schema
 
 from __future__ import annotations
 
+import base64
 import bz2
 import gzip
 import hashlib
@@ -309,6 +310,10 @@ def _vm_summary(vm: VM) -> dict:
     return entry
 
 
+def _guest_summary(vm: VM) -> dict:
+    return _ct_summary(vm) if vm.type == 'lxc' else _vm_summary(vm)
+
+
 def get_cluster_resources(ctx: Ctx) -> object:
     sim = ctx.sim
     wanted = ctx.params.get('type')
@@ -319,11 +324,11 @@ def get_cluster_resources(ctx: Ctx) -> object:
         for vm in vms:
             if not ctx.checker.has(f'/vms/{vm.vmid}', ['VM.Audit']):
                 continue
-            entry = _vm_summary(vm)
-            entry.update({'id': f'qemu/{vm.vmid}', 'type': 'qemu', 'node': vm.node,
-                          'template': 1 if vm.template else 0, 'hastate': None})
-            entry.pop('hastate')
+            entry = _guest_summary(vm)
+            entry.update({'id': f'{vm.type}/{vm.vmid}', 'type': vm.type, 'node': vm.node,
+                          'template': 1 if vm.template else 0})
             entry.pop('pid', None)
+            entry.pop('maxswap', None)
             entry['maxcpu'] = entry.pop('cpus')
             if vm.pool:
                 entry['pool'] = vm.pool
@@ -366,15 +371,18 @@ def get_pools(ctx: Ctx) -> object:
         raise ApiError(500, f"pool '{poolid}' does not exist")
     wanted = ctx.params.get('type')
     members: list[dict] = []
-    if wanted in (None, 'qemu'):
-        with sim.lock:
-            vms = [sim.vms[v] for v in sorted(pools[poolid]['vms']) if v in sim.vms]
-        for vm in vms:
-            entry = _vm_summary(vm)
-            entry.update({'id': f'qemu/{vm.vmid}', 'type': 'qemu', 'node': vm.node, 'template': 1 if vm.template else 0})
-            entry.pop('pid', None)
-            entry['maxcpu'] = entry.pop('cpus')
-            members.append(entry)
+    with sim.lock:
+        vms = [sim.vms[v] for v in sorted(pools[poolid]['vms']) if v in sim.vms]
+    for vm in vms:
+        if wanted not in (None, vm.type):
+            continue
+        entry = _guest_summary(vm)
+        entry.update({'id': f'{vm.type}/{vm.vmid}', 'type': vm.type, 'node': vm.node,
+                      'template': 1 if vm.template else 0})
+        entry.pop('pid', None)
+        entry.pop('maxswap', None)
+        entry['maxcpu'] = entry.pop('cpus')
+        members.append(entry)
     if wanted in (None, 'storage'):
         for storeid in sorted(pools[poolid]['storage']):
             for name in sorted(sim.nodes):
@@ -384,6 +392,15 @@ def get_pools(ctx: Ctx) -> object:
     if sim.pools.get(poolid, {}).get('comment') is not None:
         entry['comment'] = str(sim.pools[poolid]['comment'])
     return [entry]
+
+
+def get_pool(ctx: Ctx) -> object:
+    """GET /pools/{poolid} (the older per-pool path, still served): the pool and its members."""
+    if ctx.params['poolid'] not in ctx.sim.access.pools:
+        raise ApiError(500, f"pool '{ctx.params['poolid']}' does not exist")
+    entry = get_pools(ctx)[0]
+    entry.pop('poolid')
+    return entry
 
 
 def get_nextid(ctx: Ctx) -> object:
@@ -532,7 +549,7 @@ def get_storage_content(ctx: Ctx) -> object:
         if ctx.params.get('vmid') is not None and entry.get('vmid') != ctx.params['vmid']:
             continue
         # VM images are listed only where the caller may audit the VM (or allocate on the storage)
-        if entry['content'] == 'images' and not (
+        if entry['content'] in ('images', 'rootdir') and not (
                 ctx.checker.has(f"/vms/{entry['vmid']}", ['VM.Audit'])
                 or ctx.checker.has(f'/storage/{storeid}', ['Datastore.Allocate'])):
             continue
@@ -895,7 +912,7 @@ def delete_task(ctx: Ctx) -> object:
 def list_qemu(ctx: Ctx) -> object:
     node = _node(ctx)
     with ctx.sim.lock:
-        vms = [vm for vm in ctx.sim.vms.values() if vm.node == node]
+        vms = [vm for vm in ctx.sim.vms.values() if vm.node == node and vm.type == 'qemu']
     return [_vm_summary(vm) for vm in sorted(vms, key=lambda v: v.vmid)
             if ctx.checker.has(f'/vms/{vm.vmid}', ['VM.Audit'])]
 
@@ -1188,7 +1205,8 @@ def create_qemu(ctx: Ctx) -> object:
     with sim.lock:
         if vmid in sim.vms:
             # create_and_lock_config -> PVE::Cluster::check_vmid_unused
-            raise ApiError(500, f"unable to create VM {vmid} - VM {vmid} already exists on node '{sim.vms[vmid].node}'")
+            other = sim.vms[vmid]
+            raise ApiError(500, f"unable to create VM {vmid} - {other.kind} {vmid} already exists on node '{other.node}'")
         vm = VM(vmid, node, {}, pool=pool)
         vm.lock = 'create'
         sim.vms[vmid] = vm
@@ -1663,9 +1681,639 @@ def agent_network(ctx: Ctx) -> object:
     ]}
 
 
+_VMP = {'node': NODE, 'vmid': VMID}
+
+
+# ---------------------------------------------------------------------------------------------
+# lxc containers (pve-container's API2/LXC.pm, API2/LXC/Config.pm and API2/LXC/Status.pm)
+_LXC_NET_SUB = {
+    'name': S(optional=False, pattern=r'[-_.\w\d]+'), 'bridge': S(pattern=r'[-_.\w\d]+'), 'firewall': B(),
+    'gw': S(), 'gw6': S(), 'host-managed': B(), 'hwaddr': S(pattern=r'[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}'),
+    'ip': S(), 'ip6': S(), 'link_down': B(), 'mtu': Int(minimum=64, maximum=65535), 'rate': N(),
+    'tag': Int(minimum=1, maximum=4094), 'trunks': S(pattern=r'\d+(?:;\d+)*'), 'type': S(enum=('veth',)),
+}
+LXC_NET = S(subkeys=_LXC_NET_SUB)
+_MOUNT_SUB = {'volume': S(optional=False), 'acl': B(), 'mountoptions': S(), 'quota': B(), 'replicate': B(),
+              'ro': B(), 'shared': B(), 'size': S()}
+ROOTFS = S(subkeys=_MOUNT_SUB, default_key='volume')
+MOUNTPOINT = S(subkeys={**_MOUNT_SUB, 'mp': S(optional=False), 'backup': B(), 'keepattrs': B()},
+               default_key='volume')
+FEATURES = S(subkeys={'force_rw_sys': B(), 'fuse': B(), 'keyctl': B(), 'mknod': B(), 'mount': S(), 'nesting': B()})
+LXC_DEV = S(subkeys={'path': S(), 'deny-write': B(), 'gid': Int(minimum=0), 'mode': S(), 'uid': Int(minimum=0)},
+            default_key='path')
+LXC_CONFIG_PARAMS: dict[str, Param] = {
+    'arch': S(enum=('amd64', 'i386', 'arm64', 'armhf', 'riscv32', 'riscv64')),
+    'cmode': S(enum=('shell', 'console', 'tty')), 'console': B(), 'cores': Int(minimum=1, maximum=8192),
+    'cpulimit': N(minimum=0, maximum=8192), 'cpuunits': Int(minimum=0, maximum=500000), 'debug': B(),
+    'description': S(max_length=8192), 'dev[n]': LXC_DEV,
+    'entrypoint': S(pattern=r'[^\x00-\x08\x10-\x1F\x7F]+'),
+    'env': S(pattern=r'(?:\w+=[^\x00-\x08\x10-\x1F\x7F]*)(?:\0\w+=[^\x00-\x08\x10-\x1F\x7F]*)*'),
+    'features': FEATURES, 'hookscript': S(), 'hostname': S(max_length=255),
+    'lock': S(enum=('backup', 'create', 'destroyed', 'disk', 'fstrim', 'migrate', 'mounted', 'rollback', 'snapshot',
+                    'snapshot-delete')),
+    'memory': Int(minimum=16), 'mp[n]': MOUNTPOINT, 'nameserver': S(), 'net[n]': LXC_NET, 'onboot': B(),
+    'ostype': S(enum=('debian', 'devuan', 'ubuntu', 'centos', 'fedora', 'opensuse', 'archlinux', 'alpine', 'gentoo',
+                      'nixos', 'unmanaged')),
+    'protection': B(), 'rootfs': ROOTFS, 'searchdomain': S(), 'startup': S(), 'swap': Int(minimum=0), 'tags': S(),
+    'template': B(), 'timezone': S(), 'tty': Int(minimum=0, maximum=6), 'unprivileged': B(),
+    'unused[n]': S(subkeys={'volume': S(optional=False)}, default_key='volume'),
+}
+LXC_CREATE_PARAMS: dict[str, Param] = {
+    **_VMP, **LXC_CONFIG_PARAMS, 'ostemplate': S(optional=False, max_length=255), 'bwlimit': N(minimum=0),
+    'force': B(), 'ha-managed': B(), 'ignore-unpack-errors': B(), 'password': S(min_length=5), 'pool': S(),
+    'restore': B(), 'ssh-public-keys': S(), 'start': B(), 'storage': S(pattern=STORAGE.pattern), 'unique': B(requires='restore'),
+}
+# the values the API takes but never writes to the container's config
+_LXC_CREATE_ONLY = ('node', 'vmid', 'ostemplate', 'bwlimit', 'force', 'ha-managed', 'ignore-unpack-errors',
+                    'password', 'pool', 'restore', 'ssh-public-keys', 'start', 'storage', 'unique', 'debug')
+NEW_VOLUME_RE = re.compile(r'(?:([a-z][a-z0-9\-_.]*[a-z0-9]):)?(\d+(?:\.\d+)?)\Z')
+_SSH_KEY_RE = re.compile(r'(?:\S+\s+)?((?:ssh|ecdsa|sk)-[a-z0-9@.-]+)\s+([A-Za-z0-9+/]+={0,2})(?:\s.*)?\Z')
+_OSTYPES = ('debian', 'devuan', 'ubuntu', 'centos', 'fedora', 'opensuse', 'archlinux', 'alpine', 'gentoo', 'nixos')
+
+
+def _ct_for(ctx: Ctx) -> VM:
+    return ctx.sim.ct(int(ctx.params['vmid']), _node(ctx))
+
+
+def _mib(value: object, default: int) -> int:
+    try:
+        return int(str(value)) * 1048576
+    except ValueError:
+        return default * 1048576
+
+
+def _ct_rootfs_size(ct: VM) -> int:
+    parsed, err = parse_property_string(str(ct.config.get('rootfs', '')), ROOTFS)
+    if err or not parsed.get('size'):
+        return 0
+    try:
+        return parse_size(str(parsed['size']))
+    except ValueError:
+        return 0
+
+
+def _ct_summary(ct: VM) -> dict:
+    """PVE::LXC::vmstatus for one container."""
+    running = ct.status == 'running'
+    maxmem = _mib(ct.config.get('memory', 512), 512)
+    entry = {'vmid': ct.vmid, 'name': str(ct.config.get('hostname') or f'CT{ct.vmid}'), 'status': ct.status,
+             'type': 'lxc', 'maxmem': maxmem, 'maxswap': _mib(ct.config.get('swap', 512), 512),
+             'maxdisk': _ct_rootfs_size(ct), 'cpus': int(ct.config.get('cores', 1)),
+             'cpu': 0.01 if running else 0, 'mem': maxmem // 8 if running else 0,
+             'disk': _ct_rootfs_size(ct) // 10 if running else 0,
+             'uptime': int(time.time() - ct.started_at) if running and ct.started_at else 0,
+             'netin': 0, 'netout': 0, 'diskread': 0, 'diskwrite': 0}
+    if ct.template:
+        entry['template'] = 1
+    if ct.config.get('tags'):
+        entry['tags'] = str(ct.config['tags'])
+    if ct.lock:
+        entry['lock'] = ct.lock
+    return entry
+
+
+def list_lxc(ctx: Ctx) -> object:
+    node = _node(ctx)
+    with ctx.sim.lock:
+        cts = [ct for ct in ctx.sim.vms.values() if ct.node == node and ct.type == 'lxc']
+    return [_ct_summary(ct) for ct in sorted(cts, key=lambda c: c.vmid)
+            if ctx.checker.has(f'/vms/{ct.vmid}', ['VM.Audit'])]
+
+
+def _validate_ssh_keys(text: str) -> None:
+    """PVE::Tools::validate_ssh_public_keys: every non-empty line must be a public key."""
+    for line in text.split('\n'):
+        if not line.strip():
+            continue
+        match = _SSH_KEY_RE.fullmatch(line.strip())
+        valid = False
+        if match:
+            try:
+                blob = base64.b64decode(match.group(2), validate=True)
+                length = struct.unpack('>I', blob[:4])[0]
+                valid = blob[4:4 + length].decode() == match.group(1)
+            except (ValueError, struct.error, UnicodeDecodeError):
+                valid = False
+        if not valid:
+            raise ApiError(500, 'SSH public key validation error')
+
+
+def _check_ct_vnet(ctx: Ctx, raw_net: str) -> None:
+    """check_bridge_access -> PVE::GuestHelpers::check_vnet_access, as for VMs."""
+    net, dummy = parse_property_string(raw_net, LXC_NET)
+    bridge = net.get('bridge')
+    if not bridge:
+        return
+    path = f'/sdn/zones/{ctx.sim.sdn_zone}/{bridge}'
+    tags = {int(part) for part in str(net.get('trunks') or '').split(';') if part.strip()}
+    if net.get('tag'):
+        _perm(ctx, f"{path}/{net['tag']}", ['SDN.Use'])
+    for tag in sorted(tags):
+        _perm(ctx, f'{path}/{tag}', ['SDN.Use'])
+    if not net.get('tag') and not tags:
+        _perm(ctx, path, ['SDN.Use'])
+
+
+def _check_ct_modify_perms(ctx: Ctx, vmid: int, pool: object, old: dict | None, new: dict[str, object],
+                           deletes: list[str], unprivileged: bool) -> None:
+    """PVE::LXC::check_ct_modify_config_perm, option by option (sorted: Perl's hash order is random)."""
+    if ctx.authid == 'root@pam':
+        return
+
+    def need(privs: list[str]) -> None:
+        _vm_perm(ctx, vmid, pool, privs)
+
+    for opt, deleting in [(k, False) for k in sorted(new)] + [(k, True) for k in deletes]:
+        if opt in ('cores', 'cpuunits', 'cpulimit'):
+            need(['VM.Config.CPU'])
+        elif opt == 'rootfs' or re.fullmatch(r'mp\d+', opt):
+            need(['VM.Config.Disk'])
+            if deleting:
+                continue
+            mount, dummy = parse_property_string(str(new[opt]), MOUNTPOINT if opt != 'rootfs' else ROOTFS)
+            volid = str(mount.get('volume', ''))
+            if volid.startswith('/'):
+                kind = 'device' if volid.startswith('/dev/') else 'bind'
+                raise PermissionDenied(f'Permission check failed (mount point type {kind} is only allowed for root@pam)')
+            match = NEW_VOLUME_RE.fullmatch(volid)
+            if match:
+                if match.group(1):
+                    _perm(ctx, f'/storage/{match.group(1)}', ['Datastore.AllocateSpace'])
+            else:
+                try:
+                    storeid, content, dummy_name, owner, dummy_path = ctx.sim.parse_volid(volid)
+                except ValueError:
+                    raise ApiError(500, 'Only root can pass arbitrary filesystem paths.') from None
+                _check_volume_access(ctx, storeid, content, owner, vmid)
+        elif opt in ('memory', 'swap'):
+            need(['VM.Config.Memory'])
+        elif re.fullmatch(r'net\d+', opt):
+            need(['VM.Config.Network'])
+            if not deleting:
+                _check_ct_vnet(ctx, str(new[opt]))
+        elif re.fullmatch(r'dev\d+', opt):
+            raise PermissionDenied('Permission check failed (configuring device passthrough is only allowed for root@pam)')
+        elif opt in ('nameserver', 'searchdomain', 'hostname'):
+            need(['VM.Config.Network'])
+        elif opt == 'features':
+            if not unprivileged:
+                raise PermissionDenied('Permission check failed (changing feature flags for privileged container '
+                                       'is only allowed for root@pam)')
+            wanted = {} if deleting else _set_features(str(new[opt]))
+            before = _set_features(str((old or {}).get('features', '')))
+            changed = {key for key in set(wanted) | set(before) if wanted.get(key) != before.get(key)}
+            if changed - {'nesting'}:
+                raise PermissionDenied('Permission check failed (changing feature flags (except nesting) is only '
+                                       'allowed for root@pam)')
+            if 'nesting' in changed:
+                need(['VM.Allocate'])
+        elif opt == 'hookscript':
+            raise PermissionDenied('Permission check failed (changing the hookscript is only allowed for root@pam)')
+        elif opt == 'tags':
+            continue  # checked against the tag-style rules, as for VMs (not simulated)
+        else:
+            need(['VM.Config.Options'])
+
+
+def _set_features(text: str) -> dict[str, object]:
+    """The feature flags that are on (a flag set to 0 is the same as one left out)."""
+    parsed, dummy = parse_property_string(text, FEATURES)
+    return {key: value for key, value in parsed.items() if value not in (0, '', None)}
+
+
+def _ct_storage(ctx: Ctx, storeid: str) -> None:
+    """$check_and_activate_storage in LXC.pm's create_vm."""
+    store = ctx.sim.storage(storeid)
+    if 'rootdir' not in store['content']:
+        raise param_error({'storage': f"storage '{storeid}' does not support container directories"})
+    _perm(ctx, f'/storage/{storeid}', ['Datastore.AllocateSpace'])
+
+
+def _ct_disk_name(sim: Simulator, storeid: str, vmid: int, taken: set[str]) -> str:
+    ext = '.raw' if _file_based(sim.storage(storeid)) else ''
+    index = 0
+    while True:
+        name = f'vm-{vmid}-disk-{index}{ext}'
+        if name not in taken and not os.path.exists(sim.volume_path(storeid, 'images', name, vmid)):
+            taken.add(name)
+            return name
+        index += 1
+
+
+def _print_mount(mount: dict[str, object], key: str = 'volume') -> str:
+    return ','.join([str(mount[key])] + [f'{k}={mount[k]}' for k in sorted(mount) if k != key])
+
+
+def _ct_allocate(sim: Simulator, vmid: int, key: str, raw_value: str, task: Task | None, taken: set[str]) -> str:
+    """A new 'STORAGE:SIZE_GiB' mount point becomes a volume; anything else is kept as given."""
+    mount, dummy = parse_property_string(raw_value, MOUNTPOINT if key != 'rootfs' else ROOTFS)
+    match = NEW_VOLUME_RE.fullmatch(str(mount['volume']))
+    if not match:
+        return _print_mount(mount)
+    storeid = match.group(1)
+    size = int(float(match.group(2)) * (1 << 30))
+    store = sim.storage(storeid)
+    if sim.storage_usage(storeid) + size > int(store['total']):
+        raise TaskError(f"unable to create image: not enough free space on storage '{storeid}'")
+    name = _ct_disk_name(sim, storeid, vmid, taken)
+    path = sim.volume_path(storeid, 'images', name, vmid)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as handle:
+        handle.truncate(size)
+    volid = sim.volid_for(storeid, 'images', name, vmid)
+    if task:
+        task.write(f"Formatting '{path}', fmt=raw size={size}")
+    mount['volume'] = volid
+    mount['size'] = format_size(size)
+    return _print_mount(mount)
+
+
+def _print_ct_net(net: dict[str, object]) -> str:
+    net.setdefault('hwaddr', _random_mac())
+    net.setdefault('type', 'veth')
+    return ','.join([f"name={net['name']}"] + [f'{k}={net[k]}' for k in sorted(net) if k != 'name'])
+
+
+def _ct_settings(settings: dict[str, object]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in settings.items():
+        decl = declared(LXC_CONFIG_PARAMS, key)
+        if re.fullmatch(r'net\d+', key):
+            net, dummy = parse_property_string(str(value), LXC_NET)
+            out[key] = _print_ct_net(net)
+        elif decl is not None and decl.type == 'boolean':
+            out[key] = int(value)
+        else:
+            out[key] = value
+    return out
+
+
+def create_lxc(ctx: Ctx) -> object:
+    sim = ctx.sim
+    node = _node(ctx)
+    vmid = int(ctx.params['vmid'])
+    params = dict(ctx.params)
+    restore, force = _bool(params.get('restore', 0)), _bool(params.get('force', 0))
+    with sim.lock:
+        existing = sim.vms.get(vmid)
+    if existing is not None and not (restore and force and existing.type == 'lxc'):
+        # PVE::Cluster::check_vmid_unused, first thing in create_vm
+        raise ApiError(500, f"{existing.kind} {vmid} already exists on node '{existing.node}'")
+    if restore:
+        raise ApiError(500, 'restoring a backup is not simulated')
+    if params.get('ssh-public-keys') is not None:
+        _validate_ssh_keys(str(params['ssh-public-keys']))
+    pool = params.get('pool')
+    if pool is not None and pool not in sim.pools:
+        raise PermissionDenied(f"Permission check failed (pool '{pool}' does not exist)")
+    if not ctx.checker.has(f'/vms/{vmid}', ['VM.Allocate']) and not (
+            pool and ctx.checker.has(f'/pool/{pool}', ['VM.Allocate'])):
+        raise PermissionDenied('Permission check failed')
+    unprivileged = bool(_bool(params.get('unprivileged', 0)))
+    storage = str(params.get('storage') or 'local')
+    settings = {k: v for k, v in params.items() if k not in _LXC_CREATE_ONLY}
+    _check_ct_modify_perms(ctx, vmid, pool, None, settings, [], unprivileged)
+    if not unprivileged and ctx.authid != 'root@pam':
+        _perm(ctx, '/', ['Sys.Modify'])  # a privileged container is as good as root on the host
+    ostemplate = str(params['ostemplate'])
+    if ostemplate == '-':
+        raise ApiError(500, 'pipe requires cli environment')
+    try:
+        tmpl_store, tmpl_content, tmpl_name, tmpl_owner, tmpl_path = sim.parse_volid(ostemplate)
+    except ValueError:
+        if ctx.authid != 'root@pam':
+            raise ApiError(500, 'Only root can pass arbitrary filesystem paths.') from None
+        raise ApiError(500, f"unable to parse volume ID '{ostemplate}'") from None
+    if ctx.authid != 'root@pam':
+        if tmpl_content != 'vztmpl':
+            raise ApiError(500, f"unable to use volume {ostemplate} - content type needs to be 'vztmpl'")
+        _check_volume_access(ctx, tmpl_store, tmpl_content, tmpl_owner, vmid)
+    for key in sorted(settings):
+        if key == 'rootfs' or re.fullmatch(r'mp\d+', key):
+            mount, dummy = parse_property_string(str(settings[key]), MOUNTPOINT if key != 'rootfs' else ROOTFS)
+            volid = str(mount['volume'])
+            if volid.startswith('/'):
+                if ctx.authid != 'root@pam':
+                    raise ApiError(500, 'Only root can pass arbitrary filesystem paths.')
+                continue
+            match = NEW_VOLUME_RE.fullmatch(volid)
+            storeid = (match.group(1) or storage) if match else volid.split(':', 1)[0]
+            if match and not match.group(1):
+                settings[key] = _print_mount({**mount, 'volume': f'{storeid}:{match.group(2)}'})
+            _ct_storage(ctx, storeid)
+    if 'rootfs' not in settings:
+        _ct_storage(ctx, storage)
+        settings['rootfs'] = f'{storage}:4'  # the API's default: 4 GiB on 'storage'
+    start = bool(_bool(params.get('start', 0)))
+    if start:
+        _vm_perm(ctx, vmid, pool, ['VM.PowerMgmt'])
+    settings = _ct_settings(settings)
+    with sim.lock:
+        if vmid in sim.vms:  # create_and_lock_config
+            raise ApiError(500, f"unable to create CT {vmid} - {sim.vms[vmid].kind} {vmid} already exists on node "
+                                f"'{sim.vms[vmid].node}'")
+        ct = VM(vmid, node, {}, pool=pool, type='lxc')
+        ct.lock = 'create'
+        sim.vms[vmid] = ct
+        sim.set_pool(vmid, pool)
+
+    def work(task: Task) -> None:
+        if not os.path.isfile(tmpl_path):
+            raise TaskError(f"can't find file '{ostemplate}'")
+        if tmpl_content != 'vztmpl':
+            raise TaskError(f"unable to use volume {ostemplate} - content type needs to be 'vztmpl'")
+        taken: set[str] = set()
+        config: dict[str, object] = {}
+        for key, value in settings.items():
+            config[key] = _ct_allocate(sim, vmid, key, str(value), task, taken) \
+                if key == 'rootfs' or re.fullmatch(r'mp\d+', key) else value
+        task.write(f"extracting archive '{tmpl_path}'")
+        task.write(f'Total bytes read: {os.path.getsize(tmpl_path)}')
+        config.setdefault('arch', 'amd64')
+        task.write(f"Detected container architecture: {config['arch']}")
+        if 'ostype' not in config:
+            # the real server reads the distribution from the extracted tree; the template name
+            # carries it for the appliance index's templates
+            config['ostype'] = next((os_ for os_ in _OSTYPES if tmpl_name.startswith(os_)), 'unmanaged')
+        if unprivileged:
+            config['unprivileged'] = 1
+        if params.get('ssh-public-keys'):
+            task.write('Installing SSH public keys for root')
+        task.write("Creating SSH host key 'ssh_host_ed25519_key' - this may take some time ...")
+        with sim.lock:
+            ct.config = config
+            ct.lock = None
+        if start:
+            _ct_do_start(sim, ct, task)
+
+    def cleanup() -> None:
+        with sim.lock:
+            if sim.vms.get(vmid) is ct and ct.lock == 'create':
+                sim.vms.pop(vmid, None)
+                sim.set_pool(vmid, None)
+                _remove_vm_files(sim, vmid)
+    return sim.start_task(node, 'vzcreate', str(vmid), ctx.authid, work, cleanup)
+
+
+def get_ct_index(ctx: Ctx) -> object:
+    _ct_for(ctx)
+    return [{'subdir': name} for name in ('config', 'pending', 'status', 'interfaces', 'snapshot', 'resize')]
+
+
+def get_ct_config(ctx: Ctx) -> object:
+    ct = _ct_for(ctx)
+    with ctx.sim.lock:
+        config = dict(ct.config)
+        lock = ct.lock
+    out: dict[str, object] = {}
+    for key, value in config.items():
+        decl = declared(LXC_CONFIG_PARAMS, key)
+        if decl is not None and decl.type in ('integer', 'boolean'):
+            out[key] = int(value)
+        elif decl is not None and decl.type == 'number':
+            number = float(value)
+            out[key] = int(number) if number.is_integer() else number
+        else:
+            out[key] = str(value)
+    if lock:
+        out['lock'] = lock
+    out['digest'] = _digest(config)
+    return out
+
+
+def put_ct_config(ctx: Ctx) -> object:
+    sim = ctx.sim
+    ct = _ct_for(ctx)
+    vmid = ct.vmid
+    settings = {k: v for k, v in ctx.params.items() if k not in ('node', 'vmid', 'digest', 'delete', 'revert')}
+    deletes = [k for k in re.split(r'[,;\s]+', str(ctx.params.get('delete') or '')) if k]
+    if not deletes and not settings and not ctx.params.get('revert'):
+        raise ApiError(500, 'no options specified')
+    with sim.lock:
+        if ct.lock:
+            raise ApiError(500, f'CT is locked ({ct.lock})')
+        digest = ctx.params.get('digest')
+        if digest and digest != _digest(ct.config):
+            raise ApiError(500, 'detected modified configuration - file changed by other user? Try again.')
+        old = dict(ct.config)
+    for key in deletes:
+        if key in settings:
+            raise param_error({'delete': f"you can't use '-{key}' and -delete {key}' at the same time"})
+        if declared(LXC_CONFIG_PARAMS, key) is None:
+            raise param_error({'delete': f"unknown option '{key}'"})
+    _check_ct_modify_perms(ctx, vmid, None, old, settings, deletes, str(old.get('unprivileged', 0)) == '1')
+    for key in sorted(set(settings) | set(deletes)):
+        if key in ('unprivileged', 'ostype', 'arch', 'template') and key in settings \
+                and str(settings[key]) != str(old.get(key, '')):
+            raise ApiError(500, f"unable to modify read-only option: '{key}'")
+        if key == 'rootfs' and key in deletes:
+            raise ApiError(500, "unable to delete required option 'rootfs'")
+    settings = _ct_settings(settings)
+    taken: set[str] = set()
+    try:
+        allocated = {key: _ct_allocate(sim, vmid, key, str(value), None, taken)
+                     for key, value in settings.items() if re.fullmatch(r'mp\d+', key) and key not in old}
+    except TaskError as exc:
+        raise ApiError(500, str(exc)) from None
+    with sim.lock:
+        for key in deletes:
+            value = ct.config.pop(key, None)
+            if value is not None and re.fullmatch(r'mp\d+', key):
+                mount, dummy = parse_property_string(str(value), MOUNTPOINT)
+                index = next(i for i in range(256) if f'unused{i}' not in ct.config)
+                ct.config[f'unused{index}'] = mount['volume']
+        for key, value in settings.items():
+            ct.config[key] = allocated.get(key, value)
+    return None
+
+
+def get_ct_status(ctx: Ctx) -> object:
+    ct = _ct_for(ctx)
+    entry = _ct_summary(ct)
+    entry['ha'] = {'managed': 0}
+    return entry
+
+
+def _ct_do_start(sim: Simulator, ct: VM, task: Task) -> None:
+    with sim.lock:
+        config = dict(ct.config)
+    for key, value in sorted(config.items()):
+        if re.fullmatch(r'net\d+', key):
+            net, dummy = parse_property_string(str(value), LXC_NET)
+            if net.get('bridge') and net['bridge'] not in sim.bridges:
+                raise TaskError(f"bridge '{net['bridge']}' does not exist")
+        if key == 'rootfs' or re.fullmatch(r'mp\d+', key):
+            mount, dummy = parse_property_string(str(value), MOUNTPOINT if key != 'rootfs' else ROOTFS)
+            volid = str(mount.get('volume', ''))
+            if ':' in volid:
+                try:
+                    dummy_s, dummy_c, dummy_n, dummy_o, path = sim.parse_volid(volid)
+                except (ValueError, ApiError):
+                    continue
+                if not os.path.exists(path):
+                    raise TaskError(f"volume '{volid}' does not exist")
+    with sim.lock:
+        sim.mark_running(ct)
+    task.write(f'CT {ct.vmid} started')
+
+
+def _ct_running_guard(ct: VM) -> None:
+    if ct.status != 'running':
+        raise ApiError(500, f'CT {ct.vmid} not running')
+
+
+def ct_start(ctx: Ctx) -> object:
+    ct = _ct_for(ctx)
+    if ctx.params.get('skiplock') and ctx.authid != 'root@pam':
+        raise param_error({'skiplock': 'Only root may use this option.'})
+    if ct.status == 'running':
+        raise ApiError(500, f'CT {ct.vmid} already running')
+    if ct.template:
+        raise ApiError(500, 'you cannot start a CT which is a template')
+    if ct.lock and not ctx.params.get('skiplock'):
+        raise ApiError(500, f'CT is locked ({ct.lock})')
+    return ctx.sim.start_task(_node(ctx), 'vzstart', str(ct.vmid), ctx.authid,
+                              lambda task: _ct_do_start(ctx.sim, ct, task))
+
+
+def ct_stop(ctx: Ctx) -> object:
+    ct = _ct_for(ctx)
+    if ctx.params.get('skiplock') and ctx.authid != 'root@pam':
+        raise param_error({'skiplock': 'Only root may use this option.'})
+    _ct_running_guard(ct)
+    return ctx.sim.start_task(_node(ctx), 'vzstop', str(ct.vmid), ctx.authid,
+                              lambda task: _do_stop(ctx.sim, ct, task))
+
+
+def ct_shutdown(ctx: Ctx) -> object:
+    ct = _ct_for(ctx)
+    _ct_running_guard(ct)
+    return ctx.sim.start_task(_node(ctx), 'vzshutdown', str(ct.vmid), ctx.authid,
+                              lambda task: _do_stop(ctx.sim, ct, task))
+
+
+def ct_reboot(ctx: Ctx) -> object:
+    ct = _ct_for(ctx)
+    _ct_running_guard(ct)
+
+    def work(task: Task) -> None:
+        _do_stop(ctx.sim, ct, task)
+        _ct_do_start(ctx.sim, ct, task)
+    return ctx.sim.start_task(_node(ctx), 'vzreboot', str(ct.vmid), ctx.authid, work)
+
+
+def ct_delete(ctx: Ctx) -> object:
+    sim = ctx.sim
+    ct = _ct_for(ctx)
+    if str(ct.config.get('protection', 0)) == '1':
+        raise ApiError(500, f"can't remove CT {ct.vmid} - protection mode enabled")
+    if ct.lock:
+        raise ApiError(500, f'CT is locked ({ct.lock})')
+    force = bool(_bool(ctx.params.get('force', 0)))
+    if ct.status == 'running' and not force:
+        raise ApiError(500, f'unable to destroy CT {ct.vmid} - container is running')
+    with sim.lock:
+        ct.lock = 'destroyed'
+
+    def work(task: Task) -> None:
+        if ct.status == 'running':
+            _do_stop(sim, ct, task)
+        _remove_vm_files(sim, ct.vmid)
+        with sim.lock:
+            sim.vms.pop(ct.vmid, None)
+            sim.set_pool(ct.vmid, None)
+        task.write(f'Removed CT {ct.vmid}')
+
+    def cleanup() -> None:
+        with sim.lock:
+            ct.lock = None
+    return sim.start_task(_node(ctx), 'vzdestroy', str(ct.vmid), ctx.authid, work, cleanup)
+
+
+def ct_resize(ctx: Ctx) -> object:
+    sim = ctx.sim
+    ct = _ct_for(ctx)
+    disk = str(ctx.params['disk'])
+    text = str(ctx.params['size'])
+    digest = ctx.params.get('digest')
+    if digest and digest != _digest(ct.config):
+        raise ApiError(500, 'detected modified configuration - file changed by other user? Try again.')
+    if ct.lock:
+        raise ApiError(500, f'CT is locked ({ct.lock})')
+    if disk not in ct.config:
+        raise ApiError(500, f"disk '{disk}' does not exist")
+    mount, dummy = parse_property_string(str(ct.config[disk]), MOUNTPOINT if disk != 'rootfs' else ROOTFS)
+    volid = str(mount['volume'])
+    try:
+        storeid, dummy_content, dummy_name, dummy_owner, path = sim.parse_volid(volid)
+    except ValueError:
+        raise ApiError(500, f"{disk}: resizing a bind mount point is not possible") from None
+    _perm(ctx, f'/storage/{storeid}', ['Datastore.AllocateSpace'])
+    current = os.path.getsize(path) if os.path.exists(path) else 0
+    grow = text.startswith('+')
+    amount = parse_size(text.lstrip('+'))
+    new_size = current + amount if grow else amount
+    if new_size < current:
+        raise ApiError(500, 'unable to shrink disk size')
+
+    def work(task: Task) -> None:
+        with open(path, 'r+b') as handle:
+            handle.truncate(new_size)
+        mount['size'] = format_size(new_size)
+        with sim.lock:
+            ct.config[disk] = _print_mount(mount)
+        task.write(f"Size of logical volume changed to {format_size(new_size)}.")
+    return sim.start_task(_node(ctx), 'resize', str(ct.vmid), ctx.authid, work)
+
+
+def get_ct_interfaces(ctx: Ctx) -> object:
+    """PVE::LXC::get_interfaces: from the running container's network namespace; nothing when stopped."""
+    ct = _ct_for(ctx)
+    if ct.status != 'running':
+        return None
+    out = [{'name': 'lo', 'hwaddr': '00:00:00:00:00:00', 'hardware-address': '00:00:00:00:00:00',
+            'inet': '127.0.0.1/8', 'inet6': '::1/128',
+            'ip-addresses': [{'ip-address': '127.0.0.1', 'ip-address-type': 'inet', 'prefix': 8},
+                             {'ip-address': '::1', 'ip-address-type': 'inet6', 'prefix': 128}]}]
+    for key in sorted((k for k in ct.config if re.fullmatch(r'net\d+', k)), key=lambda k: int(k[3:])):
+        net, dummy = parse_property_string(str(ct.config[key]), LXC_NET)
+        mac = str(net.get('hwaddr', '')).lower()
+        parts = mac.split(':')
+        link_local = f'fe80::{int(parts[0], 16) ^ 2:x}{parts[1]}:{parts[2]}ff:fe{parts[3]}:{parts[4]}{parts[5]}'
+        entry: dict[str, object] = {'name': str(net['name']), 'hwaddr': mac, 'hardware-address': mac,
+                                    'ip-addresses': []}
+        addresses = entry['ip-addresses']
+        ip = str(net.get('ip') or '')
+        if ip == 'dhcp':
+            with ctx.sim.lock:
+                if ct.vmid not in ctx.sim.ip_leases:
+                    ctx.sim.ip_leases[ct.vmid] = f"{ctx.sim.settings['dhcp_prefix']}{100 + len(ctx.sim.ip_leases) % 150}"
+                ip = f'{ctx.sim.ip_leases[ct.vmid]}/24'
+        if '/' in ip:
+            address, prefix = ip.split('/', 1)
+            entry['inet'] = ip
+            addresses.append({'ip-address': address, 'ip-address-type': 'inet', 'prefix': int(prefix)})
+        entry['inet6'] = f'{link_local}/64'
+        addresses.append({'ip-address': link_local, 'ip-address-type': 'inet6', 'prefix': 64})
+        out.append(entry)
+    return out
+
+
+def _snapshot_list(vm: VM) -> list:
+    return [{'name': 'current', 'description': 'You are here!', 'digest': _digest(vm.config),
+             'running': 1 if vm.status == 'running' else 0}]
+
+
+def get_ct_snapshots(ctx: Ctx) -> object:
+    return _snapshot_list(_ct_for(ctx))
+
+
+def get_vm_snapshots(ctx: Ctx) -> object:
+    return _snapshot_list(_vm_for(ctx))
+
+
 # ---------------------------------------------------------------------------------------------
 # the route table
-_VMP = {'node': NODE, 'vmid': VMID}
 _SP = {'node': NODE, 'storage': STORAGE}
 _TP = {'node': NODE, 'upid': S(optional=False)}
 _CONFIG_ANY = ['perm', '/vms/{vmid}', ['VM.Config.Disk', 'VM.Config.CDROM', 'VM.Config.CPU', 'VM.Config.Memory',
@@ -1683,6 +2331,9 @@ ROUTES: list[Route] = [
     Route('GET', '/pools', get_pools,
           {'poolid': S(pattern=r'[A-Za-z0-9\-_]+'), 'type': S(enum=('qemu', 'lxc', 'storage'), requires='poolid')},
           node_proxy=False),
+    Route('GET', '/pools/{poolid}', get_pool,
+          {'poolid': S(optional=False), 'type': S(enum=('qemu', 'lxc', 'storage'))},
+          ['perm', '/pool/{poolid}', ['Pool.Audit']], node_proxy=False),
     Route('GET', '/cluster/nextid', get_nextid, {'vmid': Int(minimum=100, maximum=999999999)}, node_proxy=False),
     Route('GET', '/nodes/{node}/network', get_network,
           {'node': NODE, 'type': S(enum=('bridge', 'bond', 'eth', 'alias', 'vlan', 'fabric', 'OVSBridge', 'OVSBond',
@@ -1774,6 +2425,38 @@ ROUTES: list[Route] = [
           ['perm', '/vms/{vmid}', ['VM.GuestAgent.Audit', 'VM.GuestAgent.Unrestricted'], 'any', 1]),
     Route('GET', '/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces', agent_network, dict(_VMP),
           ['perm', '/vms/{vmid}', ['VM.GuestAgent.Audit', 'VM.GuestAgent.Unrestricted'], 'any', 1]),
+    Route('GET', '/nodes/{node}/qemu/{vmid}/snapshot', get_vm_snapshots, dict(_VMP),
+          ['perm', '/vms/{vmid}', ['VM.Audit']]),
+    Route('GET', '/nodes/{node}/lxc', list_lxc, {'node': NODE}),
+    Route('POST', '/nodes/{node}/lxc', create_lxc, LXC_CREATE_PARAMS),
+    Route('GET', '/nodes/{node}/lxc/{vmid}', get_ct_index, dict(_VMP)),
+    Route('DELETE', '/nodes/{node}/lxc/{vmid}', ct_delete,
+          {**_VMP, 'destroy-unreferenced-disks': B(), 'force': B(), 'purge': B()},
+          ['perm', '/vms/{vmid}', ['VM.Allocate']]),
+    Route('GET', '/nodes/{node}/lxc/{vmid}/config', get_ct_config,
+          {**_VMP, 'current': B(), 'snapshot': S()}, ['perm', '/vms/{vmid}', ['VM.Audit']]),
+    Route('PUT', '/nodes/{node}/lxc/{vmid}/config', put_ct_config,
+          {**_VMP, **LXC_CONFIG_PARAMS, 'delete': S(), 'digest': S(max_length=64), 'revert': S()},
+          ['perm', '/vms/{vmid}', ['VM.Config.Disk', 'VM.Config.CPU', 'VM.Config.Memory', 'VM.Config.Network',
+                                   'VM.Config.Options'], 'any', 1]),
+    Route('GET', '/nodes/{node}/lxc/{vmid}/status/current', get_ct_status, dict(_VMP),
+          ['perm', '/vms/{vmid}', ['VM.Audit']]),
+    Route('POST', '/nodes/{node}/lxc/{vmid}/status/start', ct_start, {**_VMP, 'debug': B(), 'skiplock': B()},
+          ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
+    Route('POST', '/nodes/{node}/lxc/{vmid}/status/stop', ct_stop,
+          {**_VMP, 'overrule-shutdown': B(), 'skiplock': B()}, ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
+    Route('POST', '/nodes/{node}/lxc/{vmid}/status/shutdown', ct_shutdown,
+          {**_VMP, 'forceStop': B(), 'timeout': Int(minimum=0)}, ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
+    Route('POST', '/nodes/{node}/lxc/{vmid}/status/reboot', ct_reboot, {**_VMP, 'timeout': Int(minimum=0)},
+          ['perm', '/vms/{vmid}', ['VM.PowerMgmt']]),
+    Route('PUT', '/nodes/{node}/lxc/{vmid}/resize', ct_resize,
+          {**_VMP, 'disk': S(optional=False, enum=('rootfs', *(f'mp{i}' for i in range(256)))),
+           'size': S(optional=False, pattern=r'\+?\d+(\.\d+)?[KMGT]?'), 'digest': S(max_length=64)},
+          ['perm', '/vms/{vmid}', ['VM.Config.Disk'], 'any', 1]),
+    Route('GET', '/nodes/{node}/lxc/{vmid}/interfaces', get_ct_interfaces, dict(_VMP),
+          ['perm', '/vms/{vmid}', ['VM.Audit']]),
+    Route('GET', '/nodes/{node}/lxc/{vmid}/snapshot', get_ct_snapshots, dict(_VMP),
+          ['perm', '/vms/{vmid}', ['VM.Audit']]),
 ]
 
 

@@ -21,6 +21,11 @@ Without ``--artefact`` it serves the artefacts the templates role's defaults fet
 paths ``UBUNTU_IMAGE_PATH`` and ``TALOS_IMAGE_PATH`` (so that a test points the role at the
 mirror with its two base URLs only), plus the Talos ``.raw.xz`` and ``.iso``.
 
+It also writes a Proxmox VE appliance index under ``--root`` (``tests.pvesim.appliance``):
+``/proxmox/images/aplinfo-pve-9.dat`` and the valid container template it lists with its
+``sha512sum``, ``/proxmox/images/system/ubuntu-24.04-standard_24.04-2_amd64.tar.zst``, which the
+templates role fetches with ``templates_ubuntu_lxc_index_url = <mirror>/proxmox/images``.
+
 Every directory holding artefacts also serves ``SHA256SUMS`` (GNU binary form ``<hex> *<file>``,
 as Ubuntu publishes it), ``sha256sum.txt`` (GNU text form, two spaces, as Talos publishes it)
 and ``SHA256SUMS.bsd`` (BSD form ``SHA256 (<file>) = <hex>``). Digests are computed once and
@@ -72,6 +77,7 @@ import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.pvesim import appliance
 from tests.pvesim.state import qcow2_image
 
 BLOCK = 1 << 20
@@ -624,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     state = MirrorState(args.root)
+    # The Proxmox VE appliance index: a real container template and the aplinfo publishing its sha512sum.
+    index_files = appliance.write_index(state.root)
     specs = args.artefact or [f'{p}:{s}' for p, s in DEFAULT_ARTEFACTS.items()]
     for spec in specs:
         path, dummy, size = spec.rpartition(':')
@@ -648,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         'control': f'{url}/_mirror/',
         'pid': os.getpid(),
         'artefacts': {p: {'size': a.size, 'etag': a.etag} for p, a in state.artefacts.items()},
+        'files': index_files,
     }
     sys.stdout.write(json.dumps(info, sort_keys=True) + '\n')
     sys.stdout.flush()

@@ -9,6 +9,8 @@ The object it yields:
 
 ``url``             ``http://127.0.0.1:PORT``
 ``root``            the mirror's root directory
+``files``           {path: {size, sha512}} of the real files, the container template
+                    ``CONTAINER_TEMPLATE_PATH`` (index ``url_for(LXC_INDEX_DIR)``)
 ``artefacts``       {path: size} of the default artefacts (see ``UBUNTU_PATH``, ``TALOS_*``):
                     ``UBUNTU_PATH`` and ``TALOS_QCOW2_PATH`` are what the templates role's
                     defaults fetch with the base URLs ``url_for(UBUNTU_DIR)`` and
@@ -38,6 +40,8 @@ import pytest
 from tests.pvesim.mirror import (DEFAULT_ARTEFACTS, TALOS_DIR, TALOS_FACTORY_PATH, TALOS_IMAGE_PATH,  # noqa: F401  pylint: disable=unused-import
                                  UBUNTU_DIR, UBUNTU_IMAGE_PATH)
 
+from tests.pvesim.appliance import APLINFO_PATH, CONTAINER_TEMPLATE_PATH, INDEX_DIR as LXC_INDEX_DIR  # noqa: F401  pylint: disable=unused-import
+
 UBUNTU_PATH = UBUNTU_IMAGE_PATH
 TALOS_QCOW2_PATH = TALOS_IMAGE_PATH
 TALOS_RAW_PATH = f'{TALOS_DIR}/nocloud-amd64.raw.xz'
@@ -57,6 +61,7 @@ class MirrorProcess:
         self.url = info['url']
         self.root = info['root']
         self.artefacts = {p: v['size'] for p, v in info['artefacts'].items()}
+        self.files = info.get('files', {})
         self._tmp = tmp
         # The control API is plain loopback HTTP: never send it through an operator's proxy.
         handlers = [urllib.request.ProxyHandler({})]

@@ -41,6 +41,7 @@ class Param:
     default_key: str | None = None
     key_alias: dict[str, tuple[str, str]] = field(default_factory=dict)
     max_length: int | None = None
+    min_length: int | None = None
     requires: str | None = None  # another parameter that must be given with this one
 
 
@@ -94,6 +95,8 @@ def _check_scalar(name: str, spec: Param, value: str) -> tuple[object, str | Non
         return None, 'value does not match the regex pattern'
     if spec.max_length is not None and len(value) > spec.max_length:
         return None, f'value may only be {spec.max_length} characters long'
+    if spec.min_length is not None and len(value) < spec.min_length:
+        return None, f'value must be at least {spec.min_length} characters long'
     if spec.subkeys is not None:
         dummy, err = parse_property_string(value, spec)
         if err:
@@ -153,7 +156,7 @@ def declared(spec: dict[str, Param], name: str) -> Param | None:
 
 INDEXED_COUNT = {'net': 32, 'ipconfig': 32, 'scsi': 31, 'virtio': 16, 'sata': 6, 'ide': 4,
                  'hostpci': 16, 'serial': 4, 'unused': 256, 'usb': 14, 'numa': 8, 'parallel': 3,
-                 'virtiofs': 10}
+                 'virtiofs': 10, 'mp': 256, 'dev': 256}
 
 
 def verify(spec: dict[str, Param], raw: dict[str, str], path_params: dict[str, str]) -> dict[str, object]:

@@ -334,7 +334,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def _vm_view(vm: VM) -> dict:
-    return {'vmid': vm.vmid, 'node': vm.node, 'status': vm.status, 'config': dict(vm.config),
+    return {'vmid': vm.vmid, 'type': vm.type, 'node': vm.node, 'status': vm.status, 'config': dict(vm.config),
             'lock': vm.lock, 'pool': vm.pool, 'started_at': vm.started_at}
 
 

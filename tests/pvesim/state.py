@@ -37,7 +37,7 @@ DEFAULT_SCENARIO: dict = {
     'nodes': [{'name': 'pve', 'maxcpu': 8, 'maxmem': 34359738368}],
     'storages': [
         {'id': 'local', 'type': 'dir', 'content': ['iso', 'vztmpl', 'import'], 'total': 107374182400},
-        {'id': 'local-lvm', 'type': 'lvmthin', 'content': ['images'], 'total': 429496729600},
+        {'id': 'local-lvm', 'type': 'lvmthin', 'content': ['images', 'rootdir'], 'total': 429496729600},
     ],
     'bridges': ['vmbr0'],
     'sdn_zone': 'localnetwork',
@@ -135,6 +135,12 @@ class VM:
     pid: int | None = None
     pool: str | None = None
     lock: str | None = None
+    type: str = 'qemu'  # or 'lxc': qemu VMs and containers share one VMID space
+
+    @property
+    def kind(self) -> str:
+        """'VM' or 'CT', as the real server names the guest in its messages."""
+        return 'CT' if self.type == 'lxc' else 'VM'
 
     @property
     def template(self) -> bool:
@@ -270,9 +276,12 @@ class Simulator:
                 self.seed_volume(volume)
             for entry in scenario.get('vms') or []:
                 vm = VM(int(entry['vmid']), entry.get('node', next(iter(self.nodes))),
-                        dict(entry.get('config') or {}), pool=entry.get('pool'))
+                        dict(entry.get('config') or {}), pool=entry.get('pool'),
+                        type=str(entry.get('type', 'qemu')))
+                if vm.type not in ('qemu', 'lxc'):
+                    raise ValueError(f"vms[{vm.vmid}]: type is 'qemu' or 'lxc', not {vm.type!r}")
                 if entry.get('name'):
-                    vm.config.setdefault('name', entry['name'])
+                    vm.config.setdefault('hostname' if vm.type == 'lxc' else 'name', entry['name'])
                 if entry.get('template'):
                     vm.config['template'] = 1
                 self.vms[vm.vmid] = vm
@@ -376,6 +385,9 @@ class Simulator:
                             continue
                         path = os.path.join(base, vmdir, name)
                         entry = self._volume_entry(storeid, content, name, path, int(vmdir))
+                        owner = self.vms.get(int(vmdir))
+                        if entry and owner is not None and owner.type == 'lxc':
+                            entry['content'] = 'rootdir'  # Plugin::list_volumes: a container's volumes
                         if entry:
                             out.append(entry)
                 continue
@@ -415,10 +427,18 @@ class Simulator:
 
     # -- VMs -------------------------------------------------------------------------------
     def vm(self, vmid: int, node: str | None = None) -> VM:
+        """The qemu VM; a container with this VMID has no qemu-server config file either."""
         vm = self.vms.get(int(vmid))
-        if vm is None or (node is not None and vm.node != node):
+        if vm is None or vm.type != 'qemu' or (node is not None and vm.node != node):
             raise ApiError(500, f"Configuration file 'nodes/{node or 'pve'}/qemu-server/{vmid}.conf' does not exist")
         return vm
+
+    def ct(self, vmid: int, node: str | None = None) -> VM:
+        """The container (PVE::LXC::Config->load_config)."""
+        ct = self.vms.get(int(vmid))
+        if ct is None or ct.type != 'lxc' or (node is not None and ct.node != node):
+            raise ApiError(500, f"Configuration file 'nodes/{node or 'pve'}/lxc/{vmid}.conf' does not exist")
+        return ct
 
     def set_pool(self, vmid: int, pool: str | None) -> None:
         with self.lock:

@@ -13,7 +13,7 @@ module "cluster" {
 }
 
 resource "proxmox_virtual_environment_vm" "vm" {
-  for_each = module.cluster.vms
+  for_each = { for name, spec in module.cluster.vms : name => spec if spec.guest == "vm" }
 
   node_name = var.proxmox_node
   vm_id     = each.value.vmid
@@ -100,6 +100,71 @@ resource "proxmox_virtual_environment_vm" "vm" {
       device  = "hostpci0"
       mapping = hostpci.value
       pcie    = true
+    }
+  }
+}
+
+# Ubuntu nodes with guest lxc: unprivileged containers from the manifest's container template
+# (vztmpl volume), with the intent's static address and the pipeline's SSH key for root. Ansible
+# configures them over SSH exactly like the Ubuntu VMs.
+resource "proxmox_virtual_environment_container" "ct" {
+  for_each = { for name, spec in module.cluster.vms : name => spec if spec.guest == "lxc" }
+
+  node_name = var.proxmox_node
+  vm_id     = each.value.vmid
+  tags      = each.value.tags
+  # Proxmox VE keeps a container's description as comment lines of its config and returns it
+  # with a newline at the end: written the same way, a second plan finds nothing to change.
+  description   = "Managed by eminfra.pipeline (Terraform); ${each.value.os} ${each.value.role} container.\n"
+  unprivileged  = true
+  started       = true
+  start_on_boot = true
+
+  # Only nesting (Docker needs it): a token may set no other feature flag.
+  features {
+    nesting = each.value.nesting
+  }
+
+  operating_system {
+    template_file_id = each.value.template_file_id
+    type             = "ubuntu"
+  }
+
+  cpu {
+    cores = each.value.cores
+  }
+
+  memory {
+    dedicated = each.value.memory
+    swap      = 0
+  }
+
+  disk {
+    datastore_id = each.value.vm_storage
+    size         = each.value.disk
+  }
+
+  network_interface {
+    name   = "eth0"
+    bridge = each.value.bridge
+  }
+
+  initialization {
+    hostname = each.value.name
+
+    ip_config {
+      ipv4 {
+        address = "${each.value.ipv4}/${each.value.prefix}"
+        gateway = each.value.gateway
+      }
+    }
+
+    dns {
+      servers = each.value.dns
+    }
+
+    user_account {
+      keys = compact([each.value.ssh_public_key])
     }
   }
 }

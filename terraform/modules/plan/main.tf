@@ -9,13 +9,18 @@ locals {
   network_prefix = tonumber(split("/", local.cluster.network.cidr)[1])
   network_base   = cidrhost(local.cluster.network.cidr, 0)
 
-  # Artefacts the intent needs, by OS; each must exist in the manifest.
-  needed_artefacts = toset([for n in local.enabled_nodes : n.os])
+  # The manifest entry a node is built from: its OS's, except that an Ubuntu container
+  # (guest lxc) uses the container template ubuntu_lxc, beside the VM disk image ubuntu.
+  artefact_of = { for n in local.enabled_nodes : n.name => (try(n.guest, "vm") == "lxc" && n.os == "ubuntu" ? "ubuntu_lxc" : n.os) }
+
+  # Artefacts the intent needs; each must exist in the manifest.
+  needed_artefacts = toset(values(local.artefact_of))
   missing_artefacts = sort([
     for os in local.needed_artefacts : os
     if try(local.manifest[os].filename, "") == ""
   ])
-  # ... and be on Proxmox storage: a VM's disk is imported from that volume (import-from).
+  # ... and be on Proxmox storage: a VM's disk is imported from that volume (import-from), a
+  # container is created from that template (ostemplate).
   unplaced_artefacts = sort([
     for os in local.needed_artefacts : os
     if try(local.manifest[os].filename, "") != "" && try(local.manifest[os].proxmox_volid, "") == ""
@@ -36,11 +41,19 @@ locals {
       dns         = local.cluster.network.dns
       bridge      = local.cluster.proxmox.bridge
       vm_storage  = local.cluster.proxmox.vm_storage
-      artefact    = n.os
-      import_from = try(local.manifest[n.os].proxmox_volid, null)
+      artefact    = local.artefact_of[n.name]
+      import_from = try(n.guest, "vm") == "lxc" ? null : try(local.manifest[n.os].proxmox_volid, null)
       pci_mapping = n.role == "gpu-worker" ? try(n.pci_mapping, null) : null
-      # Talos owns its OS: no SSH user, no cloud-init user, no groups.
-      ssh_user       = n.os == "ubuntu" ? try(n.ssh_user, var.default_ssh_user) : null
+      # vm: a QEMU VM (proxmox_virtual_environment_vm); lxc: an unprivileged container
+      # (proxmox_virtual_environment_container) created from the manifest's container template
+      # (a vztmpl volume); Docker in an unprivileged container needs nesting, and a token may
+      # set no other feature flag.
+      guest            = try(n.guest, "vm")
+      template_file_id = try(n.guest, "vm") == "lxc" ? try(local.manifest[local.artefact_of[n.name]].proxmox_volid, null) : null
+      nesting          = try(n.guest, "vm") == "lxc" && contains(try(n.groups, []), "docker")
+      # Talos owns its OS: no SSH user, no cloud-init user, no groups. A container's template
+      # has only root, so root is its default user.
+      ssh_user       = n.os == "ubuntu" ? try(n.ssh_user, try(n.guest, "vm") == "lxc" ? "root" : var.default_ssh_user) : null
       ssh_port       = n.os == "ubuntu" ? try(n.ssh_port, 22) : null
       ssh_public_key = n.os == "ubuntu" ? var.ssh_public_key : null
       groups         = n.os == "ubuntu" ? try(n.groups, []) : []
@@ -60,6 +73,9 @@ locals {
     for k, v in local.talos_vms : k if !contains(["controlplane", "worker", "gpu-worker"], v.role)
   ]
   controlplanes = [for k, v in local.talos_vms : k if v.role == "controlplane"]
+  # Containers: Ubuntu nodes only, never with a PCI mapping.
+  talos_containers    = [for k, v in local.vms : k if v.guest == "lxc" && v.os != "ubuntu"]
+  containers_with_pci = [for k, v in local.vms : k if v.guest == "lxc" && v.pci_mapping != null]
 
   # The contract's shape (state/cache/terraform/outputs.json), sorted by name.
   contract_nodes = [

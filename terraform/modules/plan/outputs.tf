@@ -7,7 +7,7 @@ output "cluster" {
 }
 
 output "vms" {
-  description = "Every enabled node as a VM specification, keyed by node name."
+  description = "Every enabled node as a VM or container specification (guest vm or lxc), keyed by node name."
   value       = local.vms
 
   precondition {
@@ -41,6 +41,14 @@ output "vms" {
   precondition {
     condition     = length(local.talos_utility) == 0
     error_message = "intent_valid: ${var.intent_nodes_file}: role utility is for Ubuntu nodes, not Talos: ${join(", ", local.talos_utility)}. Remediation: set os: ubuntu or a Talos role."
+  }
+  precondition {
+    condition     = length(local.talos_containers) == 0
+    error_message = "intent_valid: ${var.intent_nodes_file}: guest lxc is for Ubuntu nodes only, Talos nodes are VMs: ${join(", ", local.talos_containers)}. Remediation: set guest: vm (or leave it out) on Talos nodes."
+  }
+  precondition {
+    condition     = length(local.containers_with_pci) == 0
+    error_message = "intent_valid: ${var.intent_nodes_file}: a container cannot take a PCI mapping: ${join(", ", local.containers_with_pci)}. Remediation: make the node a VM (guest: vm) or remove pci_mapping."
   }
   precondition {
     condition     = length(local.talos_vms) == 0 || length(local.controlplanes) > 0

@@ -30,7 +30,8 @@ DEMO = os.path.join(REPO, 'tests', 'demo', 'demo.py')
 # What the lab may set for the pipeline: locations only (where the artefacts come from, the key
 # the test hosts accept). Everything else is the roles' defaults: the demo and molecule prove
 # what an operator gets. A new entry here needs a reason that it is a location.
-ALLOWED_LAB_VARS = {'templates_ubuntu_base_url', 'templates_talos_factory_url', 'terraform_apply_ssh_public_key'}
+ALLOWED_LAB_VARS = {'templates_ubuntu_base_url', 'templates_talos_factory_url', 'templates_ubuntu_lxc_index_url',
+                    'terraform_apply_ssh_public_key'}
 
 
 def templates_defaults_with(overrides: dict) -> dict:
@@ -137,6 +138,11 @@ def test_lab_vars_are_locations_only():
     written = lab_module.lab_vars({'url': 'http://127.0.0.1:1'}, 'ssh-ed25519 AAAA test')
     assert set(written) == ALLOWED_LAB_VARS == set(lab_module.LAB_VARS)
     assert written['terraform_apply_ssh_public_key'] == 'ssh-ed25519 AAAA test'
+    # Another intent (one with a container): its file locations for every step, nothing else.
+    other = lab_module.lab_vars({'url': 'http://127.0.0.1:1'}, 'ssh-ed25519 AAAA test', '/elsewhere/intent')
+    assert set(other) - ALLOWED_LAB_VARS == set(lab_module.INTENT_LAB_VARS)
+    assert other['terraform_apply_intent_nodes_file'] == '/elsewhere/intent/nodes.yaml'
+    assert other['proxmox_access_cluster_file'] == '/elsewhere/intent/cluster.yaml'
 
 
 def test_demo_stops_the_lab_when_interrupted(tmp_path):

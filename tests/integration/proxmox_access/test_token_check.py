@@ -190,7 +190,8 @@ def test_template_storage_without_import_content_fails_storage_content(tmp_path,
     assert 'template_storage: local-lvm' in cluster
     run, dummy = _check(tmp_path, pvesim, cluster=cluster)
     assert run.result['failed_check'] == 'storage_content'
-    assert 'template_storage local-lvm holds images, needs import' in run.result['msg']
+    # (pvesim's local-lvm holds images and rootdir, as a host's default local-lvm does)
+    assert 'template_storage local-lvm holds images,rootdir, needs import' in run.result['msg']
     assert 'pvesm set local --content iso,vztmpl,import' in run.result['msg']
 
 
@@ -301,3 +302,46 @@ def test_connection_refused_is_its_own_failure(tmp_path, pvesim):
     assert any('PROXMOX_API_URL' in line for line in run.result['remediation'])
     # Nothing but the connection failed: no authentication or privilege verdict is given.
     assert not [c for c in run.result['checks'] if c['id'] in ('token_valid', 'token_privileges') and c['status'] == 'fail']
+
+
+CONTAINER_NODES = INTENT['nodes.yaml'] + ('  - {name: ct-01, role: utility, os: ubuntu, guest: lxc, vmid: 7705, cores: 1,'
+                                          ' memory: 1024, disk: 8, ipv4: 10.77.0.41, groups: [base, docker]}\n')
+
+
+def test_an_intent_with_a_container_checks_the_container_privileges_and_content(tmp_path, pvesim):
+    """With a container in the intent, terraform_apply also needs the container privileges, and
+    the storages the rootdir (root file systems) and vztmpl (the template) content types."""
+    run, dummy = _check(tmp_path, pvesim, nodes=CONTAINER_NODES)
+    result = run.result
+    assert run.rc == 0, result.get('msg')
+    detail = _by_id(result, 'token_privileges', 'terraform_apply')[0]['detail']
+    assert 'create, configure, start and read the containers (from the container template on local' in detail
+    assert [c['status'] for c in _by_id(result, 'storage_content')] == ['pass']
+    # The same token without a container: no container rule.
+    plain, dummy = _check(tmp_path / 'plain', pvesim)
+    assert 'containers' not in _by_id(plain.result, 'token_privileges', 'terraform_apply')[0]['detail']
+
+
+def test_a_container_needs_rootdir_and_vztmpl_content(tmp_path):
+    """A host whose VM storage holds no rootdir content (and template storage no vztmpl) passes
+    for VMs only, and fails storage_content with the pvesm remediation once the intent has a
+    container."""
+    from tests.pvesim.fixtures import start, stop
+    scenario = tmp_path / 'storages.yml'
+    scenario.write_text(
+        'storages:\n'
+        '  - {id: local, type: dir, content: [iso, import], total: 107374182400}\n'
+        '  - {id: local-lvm, type: lvmthin, content: [images], total: 429496729600}\n')
+    sim = start(str(tmp_path / 'sim'), scenario=str(scenario))
+    try:
+        plain, dummy = _check(tmp_path / 'vms', sim)
+        assert plain.rc == 0, plain.result.get('msg')
+        run, dummy = _check(tmp_path / 'containers', sim, nodes=CONTAINER_NODES)
+        assert run.rc != 0
+        assert run.result['failed_check'] == 'storage_content'
+        msg = run.result['msg']
+        assert 'vm_storage local-lvm holds images, needs rootdir' in msg
+        assert 'template_storage local holds import,iso, needs vztmpl' in msg
+        assert 'pvesm set <storage> --content <types>' in msg
+    finally:
+        stop(sim)

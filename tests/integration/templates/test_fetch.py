@@ -9,13 +9,15 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 
 import pytest
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import MANIFEST_SCHEMA, schema_errors
 from ansible_collections.eminfra.pipeline.plugins.module_utils._download import DownloadError, run
-from tests.pvesim.mirror_fixtures import TALOS_ISO_PATH, TALOS_RAW_PATH, UBUNTU_DIR, UBUNTU_PATH
+from tests.pvesim.mirror_fixtures import (APLINFO_PATH, CONTAINER_TEMPLATE_PATH, TALOS_ISO_PATH, TALOS_RAW_PATH, UBUNTU_DIR,
+                                         UBUNTU_PATH)
 
 
 def no_sleep(seconds):
@@ -327,3 +329,51 @@ def test_corrupt_manifest_is_refused_with_check_id(clean_mirror, tmp_path):
         run(ubuntu_params(clean_mirror, tmp_path))
     message = str(info.value)
     assert message.startswith('manifest_valid') and 'generated_at' in message and 'ubuntu.type' in message
+
+
+def container_params(mirror, dest_dir, **extra):
+    params = {'name': 'ubuntu_lxc', 'type': 'lxc', 'url': mirror.url_for(CONTAINER_TEMPLATE_PATH),
+              'checksum': f'sha512:{mirror.url_for(APLINFO_PATH)}', 'dest_dir': str(dest_dir), 'retries': 0,
+              'timeout': 10}
+    params.update(extra)
+    return params
+
+
+def test_container_template_verified_by_the_appliance_index_sha512sum(clean_mirror, tmp_path):
+    """The index publishes a sha512sum per template: the fetch verifies it, records it beside the
+    sha256, and the file is a real zstd-compressed tar."""
+    first = run(container_params(clean_mirror, tmp_path))
+    published = clean_mirror.files[CONTAINER_TEMPLATE_PATH]
+    path = tmp_path / 'ubuntu-24.04-standard_24.04-2_amd64.tar.zst'
+    assert first['action'] == 'fetch' and first['checksum_source'] == 'published'
+    assert first['artefact']['sha512'] == published['sha512'] == hashlib.sha512(path.read_bytes()).hexdigest()
+    assert first['artefact']['sha256'] == sha256_file(path)
+    listing = subprocess.run(['tar', '--zstd', '-tf', str(path)], capture_output=True, text=True, check=True).stdout
+    assert './etc/os-release' in listing.splitlines()
+
+    clean_mirror.reset()
+    again = run(container_params(clean_mirror, tmp_path))
+    assert again['changed'] is False and again['action'] == 'none' and clean_mirror.log() == []
+
+    # A pinned SHA-512 that differs: fetched again, refused, nothing left behind.
+    path.unlink()
+    with pytest.raises(DownloadError) as info:
+        run(container_params(clean_mirror, tmp_path, checksum='sha512:' + 'ab' * 64))
+    assert info.value.check == 'template_checksum'
+    assert f"sha512 mismatch: expected {'ab' * 64} (the pinned checksum), got {published['sha512']}" in str(info.value)
+    assert not path.exists() and not list(tmp_path.glob('*.part*'))
+
+
+def test_container_template_not_needed_without_a_container(clean_mirror, tmp_path):
+    nodes = tmp_path / 'nodes.yaml'
+    nodes.write_text('nodes:\n  - {name: u, role: utility, os: ubuntu, guest: vm, vmid: 100, cores: 1, memory: 512,'
+                     ' disk: 1, ipv4: 10.0.0.2, groups: [base]}\n'
+                     '  - {name: c, role: utility, os: ubuntu, guest: lxc, enabled: false, vmid: 101, cores: 1,'
+                     ' memory: 512, disk: 1, ipv4: 10.0.0.3, groups: [base]}\n')
+    result = run(container_params(clean_mirror, tmp_path / 'cache', needed_by='containers', intent_nodes_file=str(nodes)))
+    assert result['changed'] is False and result['action'] == 'not_needed' and result['artefact'] is None
+    assert clean_mirror.log() == [] and not (tmp_path / 'cache').exists()
+
+    nodes.write_text(nodes.read_text().replace('enabled: false, ', ''))
+    result = run(container_params(clean_mirror, tmp_path / 'cache', needed_by='containers', intent_nodes_file=str(nodes)))
+    assert result['action'] == 'fetch' and result['artefact']['type'] == 'lxc'

@@ -64,7 +64,8 @@ def test_ansible_doc():
     module = json.loads(doc.stdout)['eminfra.pipeline.template_fetch']
     options = module['doc']['options']
     assert {'name', 'type', 'url', 'checksum', 'filename', 'dest_dir', 'manifest', 'force', 'timeout', 'retries',
-            'validate_certs', 'ca_path', 'proxmox', 'state_dir', 'verify', 'progress_file'} == set(options)
+            'validate_certs', 'ca_path', 'proxmox', 'state_dir', 'verify', 'progress_file', 'needed_by',
+            'intent_nodes_file'} == set(options)
     assert set(options['proxmox']['suboptions']) >= {'env_file', 'storage', 'intent_file', 'content', 'method'}
     # Without a storage the artefact goes to the intent's template_storage.
     assert not options['proxmox']['suboptions']['storage'].get('required')

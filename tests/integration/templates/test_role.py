@@ -20,11 +20,13 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest
 from ansible_collections.eminfra.pipeline.plugins.module_utils._download import CONTENT_FOR_TYPE
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
 from tests.ansible_run import ROOT, run_playbook
-from tests.pvesim.mirror_fixtures import TALOS_FACTORY_PATH, TALOS_QCOW2_PATH, UBUNTU_DIR, UBUNTU_PATH
+from tests.pvesim.mirror_fixtures import (CONTAINER_TEMPLATE_PATH, LXC_INDEX_DIR, TALOS_FACTORY_PATH, TALOS_QCOW2_PATH,
+                                         UBUNTU_DIR, UBUNTU_PATH)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLAYBOOK = os.path.join(HERE, 'site_templates.yml')
 UBUNTU_VOLID = 'local:import/noble-server-cloudimg-amd64.qcow2'
+LXC_VOLID = 'local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst'
 TALOS_VOLID = 'local:import/talos-v1.11.5-nocloud-amd64.qcow2'
 
 
@@ -33,14 +35,17 @@ def mirror_vars(mirror, **extra):
     variables = {
         'templates_ubuntu_base_url': mirror.url_for(UBUNTU_DIR),
         'templates_talos_factory_url': mirror.url_for(TALOS_FACTORY_PATH),
+        'templates_ubuntu_lxc_index_url': mirror.url_for(LXC_INDEX_DIR),
     }
     variables.update(extra)
     return ['-e', json.dumps(variables)]
 
 
-def fetch_results(run):
+def fetch_results(run, skipped=False):
+    """The finished template_fetch results; those of an artefact the intent does not need
+    (action not_needed: the container template without a container) only with ``skipped``."""
     return [entry for entry in run.results if entry['task'] == 'Check whether the download has ended'
-            and entry['result'].get('finished')]
+            and entry['result'].get('finished') and (entry['result'].get('action') == 'not_needed') == skipped]
 
 
 def role_file(*parts):
@@ -87,6 +92,9 @@ def test_role_defaults_place_both_disk_images_on_the_intents_template_storage(cl
     assert first.rc == 0, first.output
     finished = fetch_results(first)
     assert [r['result']['changed'] for r in finished] == [True, True]
+    # The dev intent has no container: the container template is neither fetched nor recorded.
+    assert [r['result']['action'] for r in fetch_results(first, skipped=True)] == ['not_needed']
+    assert not [e for e in clean_mirror.log() if e['path'].startswith(LXC_INDEX_DIR)]
     manifest_path = state / 'cache' / 'templates' / 'manifest.json'
     manifest = json.loads(manifest_path.read_text())
     _manifest.validate_complete(manifest, source=str(manifest_path))
@@ -195,4 +203,44 @@ def test_role_reads_the_storage_from_the_intent_file_and_the_override_wins(clean
     assert f'intent_valid: {missing}: the cluster intent does not exist' in run.stdout, run.output
     assert 'templates_proxmox_storage' in run.stdout
     assert read_env_file(str(fresh / 'runs' / 'latest.env'))['LAST_FAILED_CHECK'] == 'intent_valid'
+    assert clean_mirror.log() == []
+
+
+def test_role_fetches_the_container_template_only_for_an_intent_with_a_container(clean_mirror, pvesim, state, tmp_path):
+    """With a container (guest: lxc) in the nodes intent the role also fetches the Ubuntu
+    container template from the appliance index, verifies it against the index's sha512sum,
+    places it as vztmpl content, and records it as the manifest's ubuntu_lxc entry (type lxc)
+    beside the ubuntu VM image; a second run changes nothing."""
+    with open(os.path.join(ROOT, 'inventory', 'dev', 'nodes.yaml'), encoding='utf-8') as handle:
+        nodes = yaml.safe_load(handle)
+    nodes['nodes'].append({'name': 'util-ct-01', 'role': 'utility', 'os': 'ubuntu', 'guest': 'lxc', 'vmid': 7705,
+                           'cores': 1, 'memory': 1024, 'disk': 8, 'ipv4': '10.77.0.41', 'groups': ['base']})
+    nodes_file = tmp_path / 'nodes.yaml'
+    nodes_file.write_text(yaml.safe_dump(nodes))
+    variables = mirror_vars(clean_mirror, templates_intent_nodes_file=str(nodes_file))
+
+    first = run_playbook(PLAYBOOK, *variables, state_dir=str(state))
+    assert first.rc == 0, first.output
+    assert [r['result']['action'] for r in fetch_results(first)] == ['fetch', 'fetch', 'fetch']
+    assert fetch_results(first, skipped=True) == []
+    manifest_path = state / 'cache' / 'templates' / 'manifest.json'
+    manifest = json.loads(manifest_path.read_text())
+    _manifest.validate_complete(manifest, source=str(manifest_path))
+    entry = manifest['ubuntu_lxc']
+    published = clean_mirror.files[CONTAINER_TEMPLATE_PATH]
+    assert entry['type'] == 'lxc' and entry['checksum_source'] == 'published'
+    assert entry['checksum_url'] == clean_mirror.url_for(f'{LXC_INDEX_DIR}/aplinfo-pve-9.dat')
+    assert entry['sha512'] == published['sha512'] and entry['size'] == published['size']
+    assert entry['source'] == clean_mirror.url_for(CONTAINER_TEMPLATE_PATH)
+    assert entry['proxmox_volid'] == LXC_VOLID
+    assert manifest['ubuntu']['type'] == 'vm' and manifest['ubuntu']['proxmox_volid'] == UBUNTU_VOLID
+    content = {item['volid']: item for item in pvesim.client().nodes('pve').storage('local').content.get()}
+    assert content[LXC_VOLID]['size'] == published['size'] and content[LXC_VOLID]['content'] == 'vztmpl'
+
+    clean_mirror.reset()
+    before = manifest_path.read_bytes()
+    second = run_playbook(PLAYBOOK, *variables, state_dir=str(state))
+    assert second.rc == 0, second.output
+    assert [r['result']['changed'] for r in fetch_results(second)] == [False, False, False]
+    assert manifest_path.read_bytes() == before
     assert clean_mirror.log() == []

@@ -125,3 +125,56 @@ run "address_outside_the_network_refused" {
   }
   expect_failures = [output.vms]
 }
+
+run "ubuntu_container_beside_an_ubuntu_vm" {
+  command = plan
+  variables {
+    intent_nodes_file = "../../tests/fixtures/nodes-lxc.yaml"
+    manifest_file     = "../../tests/fixtures/manifest-lxc.json"
+  }
+
+  assert {
+    condition     = output.vms["ct-1"].guest == "lxc" && output.vms["util-1"].guest == "vm" && output.vms["cp-1"].guest == "vm"
+    error_message = "guest from the intent, default vm"
+  }
+  assert {
+    condition     = output.vms["ct-1"].template_file_id == "local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst" && output.vms["ct-1"].import_from == null && output.vms["ct-1"].artefact == "ubuntu_lxc"
+    error_message = "a container is created from the manifest's ubuntu_lxc template, not from a disk image"
+  }
+  assert {
+    condition     = output.vms["util-1"].import_from == "local:import/noble-server-cloudimg-amd64.qcow2" && output.vms["util-1"].template_file_id == null && output.vms["util-1"].artefact == "ubuntu"
+    error_message = "the Ubuntu VM still imports the manifest's ubuntu disk image"
+  }
+  assert {
+    condition     = output.vms["ct-1"].ssh_user == "root" && output.vms["ct-1"].ssh_port == 22 && output.vms["util-1"].ssh_user == "ubuntu"
+    error_message = "a container logs in as root (the template has no other user)"
+  }
+  assert {
+    condition     = output.vms["ct-1"].nesting == true && output.vms["util-1"].nesting == false
+    error_message = "nesting only for a container in the docker group"
+  }
+  assert {
+    condition = jsonencode(output.nodes) == jsonencode([
+      { groups = ["base", "docker"], ipv4 = "10.20.0.51", name = "ct-1", role = "utility", ssh_port = 22, ssh_user = "root", vmid = 241 },
+      { groups = ["base"], ipv4 = "10.20.0.41", name = "util-1", role = "utility", ssh_port = 22, ssh_user = "ubuntu", vmid = 231 },
+    ])
+    error_message = "a container is an SSH-managed node in the contract's shape, like an Ubuntu VM"
+  }
+}
+
+run "container_without_the_container_template_refused" {
+  # The manifest has the Ubuntu VM image but no ubuntu_lxc entry.
+  command = plan
+  variables {
+    intent_nodes_file = "../../tests/fixtures/nodes-lxc.yaml"
+  }
+  expect_failures = [output.vms]
+}
+
+run "talos_container_refused" {
+  command = plan
+  variables {
+    intent_nodes_file = "../../tests/fixtures/nodes-talos-lxc.yaml"
+  }
+  expect_failures = [output.vms]
+}

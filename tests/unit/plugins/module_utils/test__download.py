@@ -18,7 +18,8 @@ import pytest
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _download
 from ansible_collections.eminfra.pipeline.plugins.module_utils._download import (
     CONTENT_FOR_TYPE, DownloadError, _content_range, check_filename, check_url, classify, digest_from_sums,
-    filename_from_url, parse_checksum, placement_spec, pve_filename)
+    checksum_algorithm, digest_from_aplinfo, filename_from_url, parse_checksum, placement_spec, published_digest,
+    pve_filename)
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import PROJECT_ROOT_ENV
 
@@ -78,6 +79,56 @@ def test_parse_checksum_forms():
         with pytest.raises(DownloadError) as info:
             parse_checksum(bad)
         assert info.value.check == 'template_checksum'
+
+
+def test_sha512_checksum_forms():
+    digest = 'ab' * 64
+    assert parse_checksum(f'sha512:{digest.upper()}') == ('pinned', digest)
+    assert parse_checksum('SHA512:https://h/images/aplinfo-pve-9.dat') == ('published', 'https://h/images/aplinfo-pve-9.dat')
+    assert checksum_algorithm('sha512:x') == 'sha512' and checksum_algorithm(f'sha256:{HEX}') == 'sha256'
+    assert checksum_algorithm(None) == 'sha256'
+    with pytest.raises(DownloadError) as info:
+        parse_checksum(f'sha512:{HEX}')  # 64 digits are not a SHA-512 digest
+    assert info.value.check == 'template_checksum'
+
+
+APLINFO = """Package: debian-12-standard
+Version: 12.12-1
+Type: lxc
+Location: system/debian-12-standard_12.12-1_amd64.tar.zst
+md5sum: 0123
+sha512sum: {other}
+Description: Debian 12 Bookworm (standard)
+ A small Debian Bookworm system including all standard packages.
+
+Package: ubuntu-24.04-standard
+Version: 24.04-2
+Type: lxc
+OS: ubuntu-24.04
+Location: system/ubuntu-24.04-standard_24.04-2_amd64.tar.zst
+md5sum: 4567
+sha512sum: {digest}
+Description: Ubuntu 24.04 Noble (standard)
+ Location: system/not-a-field.tar.zst
+"""
+
+
+def test_aplinfo_gives_the_sha512sum_of_the_entry_whose_location_is_the_file():
+    text = APLINFO.format(other='cd' * 64, digest='AB' * 64)
+    assert digest_from_aplinfo(text, 'ubuntu-24.04-standard_24.04-2_amd64.tar.zst', 'u') == 'ab' * 64
+    assert published_digest(text, 'debian-12-standard_12.12-1_amd64.tar.zst', 'u', 'sha512') == 'cd' * 64
+    with pytest.raises(DownloadError) as info:
+        digest_from_aplinfo(text, 'ubuntu-22.04-standard_22.04-1_amd64.tar.zst', 'https://h/aplinfo-pve-9.dat')
+    assert info.value.check == 'template_checksum'
+    assert 'ubuntu-22.04-standard_22.04-1_amd64.tar.zst is not listed with a sha512sum' in str(info.value)
+    assert 'https://h/aplinfo-pve-9.dat' in str(info.value)
+    # a continuation line of a description is no field
+    with pytest.raises(DownloadError):
+        digest_from_aplinfo(text, 'not-a-field.tar.zst', 'u')
+
+
+def test_sha512sums_file():
+    assert published_digest(f"{'ef' * 64}  a.tar.zst\n{'01' * 64} *b.tar.zst\n", 'b.tar.zst', 'u', 'sha512') == '01' * 64
 
 
 def test_sums_gnu_binary_text_bsd_and_dot_slash():

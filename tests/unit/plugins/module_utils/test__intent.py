@@ -90,6 +90,24 @@ def test_defaults_are_filled(intent_copy):
     assert intent['disabled_nodes'] == []
 
 
+def test_guest_defaults_to_vm_and_a_container_logs_in_as_root(intent_copy):
+    def containerise(nodes):
+        util = _node(nodes, 'util-01')
+        util['guest'] = 'lxc'
+        del util['ssh_user'], util['ssh_port']
+    intent = intent_copy(mutate_nodes=containerise)
+    assert {n['name']: n['guest'] for n in intent['nodes']} == {'cp-01': 'vm', 'worker-01': 'vm', 'util-01': 'lxc'}
+    util = _node(intent['ssh_nodes'], 'util-01')
+    assert (util['ssh_user'], util['ssh_port'], util['groups']) == ('root', 22, ['base', 'docker'])
+    assert [n['name'] for n in intent['containers']] == ['util-01']
+
+
+def test_dev_intent_has_no_container():
+    intent = _intent.load_intent('inventory/dev/cluster.yaml', 'inventory/dev/nodes.yaml', root=ROOT)
+    assert intent['containers'] == []
+    assert all(n['guest'] == 'vm' for n in intent['nodes'])
+
+
 def test_schema_json_validates_the_intent_files_as_data():
     with open(os.path.join(ROOT, 'schema.json'), encoding='utf-8') as handle:
         schema = json.load(handle)
@@ -169,6 +187,18 @@ CROSS_FIELD_CASES = {
     'utility role on talos': (
         None, lambda nodes: _node(nodes, 'util-01').update(os='talos') or [_node(nodes, 'util-01').pop(k) for k in ('groups', 'ssh_user', 'ssh_port')],
         f"{NODES_FILE}: nodes[3] (util-01).os: 'talos' cannot run role 'utility'"),
+    'talos node as a container': (
+        None, _set('worker-01', guest='lxc'),
+        f"{NODES_FILE}: nodes[1] (worker-01).guest: 'lxc' is for ubuntu nodes only: a talos node (worker) is always a VM"),
+    'container with a pci mapping': (
+        None, _set('gpu-worker-01', guest='lxc'),
+        f'{NODES_FILE}: nodes[2] (gpu-worker-01).pci_mapping: not allowed on a container (guest: lxc): PCI passthrough needs a VM'),
+    'container with another ssh user': (
+        None, _set('util-01', guest='lxc'),
+        f"{NODES_FILE}: nodes[3] (util-01).ssh_user: 'ubuntu' on a container (guest: lxc): the container template has only root"),
+    'container with another ssh port': (
+        None, lambda nodes: _node(nodes, 'util-01').update(guest='lxc', ssh_user='root', ssh_port=2222),
+        f"{NODES_FILE}: nodes[3] (util-01).ssh_port: 2222 on a container (guest: lxc): the container template's sshd listens on 22"),
     'endpoint outside the network': (
         lambda c: c.update(controlplane_endpoint='https://10.1.0.10:6443'), None,
         f'{CLUSTER_FILE}: cluster.controlplane_endpoint: 10.1.0.10 is outside cluster network 10.77.0.0/24'),
@@ -212,6 +242,8 @@ SCHEMA_CASES = {
     'unknown node key': (None, _set('cp-01', ram=4096), f"{NODES_FILE}: nodes[0] (cp-01): unknown key(s): 'ram'"),
     'bad address': (None, _set('cp-01', ipv4='10.77.0.300'),
                     f"{NODES_FILE}: nodes[0] (cp-01).ipv4: '10.77.0.300' does not match"),
+    'unknown guest': (None, _set('util-01', guest='docker'),
+                      f"{NODES_FILE}: nodes[3] (util-01).guest: 'docker' is not one of 'vm', 'lxc'"),
     'missing bridge': (lambda c: c['proxmox'].pop('bridge'), None,
                        f'{CLUSTER_FILE}: cluster.proxmox.bridge: missing required key'),
     'bad talos version': (lambda c: c.update(talos_version='1.11'), None,

@@ -205,3 +205,48 @@ def test_required_paths_cover_every_rule():
     paths = priv.required_paths(priv.STEP_ORDER, CONTEXT, 9)
     assert paths == ['/storage/local', '/nodes/pve', '/', '/vms', '/storage/local-lvm',
                      '/sdn/zones/localnetwork/vmbr0', '/mapping/pci/gpu0']
+
+
+CONTAINER_CONTEXT = dict(CONTEXT, containers=['ct-01'], vm_storage='local-lvm', bridge='vmbr0')
+
+
+def test_container_rule_only_when_the_intent_has_containers():
+    without = priv.evaluate(priv.Permissions(full_dump()), priv.STEP_ORDER, dict(CONTEXT, containers=[]), 9)
+    assert 'container_lifecycle' not in {r['rule'] for r in without}
+    assert '/storage/local' not in [p for r in without if r['rule'] == 'container_lifecycle' for p, dummy in r['required']]
+    with_ct = priv.evaluate(priv.Permissions(full_dump()), priv.STEP_ORDER, CONTAINER_CONTEXT, 9)
+    rule = [r for r in with_ct if r['rule'] == 'container_lifecycle']
+    assert len(rule) == 1 and rule[0]['ok'] and rule[0]['step'] == 'terraform_apply'
+    assert 'containers (from the container template on local, root file systems on local-lvm)' in rule[0]['what']
+    assert dict(rule[0]['required'])['/storage/local'] == ('Datastore.AllocateSpace', 'Datastore.AllocateTemplate')
+    assert dict(rule[0]['required'])['/sdn/zones/localnetwork/vmbr0'] == ('SDN.Use',)
+
+
+def test_a_missing_container_privilege_names_the_containers_and_the_pveum_commands():
+    dump = full_dump()
+    dump['/storage'] = {'Datastore.AllocateSpace': 1, 'Datastore.Audit': 1}  # no AllocateTemplate anywhere
+    dump['/nodes/pve'] = {}
+    results = priv.evaluate(priv.Permissions(dump), ['terraform_apply'], CONTAINER_CONTEXT, 9)
+    missing = priv.missing_privileges(results)
+    assert missing == [{'step': 'terraform_apply', 'path': '/storage/local', 'privilege': 'Datastore.AllocateTemplate'}]
+    status, detail = priv.step_detail(results, 'terraform_apply')
+    assert status == 'fail'
+    assert 'cannot create, configure, start and read the containers' in detail
+    assert 'missing Datastore.AllocateTemplate on /storage/local' in detail
+    commands = priv.remediation(missing, 'pipeline@pve!full', user_missing=[], user_known=True)
+    assert commands[0] == "pveum role add EMInfraPipeline --privs 'Datastore.AllocateTemplate'"
+    assert "pveum acl modify /storage/local --tokens 'pipeline@pve!full' --roles EMInfraPipeline" in commands
+    # Without containers the same token passes terraform_apply.
+    results = priv.evaluate(priv.Permissions(dump), ['terraform_apply'], dict(CONTAINER_CONTEXT, containers=[]), 9)
+    assert priv.missing_privileges(results) == []
+
+
+def test_container_rule_matches_the_lxc_create_permissions_of_the_schema():
+    if not SCHEMA.is_file():
+        pytest.skip(f'{SCHEMA} not present')
+    schema = json.loads(SCHEMA.read_text(encoding='utf-8'))
+    text = schema['/nodes/{node}/lxc']['POST']['permissions']['description']
+    assert "'VM.Allocate' permission on /vms/{vmid}" in text and "'Datastore.AllocateSpace'" in text
+    rule = next(r for r in priv.MATRIX if r['id'] == 'container_lifecycle')
+    pairs = dict(rule['all'])
+    assert 'VM.Allocate' in pairs['/vms'] and 'Datastore.AllocateSpace' in pairs['/storage/{vm_storage}']

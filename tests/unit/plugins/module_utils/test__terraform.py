@@ -282,6 +282,27 @@ def test_needed_artefacts_follow_enabled_nodes():
     assert _terraform.needed_artefacts(None) == ['talos', 'ubuntu']
 
 
+def test_a_container_needs_the_container_template(project):
+    """An Ubuntu container is built from the manifest's ubuntu_lxc entry: without it (or without
+    its volume on Proxmox storage) nothing runs, with the templates_present check."""
+    nodes = os.path.join(FIXTURES, 'nodes-lxc.yaml')
+    assert _terraform.needed_artefacts(nodes) == ['talos', 'ubuntu', 'ubuntu_lxc']
+    fake = FakeTerraform()
+    with pytest.raises(CheckError) as err:
+        make_runner(project, fake).execute(intent_nodes_file=nodes)
+    assert err.value.check == 'templates_present' and 'no artefact for ubuntu_lxc' in str(err.value)
+    assert fake.calls == []
+    manifest = project['state'] / 'cache' / 'templates' / 'manifest.json'
+    with open(os.path.join(FIXTURES, 'manifest-lxc.json'), encoding='utf-8') as handle:
+        data = json.load(handle)
+    del data['ubuntu_lxc']['proxmox_volid']
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(CheckError) as err:
+        make_runner(project, fake).execute(intent_nodes_file=nodes)
+    assert err.value.check == 'templates_present' and 'ubuntu_lxc: no proxmox_volid' in str(err.value)
+    assert fake.calls == []
+
+
 def test_variable_holding_the_secret_refused(project):
     fake = FakeTerraform()
     with pytest.raises(CheckError) as err:
