@@ -13,7 +13,8 @@ import pytest
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
-from tests.unit.plugins.module_utils.test__terraform import BIN, FIXTURES, SECRET, FakeTerraform, make_runner, project  # noqa: F401
+from tests.unit.plugins.module_utils.test__terraform import BIN, FIXTURES, SECRET, FakeTerraform, make_runner
+from tests.unit.plugins.module_utils.test__terraform import project  # noqa: F401  pylint: disable=unused-import
 
 PASSWORD = 'p4ss-w0rd-unit'
 CONN = f'postgres://eminfra:{PASSWORD}@db.example.org:5433/tfstate?sslmode=verify-full'
