@@ -25,6 +25,8 @@ _DQ_ESCAPABLE = '\\"$`\n'
 #: Characters that never occur in a text env file (tab and newline are text).
 _CONTROL_RE = re.compile('[\x00-\x08\x0b-\x1f\x7f]')
 _BLANK = ' \t'
+#: The quoted excerpt of a syntax error message (``: 'text'`` or `` in 'text'``).
+_QUOTED_EXCERPT_RE = re.compile(r"(:| in) '(?:[^'\\]|\\.)*'|(:| in) \"(?:[^\"\\]|\\.)*\"")
 
 
 class EnvFileError(CheckError):
@@ -199,7 +201,12 @@ def read_private_env_file(path: str, present_check: str, valid_check: str, secre
     if mode & 0o077:
         raise CheckError(valid_check, f'mode {mode:04o} lets the group or others read {secret_name}; '
                          'the file is refused', where=path, remediation=f'chmod 600 {path}')
-    return read_env_file(path, check=valid_check)
+    try:
+        return read_env_file(path, check=valid_check)
+    except EnvFileError as exc:
+        # A syntax error quotes the text it stopped at, which in this file may be part of the secret.
+        exc.detail = _QUOTED_EXCERPT_RE.sub('', exc.detail)
+        raise
 
 
 def quote(value: str) -> str:

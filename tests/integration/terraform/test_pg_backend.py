@@ -20,7 +20,7 @@ import pytest
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend
 from tests.integration.terraform.conftest import COLLECTIONS, MODULE, REPO, Project, files_under
-from tests.integration.terraform.test_k3s_dev_lifecycle import ALL_VMIDS, read_outputs, sim_project  # noqa: F401
+from tests.integration.terraform.test_k3s_dev_lifecycle import ALL_VMIDS, read_outputs, sim_project  # noqa: F401  pylint: disable=unused-import
 from tests.postgres.fixtures import closed_port, postgres  # noqa: F401  pylint: disable=unused-import
 from tests.pvesim.fixtures import pvesim, pvesim_fresh  # noqa: F401  pylint: disable=unused-import
 
@@ -418,5 +418,5 @@ def test_role_on_pg_records_the_step_and_keeps_the_secret_out(pg_project, terraf
     gone = play(project, tmp_path, '-vvvv', '-e', 'terraform_apply_backend=pg', '-e', 'wanted_state=absent')
     assert gone.rc == 0, gone.output
     assert project.api.vmids() == []
-    assert_secret_nowhere(project, server, [], [run.stdout + run.stderr, down.stdout + down.stderr,
-                                                 gone.stdout + gone.stderr])
+    outputs = [run.stdout + run.stderr, down.stdout + down.stderr, gone.stdout + gone.stderr]
+    assert_secret_nowhere(project, server, [], outputs)

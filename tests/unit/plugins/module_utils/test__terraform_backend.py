@@ -13,7 +13,8 @@ import pytest
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
-from tests.unit.plugins.module_utils.test__terraform import BIN, FIXTURES, SECRET, FakeTerraform, make_runner, project  # noqa: F401
+from tests.unit.plugins.module_utils.test__terraform import BIN, FIXTURES, SECRET, FakeTerraform, make_runner
+from tests.unit.plugins.module_utils.test__terraform import project  # noqa: F401  pylint: disable=unused-import
 
 PASSWORD = 'p4ss-w0rd-unit'
 CONN = f'postgres://eminfra:{PASSWORD}@db.example.org:5433/tfstate?sslmode=verify-full'
@@ -207,3 +208,15 @@ def test_a_failed_init_is_run_again_next_time(project):  # noqa: F811
     third.use_backend('pg', pg=pg)
     result = third.execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
     assert result['initialised'] is True
+
+
+@pytest.mark.parametrize('line', [
+    f'PG_CONN_STR=host=db password={PASSWORD}\n',
+    f'{PASSWORD} and more\n',
+])
+def test_syntax_errors_do_not_quote_the_secret(tmp_path, line):
+    path = write_env(tmp_path / 'terraform_backend.env', line)
+    with pytest.raises(CheckError) as info:
+        tf_backend.load_backend_env(path)
+    assert info.value.check == 'terraform_backend_env_valid' and f'{path} line 1' in str(info.value)
+    assert PASSWORD not in str(info.value)
