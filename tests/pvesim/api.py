@@ -2073,6 +2073,12 @@ def get_ct_config(ctx: Ctx) -> object:
         elif decl is not None and decl.type == 'number':
             number = float(value)
             out[key] = int(number) if number.is_integer() else number
+        elif key == 'description':
+            # kept as comment lines in the config file: each line comes back with its newline
+            lines = str(value).split('\n')
+            while lines and lines[-1] == '':
+                lines.pop()
+            out[key] = ''.join(f'{line}\n' for line in lines)
         else:
             out[key] = str(value)
     if lock:

@@ -109,6 +109,7 @@ def test_container_lifecycle(pvesim_fresh):
         'hostname': 'ct120', 'memory': 1024, 'swap': 512, 'cores': 2, 'unprivileged': 1, 'features': 'nesting=1',
         'onboot': 1, 'ostype': 'ubuntu', 'arch': 'amd64', 'tags': 'k3s;ubuntu'}
     assert 'ssh-public-keys' not in config and 'password' not in config and 'lock' not in config
+    assert config['description'] == 'utility node\n'  # stored as comment lines: each ends in a newline
     # the root disk is a real volume on the thin pool, owned by the container
     volumes = api.nodes('pve').storage('local-lvm').content.get(vmid=120)
     assert [(v['volid'], v['content'], v['size']) for v in volumes] == [('local-lvm:vm-120-disk-0', 'rootdir', 8 << 30)]
