@@ -222,8 +222,8 @@ def test_create_refusals(pvesim_fresh):
     sim = pvesim_fresh
     api = proxmox(sim)
     upload_template(sim)
-    response = raw(sim, 'POST', '/nodes/pve/lxc', data={'vmid': 140, 'net0': 'bridge=vmbr0', 'password': 'abc',
-                                                         'cores': 0})
+    response = raw(sim, 'POST', '/nodes/pve/lxc',
+                   data={'vmid': 140, 'net0': 'bridge=vmbr0', 'password': 'abc', 'cores': 0})
     assert (response.status_code, response.reason) == (400, 'Parameter verification failed.')
     assert response.json()['errors'] == {
         'ostemplate': 'property is missing and it is not optional',
