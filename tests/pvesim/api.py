@@ -1725,7 +1725,7 @@ LXC_CREATE_PARAMS: dict[str, Param] = {
 }
 # the values the API takes but never writes to the container's config
 _LXC_CREATE_ONLY = ('node', 'vmid', 'ostemplate', 'bwlimit', 'force', 'ha-managed', 'ignore-unpack-errors',
-                    'password', 'pool', 'restore', 'ssh-public-keys', 'start', 'storage', 'unique', 'debug')
+                    'password', 'pool', 'restore', 'ssh-public-keys', 'start', 'storage', 'unique', 'unprivileged')
 NEW_VOLUME_RE = re.compile(r'(?:([a-z][a-z0-9\-_.]*[a-z0-9]):)?(\d+(?:\.\d+)?)\Z')
 _SSH_KEY_RE = re.compile(r'(?:\S+\s+)?((?:ssh|ecdsa|sk)-[a-z0-9@.-]+)\s+([A-Za-z0-9+/]+={0,2})(?:\s.*)?\Z')
 _OSTYPES = ('debian', 'devuan', 'ubuntu', 'centos', 'fedora', 'opensuse', 'archlinux', 'alpine', 'gentoo', 'nixos')
@@ -1849,7 +1849,9 @@ def _check_ct_modify_perms(ctx: Ctx, vmid: int, pool: object, old: dict | None, 
             need(['VM.Config.Memory'])
         elif re.fullmatch(r'net\d+', opt):
             need(['VM.Config.Network'])
-            if not deleting:
+            if (old or {}).get(opt):
+                _check_ct_vnet(ctx, str(old[opt]))
+            if not deleting and new.get(opt):
                 _check_ct_vnet(ctx, str(new[opt]))
         elif re.fullmatch(r'dev\d+', opt):
             raise PermissionDenied('Permission check failed (configuring device passthrough is only allowed for root@pam)')
@@ -1859,13 +1861,30 @@ def _check_ct_modify_perms(ctx: Ctx, vmid: int, pool: object, old: dict | None, 
             if not unprivileged:
                 raise PermissionDenied('Permission check failed (changing feature flags for privileged container '
                                        'is only allowed for root@pam)')
-            wanted = {} if deleting else _set_features(str(new[opt]))
-            before = _set_features(str((old or {}).get('features', '')))
-            changed = {key for key in set(wanted) | set(before) if wanted.get(key) != before.get(key)}
-            if changed - {'nesting'}:
+            nesting_changed = other_changed = False
+            if not deleting and (old or {}).get('features'):
+                # an existing container with features: each flag compared as written
+                wanted = parse_property_string(str(new[opt]), FEATURES)[0]
+                before = parse_property_string(str(old['features']), FEATURES)[0]
+                for flag in sorted(set(before) | set(wanted)):
+                    if str(before.get(flag, '')) != str(wanted.get(flag, '')):
+                        if flag == 'nesting':
+                            nesting_changed = True
+                        else:
+                            other_changed = True
+            else:
+                # a new container, one without features, or the features deleted: only a lone
+                # nesting=1 is not root's business
+                flags = parse_property_string(str((old or {}).get('features', '') if deleting else new[opt]),
+                                              FEATURES)[0]
+                if len(flags) == 1 and flags.get('nesting'):
+                    nesting_changed = True
+                elif flags:
+                    other_changed = True
+            if other_changed:
                 raise PermissionDenied('Permission check failed (changing feature flags (except nesting) is only '
                                        'allowed for root@pam)')
-            if 'nesting' in changed:
+            if nesting_changed:
                 need(['VM.Allocate'])
         elif opt == 'hookscript':
             raise PermissionDenied('Permission check failed (changing the hookscript is only allowed for root@pam)')
@@ -1873,12 +1892,6 @@ def _check_ct_modify_perms(ctx: Ctx, vmid: int, pool: object, old: dict | None, 
             continue  # checked against the tag-style rules, as for VMs (not simulated)
         else:
             need(['VM.Config.Options'])
-
-
-def _set_features(text: str) -> dict[str, object]:
-    """The feature flags that are on (a flag set to 0 is the same as one left out)."""
-    parsed, dummy = parse_property_string(text, FEATURES)
-    return {key: value for key, value in parsed.items() if value not in (0, '', None)}
 
 
 def _ct_storage(ctx: Ctx, storeid: str) -> None:
@@ -1954,6 +1967,11 @@ def create_lxc(ctx: Ctx) -> object:
     vmid = int(ctx.params['vmid'])
     params = dict(ctx.params)
     restore, force = _bool(params.get('restore', 0)), _bool(params.get('force', 0))
+    # PVE 9: containers are unprivileged unless asked otherwise; a privileged one is as good as
+    # root on the host, so it takes Sys.Modify on / (checked before anything else)
+    unprivileged = bool(_bool(params.get('unprivileged', 1)))
+    if not unprivileged and not restore:
+        _perm(ctx, '/', ['Sys.Modify'])
     with sim.lock:
         existing = sim.vms.get(vmid)
     if existing is not None and not (restore and force and existing.type == 'lxc'):
@@ -1969,12 +1987,9 @@ def create_lxc(ctx: Ctx) -> object:
     if not ctx.checker.has(f'/vms/{vmid}', ['VM.Allocate']) and not (
             pool and ctx.checker.has(f'/pool/{pool}', ['VM.Allocate'])):
         raise PermissionDenied('Permission check failed')
-    unprivileged = bool(_bool(params.get('unprivileged', 0)))
     storage = str(params.get('storage') or 'local')
     settings = {k: v for k, v in params.items() if k not in _LXC_CREATE_ONLY}
     _check_ct_modify_perms(ctx, vmid, pool, None, settings, [], unprivileged)
-    if not unprivileged and ctx.authid != 'root@pam':
-        _perm(ctx, '/', ['Sys.Modify'])  # a privileged container is as good as root on the host
     ostemplate = str(params['ostemplate'])
     if ostemplate == '-':
         raise ApiError(500, 'pipe requires cli environment')
@@ -1988,25 +2003,29 @@ def create_lxc(ctx: Ctx) -> object:
         if tmpl_content != 'vztmpl':
             raise ApiError(500, f"unable to use volume {ostemplate} - content type needs to be 'vztmpl'")
         _check_volume_access(ctx, tmpl_store, tmpl_content, tmpl_owner, vmid)
-    for key in sorted(settings):
-        if key == 'rootfs' or re.fullmatch(r'mp\d+', key):
-            mount, dummy = parse_property_string(str(settings[key]), MOUNTPOINT if key != 'rootfs' else ROOTFS)
-            volid = str(mount['volume'])
-            if volid.startswith('/'):
-                if ctx.authid != 'root@pam':
-                    raise ApiError(500, 'Only root can pass arbitrary filesystem paths.')
-                continue
-            match = NEW_VOLUME_RE.fullmatch(volid)
-            storeid = (match.group(1) or storage) if match else volid.split(':', 1)[0]
-            if match and not match.group(1):
-                settings[key] = _print_mount({**mount, 'volume': f'{storeid}:{match.group(2)}'})
-            _ct_storage(ctx, storeid)
+    for key in [k for k in settings if re.fullmatch(r'unused\d+', k)]:
+        del settings[key]  # "ignoring 'unusedN', cannot create/restore with unused volume"
+    mounts = sorted(k for k in settings if k == 'rootfs' or re.fullmatch(r'mp\d+', k))
+    if mounts and 'rootfs' not in mounts:
+        raise ApiError(500, "mount points configured, but 'rootfs' not set - aborting")
+    for key in mounts:
+        if re.fullmatch(r'\d+(?:\.\d+)?', str(settings[key])):
+            settings[key] = f'{storage}:{settings[key]}'  # a bare size: on 'storage'
+        mount, dummy = parse_property_string(str(settings[key]), MOUNTPOINT if key != 'rootfs' else ROOTFS)
+        volid = str(mount['volume'])
+        if volid.startswith('/'):
+            if ctx.authid != 'root@pam':
+                raise ApiError(500, 'Only root can pass arbitrary filesystem paths.')
+            continue
+        match = NEW_VOLUME_RE.fullmatch(volid)
+        storeid = (match.group(1) or storage) if match else volid.split(':', 1)[0]
+        if match and not match.group(1):
+            settings[key] = _print_mount({**mount, 'volume': f'{storeid}:{match.group(2)}'})
+        _ct_storage(ctx, storeid)
     if 'rootfs' not in settings:
         _ct_storage(ctx, storage)
         settings['rootfs'] = f'{storage}:4'  # the API's default: 4 GiB on 'storage'
     start = bool(_bool(params.get('start', 0)))
-    if start:
-        _vm_perm(ctx, vmid, pool, ['VM.PowerMgmt'])
     settings = _ct_settings(settings)
     with sim.lock:
         if vmid in sim.vms:  # create_and_lock_config
@@ -2018,10 +2037,8 @@ def create_lxc(ctx: Ctx) -> object:
         sim.set_pool(vmid, pool)
 
     def work(task: Task) -> None:
-        if not os.path.isfile(tmpl_path):
-            raise TaskError(f"can't find file '{ostemplate}'")
-        if tmpl_content != 'vztmpl':
-            raise TaskError(f"unable to use volume {ostemplate} - content type needs to be 'vztmpl'")
+        if not os.path.isfile(tmpl_path):  # PVE::Storage::abs_filesystem_path
+            raise TaskError(f"unable to create CT {vmid} - can't find file '{ostemplate}'")
         taken: set[str] = set()
         config: dict[str, object] = {}
         for key, value in settings.items():
@@ -2037,6 +2054,10 @@ def create_lxc(ctx: Ctx) -> object:
             config['ostype'] = next((os_ for os_ in _OSTYPES if tmpl_name.startswith(os_)), 'unmanaged')
         if unprivileged:
             config['unprivileged'] = 1
+        # the defaults create_vm sets
+        config.setdefault('hostname', f'CT{vmid}')
+        config.setdefault('memory', 512)
+        config.setdefault('swap', 512)
         if params.get('ssh-public-keys'):
             task.write('Installing SSH public keys for root')
         task.write("Creating SSH host key 'ssh_host_ed25519_key' - this may take some time ...")
@@ -2057,7 +2078,9 @@ def create_lxc(ctx: Ctx) -> object:
 
 def get_ct_index(ctx: Ctx) -> object:
     _ct_for(ctx)
-    return [{'subdir': name} for name in ('config', 'pending', 'status', 'interfaces', 'snapshot', 'resize')]
+    return [{'subdir': name} for name in ('config', 'pending', 'status', 'vncproxy', 'termproxy', 'vncwebsocket',
+                                          'spiceproxy', 'migrate', 'clone', 'rrd', 'rrddata', 'firewall', 'snapshot',
+                                          'resize', 'interfaces')]
 
 
 def get_ct_config(ctx: Ctx) -> object:

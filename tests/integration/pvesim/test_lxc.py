@@ -176,14 +176,18 @@ def test_create_with_start_pool_and_default_rootfs(pvesim_fresh):
     api = proxmox(sim)
     upload_template(sim)
     body = create_body(121, start=1, pool='lab')
-    del body['rootfs']
+    for key in ('rootfs', 'hostname', 'memory', 'swap', 'unprivileged'):
+        del body[key]
     upid = api.nodes('pve').lxc.post(**body)
     assert wait_task(api, upid)['exitstatus'] == 'OK'
     assert api.nodes('pve').lxc(121).status.current.get()['status'] == 'running'
-    # no rootfs: 4 GiB on 'storage'
-    assert api.nodes('pve').lxc(121).config.get()['rootfs'] == 'local-lvm:vm-121-disk-0,size=4G'
+    config = api.nodes('pve').lxc(121).config.get()
+    # no rootfs: 4 GiB on 'storage'; PVE 9 containers are unprivileged unless asked otherwise;
+    # the hostname, memory and swap defaults are written to the config
+    assert config['rootfs'] == 'local-lvm:vm-121-disk-0,size=4G'
+    assert (config['unprivileged'], config['hostname'], config['memory'], config['swap']) == (1, 'CT121', 512, 512)
     members = api.pools.get(poolid='lab')[0]['members']
-    assert [(m['id'], m['type'], m['name']) for m in members] == [('lxc/121', 'lxc', 'ct121')]
+    assert [(m['id'], m['type'], m['name']) for m in members] == [('lxc/121', 'lxc', 'CT121')]
     assert api.pools('lab').get()['members'][0]['vmid'] == 121
 
 
@@ -234,6 +238,9 @@ def test_create_refusals(pvesim_fresh):
         api.nodes('pve').lxc.post(**create_body(140, **{'ssh-public-keys': 'ssh-ed25519 AAAAnotakey ops@lab'}))
     assert error(err) == (500, 'SSH public key validation error')
     with pytest.raises(ResourceException) as err:
+        api.nodes('pve').lxc.post(**create_body(140, mp0='local-lvm:2,mp=/data', rootfs=None))
+    assert error(err) == (500, "mount points configured, but 'rootfs' not set - aborting")
+    with pytest.raises(ResourceException) as err:
         api.nodes('pve').lxc.post(**create_body(140, rootfs='local:8'))
     assert err.value.status_code == 400
     assert err.value.errors == {'storage': "storage 'local' does not support container directories"}
@@ -244,7 +251,8 @@ def test_create_refusals(pvesim_fresh):
     # a template that is not there fails the task, and leaves nothing behind
     status = wait_task(api, api.nodes('pve').lxc.post(**create_body(
         140, ostemplate='local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst')))
-    assert status['exitstatus'] == "can't find file 'local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst'"
+    assert status['exitstatus'] == \
+        "unable to create CT 140 - can't find file 'local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst'"
     assert api.nodes('pve').lxc.get() == [] and api.nodes('pve').storage('local-lvm').content.get(vmid=140) == []
 
 
@@ -270,6 +278,11 @@ CT_PRIVS = ['VM.Allocate', 'VM.Audit', 'VM.PowerMgmt', 'VM.Config.Disk', 'VM.Con
      'Permission check failed (/, Sys.Modify)'),
     (None, {'features': 'nesting=1,keyctl=1'},
      'Permission check failed (changing feature flags (except nesting) is only allowed for root@pam)'),
+    # on a new container anything but a lone nesting=1 counts, even a flag written as 0
+    (None, {'features': 'nesting=1,keyctl=0'},
+     'Permission check failed (changing feature flags (except nesting) is only allowed for root@pam)'),
+    (None, {'unprivileged': 0, 'features': 'nesting=1'},
+     'Permission check failed (/, Sys.Modify)'),
     (None, {'dev0': '/dev/net/tun'},
      'Permission check failed (configuring device passthrough is only allowed for root@pam)'),
     (None, {'mp0': '/srv/data,mp=/data'},
@@ -314,6 +327,11 @@ def test_config_update_and_power_privileges(pvesim_fresh):
     header = _token(sim, 'opts', ['VM.Audit', 'VM.Config.Options'])
     response = raw(sim, 'PUT', '/nodes/pve/lxc/152/config', header=header, data={'features': 'nesting=0'})
     assert (response.status_code, response.reason) == (403, 'Permission check failed (/vms/152, VM.Allocate)')
+    response = raw(sim, 'PUT', '/nodes/pve/lxc/152/config', header=header, data={'features': 'nesting=1,fuse=0'})
+    assert (response.status_code, response.reason) == \
+        (403, 'Permission check failed (changing feature flags (except nesting) is only allowed for root@pam)')
+    response = raw(sim, 'PUT', '/nodes/pve/lxc/152/config', header=header, data={'features': 'nesting=1'})
+    assert response.status_code == 200  # unchanged: nothing to check
     response = raw(sim, 'PUT', '/nodes/pve/lxc/152/config', header=header, data={'onboot': 0})
     assert response.status_code == 200
     assert proxmox(sim).nodes('pve').lxc(152).config.get()['onboot'] == 0
