@@ -2132,8 +2132,7 @@ def put_ct_config(ctx: Ctx) -> object:
             raise param_error({'delete': f"unknown option '{key}'"})
     _check_ct_modify_perms(ctx, vmid, None, old, settings, deletes, str(old.get('unprivileged', 0)) == '1')
     for key in sorted(set(settings) | set(deletes)):
-        if key in ('unprivileged', 'ostype', 'arch', 'template') and key in settings \
-                and str(settings[key]) != str(old.get(key, '')):
+        if key == 'unprivileged' and key in settings:  # update_pct_config: whatever the value
             raise ApiError(500, f"unable to modify read-only option: '{key}'")
         if key == 'rootfs' and key in deletes:
             raise ApiError(500, "unable to delete required option 'rootfs'")
@@ -2197,12 +2196,29 @@ def ct_start(ctx: Ctx) -> object:
         raise param_error({'skiplock': 'Only root may use this option.'})
     if ct.status == 'running':
         raise ApiError(500, f'CT {ct.vmid} already running')
-    if ct.template:
-        raise ApiError(500, 'you cannot start a CT which is a template')
-    if ct.lock and not ctx.params.get('skiplock'):
-        raise ApiError(500, f'CT is locked ({ct.lock})')
-    return ctx.sim.start_task(_node(ctx), 'vzstart', str(ct.vmid), ctx.authid,
-                              lambda task: _ct_do_start(ctx.sim, ct, task))
+    skiplock = bool(ctx.params.get('skiplock'))
+
+    def work(task: Task) -> None:
+        # pve-container checks these in the worker (API2/LXC/Status.pm), so they fail the task
+        if ct.template:
+            raise TaskError("you can't start a CT if it's a template")
+        if ct.lock and not skiplock and ct.lock != 'mounted':
+            raise TaskError(f'CT is locked ({ct.lock})')
+        if str(ct.config.get('unprivileged', 0)) == '1':
+            for key in sorted(k for k in ct.config if k == 'rootfs' or re.fullmatch(r'mp\d+', k)):
+                mount, dummy = parse_property_string(str(ct.config[key]), MOUNTPOINT if key != 'rootfs' else ROOTFS)
+                if mount.get('quota'):
+                    raise TaskError('Quotas are not supported by unprivileged containers.')
+        _ct_do_start(ctx.sim, ct, task)
+    return ctx.sim.start_task(_node(ctx), 'vzstart', str(ct.vmid), ctx.authid, work)
+
+
+def _ct_stop_work(sim: Simulator, ct: VM, skiplock: bool) -> Callable[[Task], None]:
+    def work(task: Task) -> None:
+        if ct.lock and not skiplock and ct.lock != 'mounted':
+            raise TaskError(f'CT is locked ({ct.lock})')
+        _do_stop(sim, ct, task)
+    return work
 
 
 def ct_stop(ctx: Ctx) -> object:
@@ -2211,19 +2227,19 @@ def ct_stop(ctx: Ctx) -> object:
         raise param_error({'skiplock': 'Only root may use this option.'})
     _ct_running_guard(ct)
     return ctx.sim.start_task(_node(ctx), 'vzstop', str(ct.vmid), ctx.authid,
-                              lambda task: _do_stop(ctx.sim, ct, task))
+                              _ct_stop_work(ctx.sim, ct, bool(ctx.params.get('skiplock'))))
 
 
 def ct_shutdown(ctx: Ctx) -> object:
     ct = _ct_for(ctx)
     _ct_running_guard(ct)
-    return ctx.sim.start_task(_node(ctx), 'vzshutdown', str(ct.vmid), ctx.authid,
-                              lambda task: _do_stop(ctx.sim, ct, task))
+    return ctx.sim.start_task(_node(ctx), 'vzshutdown', str(ct.vmid), ctx.authid, _ct_stop_work(ctx.sim, ct, False))
 
 
 def ct_reboot(ctx: Ctx) -> object:
     ct = _ct_for(ctx)
-    _ct_running_guard(ct)
+    if ct.status != 'running':
+        raise ApiError(500, f'VM {ct.vmid} not running')  # sic: the reboot endpoint says VM
 
     def work(task: Task) -> None:
         _do_stop(ctx.sim, ct, task)

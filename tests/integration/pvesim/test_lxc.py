@@ -141,7 +141,7 @@ def test_container_lifecycle(pvesim_fresh):
         api.nodes('pve').lxc(120).config.put(memory=512, digest='0' * 40)
     assert error(err) == (500, 'detected modified configuration - file changed by other user? Try again.')
     with pytest.raises(ResourceException) as err:
-        api.nodes('pve').lxc(120).config.put(unprivileged=0)
+        api.nodes('pve').lxc(120).config.put(unprivileged=1)  # even the value it has
     assert error(err) == (500, "unable to modify read-only option: 'unprivileged'")
     with pytest.raises(ResourceException) as err:
         api.nodes('pve').lxc(120).config.put()
@@ -159,6 +159,9 @@ def test_container_lifecycle(pvesim_fresh):
     upid = api.nodes('pve').lxc(120).status.stop.post()
     assert ':vzstop:120:' in upid and wait_task(api, upid)['exitstatus'] == 'OK'
 
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').lxc(120).status.reboot.post()
+    assert error(err) == (500, 'VM 120 not running')  # the reboot endpoint's own wording
     wait_task(api, api.nodes('pve').lxc(120).resize.put(disk='rootfs', size='+2G'))
     assert api.nodes('pve').lxc(120).config.get()['rootfs'] == 'local-lvm:vm-120-disk-0,size=10G'
 
