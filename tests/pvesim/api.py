@@ -2125,12 +2125,16 @@ def put_ct_config(ctx: Ctx) -> object:
         if digest and digest != _digest(ct.config):
             raise ApiError(500, 'detected modified configuration - file changed by other user? Try again.')
         old = dict(ct.config)
+    unprivileged = str(old.get('unprivileged', 0)) == '1'
+    # the order of API2/LXC/Config.pm update_vm: the deletions' privileges, then their names,
+    # then the new values' privileges
+    _check_ct_modify_perms(ctx, vmid, None, old, {}, deletes, unprivileged)
     for key in deletes:
-        if key in settings:
-            raise param_error({'delete': f"you can't use '-{key}' and -delete {key}' at the same time"})
         if declared(LXC_CONFIG_PARAMS, key) is None:
             raise param_error({'delete': f"unknown option '{key}'"})
-    _check_ct_modify_perms(ctx, vmid, None, old, settings, deletes, str(old.get('unprivileged', 0)) == '1')
+        if key in settings:
+            raise param_error({'delete': f"you can't use '-{key}' and -delete {key}' at the same time"})
+    _check_ct_modify_perms(ctx, vmid, None, old, settings, [], unprivileged)
     for key in sorted(set(settings) | set(deletes)):
         if key == 'unprivileged' and key in settings:  # update_pct_config: whatever the value
             raise ApiError(500, f"unable to modify read-only option: '{key}'")

@@ -146,6 +146,10 @@ def test_container_lifecycle(pvesim_fresh):
     with pytest.raises(ResourceException) as err:
         api.nodes('pve').lxc(120).config.put()
     assert error(err) == (500, 'no options specified')
+    response = raw(sim, 'PUT', '/nodes/pve/lxc/120/config', data={'delete': 'bogus'})
+    assert (response.status_code, response.json()['errors']) == (400, {'delete': "unknown option 'bogus'"})
+    response = raw(sim, 'PUT', '/nodes/pve/lxc/120/config', data={'delete': 'swap', 'swap': 256})
+    assert response.json()['errors'] == {'delete': "you can't use '-swap' and -delete swap' at the same time"}
 
     wait_task(api, api.nodes('pve').lxc(120).status.reboot.post(timeout=30))
     assert api.nodes('pve').lxc(120).status.current.get()['status'] == 'running'
