@@ -94,8 +94,8 @@ def test_scenario_content(scenario_sim):
     assert [(c['volid'], c['size']) for c in content] == [('tank:iso/seed.iso', 4096)]
     assert os.path.getsize(os.path.join(scenario_sim.data_dir, 'tank', 'template', 'iso', 'seed.iso')) == 4096
     vms = get('/cluster/resources', type='vm').json()['data']
-    assert [(v['vmid'], v['type'], v['name'], v['template']) for v in vms] == [(9000, 'qemu', 'tmpl', 1),
-                                                                             (9100, 'lxc', 'ct1', 0)]
+    assert [(v['vmid'], v['type'], v['name'], v['template']) for v in vms] == \
+        [(9000, 'qemu', 'tmpl', 1), (9100, 'lxc', 'ct1', 0)]
     assert [(c['vmid'], c['status']) for c in get('/nodes/node1/lxc').json()['data']] == [(9100, 'running')]
     eth0 = get('/nodes/node1/lxc/9100/interfaces').json()['data'][1]
     assert (eth0['name'], eth0['hwaddr'], eth0['inet']) == ('eth0', 'bc:24:11:00:00:01', '192.0.2.9/24')
