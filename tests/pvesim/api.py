@@ -1889,7 +1889,9 @@ def _check_ct_modify_perms(ctx: Ctx, vmid: int, pool: object, old: dict | None, 
         elif opt == 'hookscript':
             raise PermissionDenied('Permission check failed (changing the hookscript is only allowed for root@pam)')
         elif opt == 'tags':
-            continue  # checked against the tag-style rules, as for VMs (not simulated)
+            # PVE::GuestHelpers::assert_tag_permissions: VM.Config.Options on the guest itself
+            # (not the pool); with the default free-form tag access no tag needs more
+            _perm(ctx, f'/vms/{vmid}', ['VM.Config.Options'])
         else:
             need(['VM.Config.Options'])
 

@@ -326,6 +326,8 @@ def test_config_update_and_power_privileges(pvesim_fresh):
     assert (response.status_code, response.reason) == (403, 'Permission check failed (/vms/152, VM.Config.Memory)')
     response = raw(sim, 'PUT', '/nodes/pve/lxc/152/config', header=header, data={'cores': 3})
     assert response.status_code == 200 and response.json() == {'data': None}
+    response = raw(sim, 'PUT', '/nodes/pve/lxc/152/config', header=header, data={'tags': 'db'})
+    assert (response.status_code, response.reason) == (403, 'Permission check failed (/vms/152, VM.Config.Options)')
     response = raw(sim, 'POST', '/nodes/pve/lxc/152/status/start', header=header)
     assert (response.status_code, response.reason) == (403, 'Permission check failed (/vms/152, VM.PowerMgmt)')
     response = raw(sim, 'DELETE', '/nodes/pve/lxc/152', header=header)
