@@ -1725,7 +1725,7 @@ LXC_CREATE_PARAMS: dict[str, Param] = {
 }
 # the values the API takes but never writes to the container's config
 _LXC_CREATE_ONLY = ('node', 'vmid', 'ostemplate', 'bwlimit', 'force', 'ha-managed', 'ignore-unpack-errors',
-                    'password', 'pool', 'restore', 'ssh-public-keys', 'start', 'storage', 'unique', 'debug')
+                    'password', 'pool', 'restore', 'ssh-public-keys', 'start', 'storage', 'unique', 'unprivileged')
 NEW_VOLUME_RE = re.compile(r'(?:([a-z][a-z0-9\-_.]*[a-z0-9]):)?(\d+(?:\.\d+)?)\Z')
 _SSH_KEY_RE = re.compile(r'(?:\S+\s+)?((?:ssh|ecdsa|sk)-[a-z0-9@.-]+)\s+([A-Za-z0-9+/]+={0,2})(?:\s.*)?\Z')
 _OSTYPES = ('debian', 'devuan', 'ubuntu', 'centos', 'fedora', 'opensuse', 'archlinux', 'alpine', 'gentoo', 'nixos')
@@ -1849,7 +1849,9 @@ def _check_ct_modify_perms(ctx: Ctx, vmid: int, pool: object, old: dict | None, 
             need(['VM.Config.Memory'])
         elif re.fullmatch(r'net\d+', opt):
             need(['VM.Config.Network'])
-            if not deleting:
+            if (old or {}).get(opt):
+                _check_ct_vnet(ctx, str(old[opt]))
+            if not deleting and new.get(opt):
                 _check_ct_vnet(ctx, str(new[opt]))
         elif re.fullmatch(r'dev\d+', opt):
             raise PermissionDenied('Permission check failed (configuring device passthrough is only allowed for root@pam)')
@@ -1859,26 +1861,39 @@ def _check_ct_modify_perms(ctx: Ctx, vmid: int, pool: object, old: dict | None, 
             if not unprivileged:
                 raise PermissionDenied('Permission check failed (changing feature flags for privileged container '
                                        'is only allowed for root@pam)')
-            wanted = {} if deleting else _set_features(str(new[opt]))
-            before = _set_features(str((old or {}).get('features', '')))
-            changed = {key for key in set(wanted) | set(before) if wanted.get(key) != before.get(key)}
-            if changed - {'nesting'}:
+            nesting_changed = other_changed = False
+            if not deleting and (old or {}).get('features'):
+                # an existing container with features: each flag compared as written
+                wanted = parse_property_string(str(new[opt]), FEATURES)[0]
+                before = parse_property_string(str(old['features']), FEATURES)[0]
+                for flag in sorted(set(before) | set(wanted)):
+                    if str(before.get(flag, '')) != str(wanted.get(flag, '')):
+                        if flag == 'nesting':
+                            nesting_changed = True
+                        else:
+                            other_changed = True
+            else:
+                # a new container, one without features, or the features deleted: only a lone
+                # nesting=1 is not root's business
+                flags = parse_property_string(str((old or {}).get('features', '') if deleting else new[opt]),
+                                              FEATURES)[0]
+                if len(flags) == 1 and flags.get('nesting'):
+                    nesting_changed = True
+                elif flags:
+                    other_changed = True
+            if other_changed:
                 raise PermissionDenied('Permission check failed (changing feature flags (except nesting) is only '
                                        'allowed for root@pam)')
-            if 'nesting' in changed:
+            if nesting_changed:
                 need(['VM.Allocate'])
         elif opt == 'hookscript':
             raise PermissionDenied('Permission check failed (changing the hookscript is only allowed for root@pam)')
         elif opt == 'tags':
-            continue  # checked against the tag-style rules, as for VMs (not simulated)
+            # PVE::GuestHelpers::assert_tag_permissions: VM.Config.Options on the guest itself
+            # (not the pool); with the default free-form tag access no tag needs more
+            _perm(ctx, f'/vms/{vmid}', ['VM.Config.Options'])
         else:
             need(['VM.Config.Options'])
-
-
-def _set_features(text: str) -> dict[str, object]:
-    """The feature flags that are on (a flag set to 0 is the same as one left out)."""
-    parsed, dummy = parse_property_string(text, FEATURES)
-    return {key: value for key, value in parsed.items() if value not in (0, '', None)}
 
 
 def _ct_storage(ctx: Ctx, storeid: str) -> None:
@@ -1954,6 +1969,11 @@ def create_lxc(ctx: Ctx) -> object:
     vmid = int(ctx.params['vmid'])
     params = dict(ctx.params)
     restore, force = _bool(params.get('restore', 0)), _bool(params.get('force', 0))
+    # PVE 9: containers are unprivileged unless asked otherwise; a privileged one is as good as
+    # root on the host, so it takes Sys.Modify on / (checked before anything else)
+    unprivileged = bool(_bool(params.get('unprivileged', 1)))
+    if not unprivileged and not restore:
+        _perm(ctx, '/', ['Sys.Modify'])
     with sim.lock:
         existing = sim.vms.get(vmid)
     if existing is not None and not (restore and force and existing.type == 'lxc'):
@@ -1969,12 +1989,9 @@ def create_lxc(ctx: Ctx) -> object:
     if not ctx.checker.has(f'/vms/{vmid}', ['VM.Allocate']) and not (
             pool and ctx.checker.has(f'/pool/{pool}', ['VM.Allocate'])):
         raise PermissionDenied('Permission check failed')
-    unprivileged = bool(_bool(params.get('unprivileged', 0)))
     storage = str(params.get('storage') or 'local')
     settings = {k: v for k, v in params.items() if k not in _LXC_CREATE_ONLY}
     _check_ct_modify_perms(ctx, vmid, pool, None, settings, [], unprivileged)
-    if not unprivileged and ctx.authid != 'root@pam':
-        _perm(ctx, '/', ['Sys.Modify'])  # a privileged container is as good as root on the host
     ostemplate = str(params['ostemplate'])
     if ostemplate == '-':
         raise ApiError(500, 'pipe requires cli environment')
@@ -1988,25 +2005,29 @@ def create_lxc(ctx: Ctx) -> object:
         if tmpl_content != 'vztmpl':
             raise ApiError(500, f"unable to use volume {ostemplate} - content type needs to be 'vztmpl'")
         _check_volume_access(ctx, tmpl_store, tmpl_content, tmpl_owner, vmid)
-    for key in sorted(settings):
-        if key == 'rootfs' or re.fullmatch(r'mp\d+', key):
-            mount, dummy = parse_property_string(str(settings[key]), MOUNTPOINT if key != 'rootfs' else ROOTFS)
-            volid = str(mount['volume'])
-            if volid.startswith('/'):
-                if ctx.authid != 'root@pam':
-                    raise ApiError(500, 'Only root can pass arbitrary filesystem paths.')
-                continue
-            match = NEW_VOLUME_RE.fullmatch(volid)
-            storeid = (match.group(1) or storage) if match else volid.split(':', 1)[0]
-            if match and not match.group(1):
-                settings[key] = _print_mount({**mount, 'volume': f'{storeid}:{match.group(2)}'})
-            _ct_storage(ctx, storeid)
+    for key in [k for k in settings if re.fullmatch(r'unused\d+', k)]:
+        del settings[key]  # "ignoring 'unusedN', cannot create/restore with unused volume"
+    mounts = sorted(k for k in settings if k == 'rootfs' or re.fullmatch(r'mp\d+', k))
+    if mounts and 'rootfs' not in mounts:
+        raise ApiError(500, "mount points configured, but 'rootfs' not set - aborting")
+    for key in mounts:
+        if re.fullmatch(r'\d+(?:\.\d+)?', str(settings[key])):
+            settings[key] = f'{storage}:{settings[key]}'  # a bare size: on 'storage'
+        mount, dummy = parse_property_string(str(settings[key]), MOUNTPOINT if key != 'rootfs' else ROOTFS)
+        volid = str(mount['volume'])
+        if volid.startswith('/'):
+            if ctx.authid != 'root@pam':
+                raise ApiError(500, 'Only root can pass arbitrary filesystem paths.')
+            continue
+        match = NEW_VOLUME_RE.fullmatch(volid)
+        storeid = (match.group(1) or storage) if match else volid.split(':', 1)[0]
+        if match and not match.group(1):
+            settings[key] = _print_mount({**mount, 'volume': f'{storeid}:{match.group(2)}'})
+        _ct_storage(ctx, storeid)
     if 'rootfs' not in settings:
         _ct_storage(ctx, storage)
         settings['rootfs'] = f'{storage}:4'  # the API's default: 4 GiB on 'storage'
     start = bool(_bool(params.get('start', 0)))
-    if start:
-        _vm_perm(ctx, vmid, pool, ['VM.PowerMgmt'])
     settings = _ct_settings(settings)
     with sim.lock:
         if vmid in sim.vms:  # create_and_lock_config
@@ -2018,10 +2039,8 @@ def create_lxc(ctx: Ctx) -> object:
         sim.set_pool(vmid, pool)
 
     def work(task: Task) -> None:
-        if not os.path.isfile(tmpl_path):
-            raise TaskError(f"can't find file '{ostemplate}'")
-        if tmpl_content != 'vztmpl':
-            raise TaskError(f"unable to use volume {ostemplate} - content type needs to be 'vztmpl'")
+        if not os.path.isfile(tmpl_path):  # PVE::Storage::abs_filesystem_path
+            raise TaskError(f"unable to create CT {vmid} - can't find file '{ostemplate}'")
         taken: set[str] = set()
         config: dict[str, object] = {}
         for key, value in settings.items():
@@ -2037,6 +2056,10 @@ def create_lxc(ctx: Ctx) -> object:
             config['ostype'] = next((os_ for os_ in _OSTYPES if tmpl_name.startswith(os_)), 'unmanaged')
         if unprivileged:
             config['unprivileged'] = 1
+        # the defaults create_vm sets
+        config.setdefault('hostname', f'CT{vmid}')
+        config.setdefault('memory', 512)
+        config.setdefault('swap', 512)
         if params.get('ssh-public-keys'):
             task.write('Installing SSH public keys for root')
         task.write("Creating SSH host key 'ssh_host_ed25519_key' - this may take some time ...")
@@ -2057,7 +2080,9 @@ def create_lxc(ctx: Ctx) -> object:
 
 def get_ct_index(ctx: Ctx) -> object:
     _ct_for(ctx)
-    return [{'subdir': name} for name in ('config', 'pending', 'status', 'interfaces', 'snapshot', 'resize')]
+    return [{'subdir': name} for name in ('config', 'pending', 'status', 'vncproxy', 'termproxy', 'vncwebsocket',
+                                          'spiceproxy', 'migrate', 'clone', 'rrd', 'rrddata', 'firewall', 'snapshot',
+                                          'resize', 'interfaces')]
 
 
 def get_ct_config(ctx: Ctx) -> object:
@@ -2073,6 +2098,12 @@ def get_ct_config(ctx: Ctx) -> object:
         elif decl is not None and decl.type == 'number':
             number = float(value)
             out[key] = int(number) if number.is_integer() else number
+        elif key == 'description':
+            # kept as comment lines in the config file: each line comes back with its newline
+            lines = str(value).split('\n')
+            while lines and lines[-1] == '':
+                lines.pop()
+            out[key] = ''.join(f'{line}\n' for line in lines)
         else:
             out[key] = str(value)
     if lock:
@@ -2096,15 +2127,18 @@ def put_ct_config(ctx: Ctx) -> object:
         if digest and digest != _digest(ct.config):
             raise ApiError(500, 'detected modified configuration - file changed by other user? Try again.')
         old = dict(ct.config)
+    unprivileged = str(old.get('unprivileged', 0)) == '1'
+    # the order of API2/LXC/Config.pm update_vm: the deletions' privileges, then their names,
+    # then the new values' privileges
+    _check_ct_modify_perms(ctx, vmid, None, old, {}, deletes, unprivileged)
     for key in deletes:
-        if key in settings:
-            raise param_error({'delete': f"you can't use '-{key}' and -delete {key}' at the same time"})
         if declared(LXC_CONFIG_PARAMS, key) is None:
             raise param_error({'delete': f"unknown option '{key}'"})
-    _check_ct_modify_perms(ctx, vmid, None, old, settings, deletes, str(old.get('unprivileged', 0)) == '1')
+        if key in settings:
+            raise param_error({'delete': f"you can't use '-{key}' and -delete {key}' at the same time"})
+    _check_ct_modify_perms(ctx, vmid, None, old, settings, [], unprivileged)
     for key in sorted(set(settings) | set(deletes)):
-        if key in ('unprivileged', 'ostype', 'arch', 'template') and key in settings \
-                and str(settings[key]) != str(old.get(key, '')):
+        if key == 'unprivileged' and key in settings:  # update_pct_config: whatever the value
             raise ApiError(500, f"unable to modify read-only option: '{key}'")
         if key == 'rootfs' and key in deletes:
             raise ApiError(500, "unable to delete required option 'rootfs'")
@@ -2168,12 +2202,29 @@ def ct_start(ctx: Ctx) -> object:
         raise param_error({'skiplock': 'Only root may use this option.'})
     if ct.status == 'running':
         raise ApiError(500, f'CT {ct.vmid} already running')
-    if ct.template:
-        raise ApiError(500, 'you cannot start a CT which is a template')
-    if ct.lock and not ctx.params.get('skiplock'):
-        raise ApiError(500, f'CT is locked ({ct.lock})')
-    return ctx.sim.start_task(_node(ctx), 'vzstart', str(ct.vmid), ctx.authid,
-                              lambda task: _ct_do_start(ctx.sim, ct, task))
+    skiplock = bool(ctx.params.get('skiplock'))
+
+    def work(task: Task) -> None:
+        # pve-container checks these in the worker (API2/LXC/Status.pm), so they fail the task
+        if ct.template:
+            raise TaskError("you can't start a CT if it's a template")
+        if ct.lock and not skiplock and ct.lock != 'mounted':
+            raise TaskError(f'CT is locked ({ct.lock})')
+        if str(ct.config.get('unprivileged', 0)) == '1':
+            for key in sorted(k for k in ct.config if k == 'rootfs' or re.fullmatch(r'mp\d+', k)):
+                mount, dummy = parse_property_string(str(ct.config[key]), MOUNTPOINT if key != 'rootfs' else ROOTFS)
+                if mount.get('quota'):
+                    raise TaskError('Quotas are not supported by unprivileged containers.')
+        _ct_do_start(ctx.sim, ct, task)
+    return ctx.sim.start_task(_node(ctx), 'vzstart', str(ct.vmid), ctx.authid, work)
+
+
+def _ct_stop_work(sim: Simulator, ct: VM, skiplock: bool) -> Callable[[Task], None]:
+    def work(task: Task) -> None:
+        if ct.lock and not skiplock and ct.lock != 'mounted':
+            raise TaskError(f'CT is locked ({ct.lock})')
+        _do_stop(sim, ct, task)
+    return work
 
 
 def ct_stop(ctx: Ctx) -> object:
@@ -2182,19 +2233,19 @@ def ct_stop(ctx: Ctx) -> object:
         raise param_error({'skiplock': 'Only root may use this option.'})
     _ct_running_guard(ct)
     return ctx.sim.start_task(_node(ctx), 'vzstop', str(ct.vmid), ctx.authid,
-                              lambda task: _do_stop(ctx.sim, ct, task))
+                              _ct_stop_work(ctx.sim, ct, bool(ctx.params.get('skiplock'))))
 
 
 def ct_shutdown(ctx: Ctx) -> object:
     ct = _ct_for(ctx)
     _ct_running_guard(ct)
-    return ctx.sim.start_task(_node(ctx), 'vzshutdown', str(ct.vmid), ctx.authid,
-                              lambda task: _do_stop(ctx.sim, ct, task))
+    return ctx.sim.start_task(_node(ctx), 'vzshutdown', str(ct.vmid), ctx.authid, _ct_stop_work(ctx.sim, ct, False))
 
 
 def ct_reboot(ctx: Ctx) -> object:
     ct = _ct_for(ctx)
-    _ct_running_guard(ct)
+    if ct.status != 'running':
+        raise ApiError(500, f'VM {ct.vmid} not running')  # sic: the reboot endpoint says VM
 
     def work(task: Task) -> None:
         _do_stop(ctx.sim, ct, task)

@@ -35,7 +35,9 @@ SCENARIO = {
               {'userid': 'off@pve', 'enable': False, 'tokens': [{'name': 't'}]}],
     'acl': [{'path': '/', 'role': 'Reader', 'user': 'ci@pve'}],
     'volumes': [{'storage': 'tank', 'content': 'iso', 'name': 'seed.iso', 'size': 4096}],
-    'vms': [{'vmid': 9000, 'name': 'tmpl', 'template': True, 'config': {'memory': '1024'}}],
+    'vms': [{'vmid': 9000, 'name': 'tmpl', 'template': True, 'config': {'memory': '1024'}},
+            {'vmid': 9100, 'type': 'lxc', 'name': 'ct1', 'status': 'running',
+             'config': {'memory': 512, 'net0': 'name=eth0,bridge=vmbr1,hwaddr=BC:24:11:00:00:01,ip=192.0.2.9/24'}}],
     'settings': {'version': '9.0.3'},
     'faults': [{'kind': 'error', 'method': 'GET', 'path': '/cluster/status', 'status': 503,
                 'message': 'cluster not ready', 'count': 1}],
@@ -92,7 +94,11 @@ def test_scenario_content(scenario_sim):
     assert [(c['volid'], c['size']) for c in content] == [('tank:iso/seed.iso', 4096)]
     assert os.path.getsize(os.path.join(scenario_sim.data_dir, 'tank', 'template', 'iso', 'seed.iso')) == 4096
     vms = get('/cluster/resources', type='vm').json()['data']
-    assert [(v['vmid'], v['name'], v['template']) for v in vms] == [(9000, 'tmpl', 1)]
+    assert [(v['vmid'], v['type'], v['name'], v['template']) for v in vms] == \
+        [(9000, 'qemu', 'tmpl', 1), (9100, 'lxc', 'ct1', 0)]
+    assert [(c['vmid'], c['status']) for c in get('/nodes/node1/lxc').json()['data']] == [(9100, 'running')]
+    eth0 = get('/nodes/node1/lxc/9100/interfaces').json()['data'][1]
+    assert (eth0['name'], eth0['hwaddr'], eth0['inet']) == ('eth0', 'bc:24:11:00:00:01', '192.0.2.9/24')
     # privsep=0: the token has its user's privileges, and no more
     response = get('/nodes/node1/storage/tank/download-url')
     assert response.status_code == 501

@@ -109,6 +109,7 @@ def test_container_lifecycle(pvesim_fresh):
         'hostname': 'ct120', 'memory': 1024, 'swap': 512, 'cores': 2, 'unprivileged': 1, 'features': 'nesting=1',
         'onboot': 1, 'ostype': 'ubuntu', 'arch': 'amd64', 'tags': 'k3s;ubuntu'}
     assert 'ssh-public-keys' not in config and 'password' not in config and 'lock' not in config
+    assert config['description'] == 'utility node\n'  # stored as comment lines: each ends in a newline
     # the root disk is a real volume on the thin pool, owned by the container
     volumes = api.nodes('pve').storage('local-lvm').content.get(vmid=120)
     assert [(v['volid'], v['content'], v['size']) for v in volumes] == [('local-lvm:vm-120-disk-0', 'rootdir', 8 << 30)]
@@ -140,11 +141,15 @@ def test_container_lifecycle(pvesim_fresh):
         api.nodes('pve').lxc(120).config.put(memory=512, digest='0' * 40)
     assert error(err) == (500, 'detected modified configuration - file changed by other user? Try again.')
     with pytest.raises(ResourceException) as err:
-        api.nodes('pve').lxc(120).config.put(unprivileged=0)
+        api.nodes('pve').lxc(120).config.put(unprivileged=1)  # even the value it has
     assert error(err) == (500, "unable to modify read-only option: 'unprivileged'")
     with pytest.raises(ResourceException) as err:
         api.nodes('pve').lxc(120).config.put()
     assert error(err) == (500, 'no options specified')
+    response = raw(sim, 'PUT', '/nodes/pve/lxc/120/config', data={'delete': 'bogus'})
+    assert (response.status_code, response.json()['errors']) == (400, {'delete': "unknown option 'bogus'"})
+    response = raw(sim, 'PUT', '/nodes/pve/lxc/120/config', data={'delete': 'swap', 'swap': 256})
+    assert response.json()['errors'] == {'delete': "you can't use '-swap' and -delete swap' at the same time"}
 
     wait_task(api, api.nodes('pve').lxc(120).status.reboot.post(timeout=30))
     assert api.nodes('pve').lxc(120).status.current.get()['status'] == 'running'
@@ -158,6 +163,9 @@ def test_container_lifecycle(pvesim_fresh):
     upid = api.nodes('pve').lxc(120).status.stop.post()
     assert ':vzstop:120:' in upid and wait_task(api, upid)['exitstatus'] == 'OK'
 
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').lxc(120).status.reboot.post()
+    assert error(err) == (500, 'VM 120 not running')  # the reboot endpoint's own wording
     wait_task(api, api.nodes('pve').lxc(120).resize.put(disk='rootfs', size='+2G'))
     assert api.nodes('pve').lxc(120).config.get()['rootfs'] == 'local-lvm:vm-120-disk-0,size=10G'
 
@@ -175,14 +183,18 @@ def test_create_with_start_pool_and_default_rootfs(pvesim_fresh):
     api = proxmox(sim)
     upload_template(sim)
     body = create_body(121, start=1, pool='lab')
-    del body['rootfs']
+    for key in ('rootfs', 'hostname', 'memory', 'swap', 'unprivileged'):
+        del body[key]
     upid = api.nodes('pve').lxc.post(**body)
     assert wait_task(api, upid)['exitstatus'] == 'OK'
     assert api.nodes('pve').lxc(121).status.current.get()['status'] == 'running'
-    # no rootfs: 4 GiB on 'storage'
-    assert api.nodes('pve').lxc(121).config.get()['rootfs'] == 'local-lvm:vm-121-disk-0,size=4G'
+    config = api.nodes('pve').lxc(121).config.get()
+    # no rootfs: 4 GiB on 'storage'; PVE 9 containers are unprivileged unless asked otherwise;
+    # the hostname, memory and swap defaults are written to the config
+    assert config['rootfs'] == 'local-lvm:vm-121-disk-0,size=4G'
+    assert (config['unprivileged'], config['hostname'], config['memory'], config['swap']) == (1, 'CT121', 512, 512)
     members = api.pools.get(poolid='lab')[0]['members']
-    assert [(m['id'], m['type'], m['name']) for m in members] == [('lxc/121', 'lxc', 'ct121')]
+    assert [(m['id'], m['type'], m['name']) for m in members] == [('lxc/121', 'lxc', 'CT121')]
     assert api.pools('lab').get()['members'][0]['vmid'] == 121
 
 
@@ -221,8 +233,8 @@ def test_create_refusals(pvesim_fresh):
     sim = pvesim_fresh
     api = proxmox(sim)
     upload_template(sim)
-    response = raw(sim, 'POST', '/nodes/pve/lxc', data={'vmid': 140, 'net0': 'bridge=vmbr0', 'password': 'abc',
-                                                         'cores': 0})
+    response = raw(sim, 'POST', '/nodes/pve/lxc',
+                   data={'vmid': 140, 'net0': 'bridge=vmbr0', 'password': 'abc', 'cores': 0})
     assert (response.status_code, response.reason) == (400, 'Parameter verification failed.')
     assert response.json()['errors'] == {
         'ostemplate': 'property is missing and it is not optional',
@@ -232,6 +244,9 @@ def test_create_refusals(pvesim_fresh):
     with pytest.raises(ResourceException) as err:
         api.nodes('pve').lxc.post(**create_body(140, **{'ssh-public-keys': 'ssh-ed25519 AAAAnotakey ops@lab'}))
     assert error(err) == (500, 'SSH public key validation error')
+    with pytest.raises(ResourceException) as err:
+        api.nodes('pve').lxc.post(**create_body(140, mp0='local-lvm:2,mp=/data', rootfs=None))
+    assert error(err) == (500, "mount points configured, but 'rootfs' not set - aborting")
     with pytest.raises(ResourceException) as err:
         api.nodes('pve').lxc.post(**create_body(140, rootfs='local:8'))
     assert err.value.status_code == 400
@@ -243,7 +258,8 @@ def test_create_refusals(pvesim_fresh):
     # a template that is not there fails the task, and leaves nothing behind
     status = wait_task(api, api.nodes('pve').lxc.post(**create_body(
         140, ostemplate='local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst')))
-    assert status['exitstatus'] == "can't find file 'local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst'"
+    assert status['exitstatus'] == \
+        "unable to create CT 140 - can't find file 'local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst'"
     assert api.nodes('pve').lxc.get() == [] and api.nodes('pve').storage('local-lvm').content.get(vmid=140) == []
 
 
@@ -269,6 +285,11 @@ CT_PRIVS = ['VM.Allocate', 'VM.Audit', 'VM.PowerMgmt', 'VM.Config.Disk', 'VM.Con
      'Permission check failed (/, Sys.Modify)'),
     (None, {'features': 'nesting=1,keyctl=1'},
      'Permission check failed (changing feature flags (except nesting) is only allowed for root@pam)'),
+    # on a new container anything but a lone nesting=1 counts, even a flag written as 0
+    (None, {'features': 'nesting=1,keyctl=0'},
+     'Permission check failed (changing feature flags (except nesting) is only allowed for root@pam)'),
+    (None, {'unprivileged': 0, 'features': 'nesting=1'},
+     'Permission check failed (/, Sys.Modify)'),
     (None, {'dev0': '/dev/net/tun'},
      'Permission check failed (configuring device passthrough is only allowed for root@pam)'),
     (None, {'mp0': '/srv/data,mp=/data'},
@@ -305,6 +326,8 @@ def test_config_update_and_power_privileges(pvesim_fresh):
     assert (response.status_code, response.reason) == (403, 'Permission check failed (/vms/152, VM.Config.Memory)')
     response = raw(sim, 'PUT', '/nodes/pve/lxc/152/config', header=header, data={'cores': 3})
     assert response.status_code == 200 and response.json() == {'data': None}
+    response = raw(sim, 'PUT', '/nodes/pve/lxc/152/config', header=header, data={'tags': 'db'})
+    assert (response.status_code, response.reason) == (403, 'Permission check failed (/vms/152, VM.Config.Options)')
     response = raw(sim, 'POST', '/nodes/pve/lxc/152/status/start', header=header)
     assert (response.status_code, response.reason) == (403, 'Permission check failed (/vms/152, VM.PowerMgmt)')
     response = raw(sim, 'DELETE', '/nodes/pve/lxc/152', header=header)
@@ -313,6 +336,11 @@ def test_config_update_and_power_privileges(pvesim_fresh):
     header = _token(sim, 'opts', ['VM.Audit', 'VM.Config.Options'])
     response = raw(sim, 'PUT', '/nodes/pve/lxc/152/config', header=header, data={'features': 'nesting=0'})
     assert (response.status_code, response.reason) == (403, 'Permission check failed (/vms/152, VM.Allocate)')
+    response = raw(sim, 'PUT', '/nodes/pve/lxc/152/config', header=header, data={'features': 'nesting=1,fuse=0'})
+    assert (response.status_code, response.reason) == \
+        (403, 'Permission check failed (changing feature flags (except nesting) is only allowed for root@pam)')
+    response = raw(sim, 'PUT', '/nodes/pve/lxc/152/config', header=header, data={'features': 'nesting=1'})
+    assert response.status_code == 200  # unchanged: nothing to check
     response = raw(sim, 'PUT', '/nodes/pve/lxc/152/config', header=header, data={'onboot': 0})
     assert response.status_code == 200
     assert proxmox(sim).nodes('pve').lxc(152).config.get()['onboot'] == 0

@@ -21,7 +21,7 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._download import 
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
 from tests.ansible_run import ROOT, run_playbook
 from tests.pvesim.mirror_fixtures import (CONTAINER_TEMPLATE_PATH, LXC_INDEX_DIR, TALOS_FACTORY_PATH, TALOS_QCOW2_PATH,
-                                         UBUNTU_DIR, UBUNTU_PATH)
+                                          UBUNTU_DIR, UBUNTU_PATH)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLAYBOOK = os.path.join(HERE, 'site_templates.yml')
