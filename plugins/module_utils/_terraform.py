@@ -35,6 +35,7 @@ can pass a fake and assert the exact argv and environment.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import hashlib
 import json
@@ -49,6 +50,7 @@ import time
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _atomic
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _intent
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _tempfiles
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _token_check as token_check
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import parse_api_url
@@ -403,6 +405,10 @@ class TerraformRunner:
     allow_replace = False
     #: The saved plan as ``terraform show -json`` printed it, once read.
     shown_plan = None
+    #: Terraform's TMPDIR for this run (``_tempfiles``), made by ``prepare`` and removed by ``cleanup``.
+    tmp_dir = None
+    #: What killed runs before this one left behind and ``prepare`` removed.
+    swept: list = []
 
     def __init__(self, run_command, binary: str, project_path: str, workdir: str, manifest: str,
                  outputs_path: str | None = None, variables: dict | None = None,
@@ -470,6 +476,8 @@ class TerraformRunner:
         })
         for name, value in self.tf_variables().items():
             env[f'TF_VAR_{name}'] = value
+        if self.tmp_dir:
+            env['TMPDIR'] = self.tmp_dir
         if with_provider and self.proxmox:
             env.update(self.proxmox.provider_env())
         return env
@@ -524,6 +532,23 @@ class TerraformRunner:
         if self.cli_config == self.empty_cli_config:
             _atomic.write_if_changed(self.cli_config, '', mode=0o600)
         self._copy_config()
+        self.make_tmp_dir()
+
+    def make_tmp_dir(self) -> None:
+        """This run's TMPDIR for Terraform and its provider, after removing those of killed runs."""
+        if self.tmp_dir is None:
+            self.swept = _tempfiles.sweep(_tempfiles.TERRAFORM_PREFIX)
+            self.tmp_dir = _tempfiles.make_run_dir(_tempfiles.TERRAFORM_PREFIX)
+            # however the module ends (exit_json and fail_json exit the process)
+            atexit.register(self.cleanup)
+            if self.swept:
+                self._log(f'# removed what killed runs left behind: {", ".join(self.swept)}\n')
+
+    def cleanup(self) -> None:
+        """Remove this run's TMPDIR (a killed run's is removed by the next run's ``prepare``)."""
+        if self.tmp_dir:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            self.tmp_dir = None
 
     def _config_files(self) -> list[tuple[str, str]]:
         """(relative path, absolute source) of the module, its submodules and this environment."""
