@@ -159,11 +159,17 @@ def test_environment_is_exact_and_secret_only_in_plan_and_apply_env(project):
         'PROXMOX_VE_API_TOKEN': f'pipeline@pve!full={SECRET}',
         'SSL_CERT_FILE': project['ca'],
     }
+    # Terraform's own TMPDIR, one per run, named for the module's process (removed when it ends).
+    base['TMPDIR'] = runner.tmp_dir
+    assert os.path.basename(runner.tmp_dir).startswith(f'eminfra-terraform-{os.getpid()}-')
+    assert os.path.isdir(runner.tmp_dir)
     for call in fake.calls:
         expected = dict(base, **provider) if call['argv'][2] in ('plan', 'apply') else base
         assert call['env'] == expected, call['argv'][2]
         assert not any(SECRET in arg for arg in call['argv'])
         assert not any('-var' in arg for arg in call['argv'])
+    runner.cleanup()
+    assert runner.tmp_dir is None and not os.path.exists(base['TMPDIR'])
     # The secret is in no file the runner wrote (log, CLI config, stamp), except proxmox.env.
     for directory, dummy, files in os.walk(project['state']):
         for name in files:
