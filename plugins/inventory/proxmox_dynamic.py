@@ -128,7 +128,7 @@ except ImportError:  # pragma: no cover - a core without template trust: every e
     is_trusted_as_template = None
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import (
-    OUTPUTS_SCHEMA, ContractError, _describe, field_path, schema_errors,
+    OUTPUTS_SCHEMA, ContractError, _describe, field_path, reserved_name_problems, schema_errors,
 )
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout, find_project_root
@@ -399,7 +399,7 @@ def read_outputs(path: str, handle) -> dict:
                          where=path, remediation=REMEDIATION) from None
     except (OSError, UnicodeDecodeError) as err:
         raise CheckError(CHECK, f'cannot read: {err}', where=path, remediation=REMEDIATION) from None
-    errors = outputs_errors(data)
+    errors = outputs_errors(data) or reserved_name_problems(data)
     if errors:
         raise ContractError(CHECK, errors, source=path, remediation=REMEDIATION)
     seen: dict[str, str] = {}

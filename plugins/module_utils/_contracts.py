@@ -298,6 +298,59 @@ INTENT_SCHEMA = {
 }
 
 
+# ---------------------------------------------------------------- reserved host and group names
+#: Names Ansible itself gives a meaning: its implicit groups and its implicit localhost. A node so
+#: named would turn the pipeline's own ``hosts: localhost`` plays onto that node.
+ANSIBLE_RESERVED_NAMES = ('all', 'ungrouped', 'localhost', '127.0.0.1', '::1')
+#: Groups of the pipeline's plays (playbooks/site.yml: ``hosts: base``, ``hosts: docker``) and of the
+#: inventory plugin (Talos nodes by role): no host may carry one of these names.
+PIPELINE_GROUPS = ('base', 'docker', 'talos_controlplane', 'talos_worker', 'talos_gpu_worker')
+#: Groups only the inventory plugin assigns: an intent or outputs.json never names them.
+PIPELINE_ONLY_GROUPS = ('talos_controlplane', 'talos_worker', 'talos_gpu_worker')
+
+
+def reserved_name_problems(data) -> list[tuple[str, str]]:
+    """Host and group names Ansible or the pipeline reserves, as (field path, message).
+
+    ``data`` has the shape of outputs.json (and of the nodes intent): ``nodes`` with ``name`` and
+    ``groups``, optionally ``talos_nodes`` with ``name``. Entries of the wrong type are left to
+    the schema."""
+    problems: list[tuple[str, str]] = []
+    if not isinstance(data, dict):
+        return problems
+    hosts = set()
+    for list_key in ('nodes', 'talos_nodes'):
+        entries = data.get(list_key)
+        for index, node in enumerate(entries if isinstance(entries, list) else ()):
+            name = node.get('name') if isinstance(node, dict) else None
+            if not isinstance(name, str):
+                continue
+            hosts.add(name)
+            if name in ANSIBLE_RESERVED_NAMES:
+                problems.append((f'{list_key}[{index}].name', f'{name!r} is a name Ansible reserves (its implicit '
+                                 'localhost or groups all/ungrouped); a node so named would take over the '
+                                 "pipeline's own plays"))
+            elif name in PIPELINE_GROUPS:
+                problems.append((f'{list_key}[{index}].name', f'{name!r} is a group of the pipeline '
+                                 f'({", ".join(PIPELINE_GROUPS)}); a host cannot have that name'))
+    entries = data.get('nodes')
+    for index, node in enumerate(entries if isinstance(entries, list) else ()):
+        groups = node.get('groups') if isinstance(node, dict) else None
+        for position, group in enumerate(groups if isinstance(groups, list) else ()):
+            field = f'nodes[{index}].groups[{position}]'
+            if not isinstance(group, str):
+                continue
+            if group in ANSIBLE_RESERVED_NAMES:
+                problems.append((field, f'{group!r} is a name Ansible reserves (its implicit localhost or groups '
+                                 'all/ungrouped); it cannot be a group of the intent'))
+            elif group in PIPELINE_ONLY_GROUPS:
+                problems.append((field, f'{group!r} is the inventory\'s group of Talos nodes; an SSH-managed node '
+                                 'cannot join it'))
+            elif group in hosts:
+                problems.append((field, f'{group!r} is also the name of a node; a group and a host cannot share a name'))
+    return problems
+
+
 class ContractError(CheckError):
     """A contract file or value that does not meet its schema."""
 

@@ -14,8 +14,13 @@ nodes only. Every problem is reported at once, as
 ``intent_valid: <file>: <field>: <what is wrong>``, with the node's name next to its index.
 
 The YAML is read the way Terraform's ``yamldecode`` reads it, and where the two readers could
-disagree (a key given twice, an integer with a leading zero) the file is refused rather than
-read two ways.
+disagree the file is refused rather than read two ways: a key given twice, and every plain scalar
+that YAML 1.1 (PyYAML, Ansible) and YAML 1.2 (Terraform's ``yamldecode``) resolve differently
+(``7_704``, ``0b1111``, ``0o17``, ``0x1F``, ``010``, ``1:30``, ``1e3``, ``yes``/``no``/``on``/``off``/
+``y``/``n``, ``.inf``, dates, merge keys, explicit tags). Reading is bounded: a file larger than
+``MAX_INTENT_BYTES``, more than ``MAX_ALIASES`` aliases, nesting deeper than ``MAX_DEPTH`` or more
+than ``MAX_EXPANDED_NODES`` values once aliases are expanded (a "billion laughs") is refused
+before anything is built from it.
 """
 
 from __future__ import annotations
@@ -42,12 +47,20 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import
     TALOS_ROLES,
     UBUNTU_ROLES,
     field_path,
+    reserved_name_problems,
     schema_errors,
 )
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import find_project_root
 
 CHECK = 'intent_valid'
+#: Bounds of reading one intent file; the dev intent is a few KiB, a few levels deep, alias-free.
+MAX_INTENT_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+MAX_ALIASES = 64
+MAX_EXPANDED_NODES = 100_000
+BOUNDS_REMEDIATION = ('write the intent out plainly (no YAML anchors or aliases, no deep nesting); '
+                      'it is a few KiB for a cluster of this size. Then validate again with: make validate-intent')
 DEFAULT_CLUSTER_PATH = os.path.join('inventory', 'dev', 'cluster.yaml')
 DEFAULT_NODES_PATH = os.path.join('inventory', 'dev', 'nodes.yaml')
 REMEDIATION = ('correct the named field in the intent file (field meanings: schema.json and '
@@ -58,10 +71,10 @@ REMEDIATION = ('correct the named field in the intent file (field meanings: sche
 class IntentError(CheckError):
     """The intent does not validate; ``errors`` holds every problem as (file, field, message)."""
 
-    def __init__(self, errors: list[tuple[str, str, str]]) -> None:
+    def __init__(self, errors: list[tuple[str, str, str]], remediation: str = REMEDIATION) -> None:
         self.errors = errors
         detail = '; '.join(render_problem(entry) for entry in errors)
-        super().__init__(CHECK, detail, remediation=REMEDIATION)
+        super().__init__(CHECK, detail, remediation=remediation)
 
 
 def render_problem(entry: tuple[str, str, str]) -> str:
@@ -70,9 +83,128 @@ def render_problem(entry: tuple[str, str, str]) -> str:
 
 
 # ---------------------------------------------------------------- reading YAML
+class IntentReadError(Exception):
+    """A bound or a two-readers rule broken while composing: the field path and what is wrong."""
+
+    def __init__(self, field: str, line: int, column: int, problem: str, bound: bool = False) -> None:
+        self.field = field
+        self.line = line
+        self.column = column
+        self.problem = problem
+        self.bound = bound
+        super().__init__(problem)
+
+
+# Plain scalars both readers resolve to the same value: canonical decimal integers, floats with a
+# dot (an exponent with its sign), true/false and null in their three spellings.
+_CANONICAL_INT = re.compile(r'^[-+]?(0|[1-9][0-9]*)$')
+_CANONICAL_FLOAT = re.compile(r'^([-+]?[0-9]+\.[0-9]*|\.[0-9]+)([eE][-+][0-9]+)?$')
+_CANONICAL_BOOL = frozenset(('true', 'True', 'TRUE', 'false', 'False', 'FALSE'))
+# Text that PyYAML keeps as a string but YAML 1.2 (or Terraform's yamldecode) reads as a number or
+# a boolean.
+_NUMBER_IN_YAML12 = re.compile(r'^([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|0o[0-7]+|[-+]?0x[0-9a-fA-F]+|'
+                               r'[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN))$')
+_BOOL_IN_TERRAFORM = frozenset(('y', 'Y', 'n', 'N'))
+
+
+def ambiguous_scalar(value: str, tag: str) -> str | None:
+    """Why the plain scalar ``value`` (resolved by PyYAML to ``tag``) is read two ways, or None."""
+    kind = tag.rsplit(':', 1)[-1]
+    quote = f'quote it ("{value}") if it is text'
+    if kind == 'bool' and value not in _CANONICAL_BOOL:
+        return f'{value!r} is a boolean in YAML 1.1 (PyYAML, Ansible) but a string in YAML 1.2; write true or false, or {quote}'
+    if kind == 'int' and re.match(r'^[-+]?0[0-9_]+$', value):
+        # YAML 1.1 (PyYAML) reads 010 as octal 8, Terraform's yamldecode as 10.
+        return f'integer {value!r} has a leading zero (ambiguous: octal or decimal); write it without the zero'
+    if kind == 'int' and not _CANONICAL_INT.match(value):
+        return (f'{value!r} is the integer {yaml.safe_load(value)} in YAML 1.1 (PyYAML, Ansible) but not in YAML 1.2 '
+                f"(Terraform's yamldecode); write the number in plain decimal digits, or {quote}")
+    if kind == 'float' and not _CANONICAL_FLOAT.match(value):
+        return (f'{value!r} is a float in YAML 1.1 (PyYAML) but not the same value in YAML 1.2 (Terraform); write a '
+                f'plain decimal number, or {quote}')
+    if kind == 'timestamp':
+        return f'{value!r} is a date in YAML 1.1 (PyYAML) but a string in Terraform; {quote}'
+    if kind == 'merge':
+        return 'merge keys (<<) are YAML 1.1 only; write the keys out'
+    if kind == 'str' and (_NUMBER_IN_YAML12.match(value) or value in _BOOL_IN_TERRAFORM):
+        return (f"{value!r} is a string in YAML 1.1 (PyYAML, Ansible) but a number or boolean in Terraform's "
+                f'yamldecode; write a plain decimal number or true/false, or {quote}')
+    if kind not in ('bool', 'int', 'float', 'null', 'str'):
+        return f'{value!r} resolves to {tag}, which the intent does not use; {quote}'
+    return None
+
+
 if HAS_YAML:
     class _IntentLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
-        """SafeLoader that refuses what PyYAML and Terraform's yamldecode would read differently."""
+        """SafeLoader that refuses what PyYAML and Terraform's yamldecode would read differently,
+        and that stops at the reading bounds (depth, aliases, expanded size) while composing,
+        before any Python object is built."""
+
+        def __init__(self, stream) -> None:
+            super().__init__(stream)
+            self.intent_path: list = []
+            self.intent_aliases = 0
+            self.intent_expanded = 0
+            self.intent_sizes: dict[int, int] = {}
+
+        def intent_field(self) -> str:
+            return field_path([part for part in self.intent_path if part is not None])
+
+        def intent_refuse(self, mark, problem: str, bound: bool = False):
+            raise IntentReadError(self.intent_field(), mark.line + 1, mark.column + 1, problem, bound)
+
+        def compose_node(self, parent, index):
+            if isinstance(index, yaml.ScalarNode):
+                segment = index.value
+            elif isinstance(index, int):
+                segment = index
+            else:
+                segment = None
+            self.intent_path.append(segment)
+            try:
+                return self._compose_bounded(parent, index)
+            finally:
+                self.intent_path.pop()
+
+        def _compose_bounded(self, parent, index):
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent):
+                self.intent_aliases += 1
+                if self.intent_aliases > MAX_ALIASES:
+                    self.intent_refuse(event.start_mark, f'more than {MAX_ALIASES} YAML aliases', bound=True)
+                target = self.anchors.get(event.anchor)
+                if target is not None:
+                    size = self.intent_sizes.get(id(target))
+                    if size is None:
+                        self.intent_refuse(event.start_mark, f'alias *{event.anchor} refers to a value that contains '
+                                           'it (a recursive structure)', bound=True)
+                    self._count(size, event.start_mark)
+                return super().compose_node(parent, index)
+            if len(self.intent_path) > MAX_DEPTH:
+                self.intent_refuse(event.start_mark, f'nested deeper than {MAX_DEPTH} levels', bound=True)
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)) and event.tag not in (None, '!'):
+                self.intent_refuse(event.start_mark, f'explicit tag {event.tag} is not used in the intent; remove it')
+            before = self.intent_expanded
+            self._count(1, event.start_mark)
+            node = super().compose_node(parent, index)
+            self.intent_sizes[id(node)] = self.intent_expanded - before
+            return node
+
+        def _count(self, size: int, mark) -> None:
+            self.intent_expanded += size
+            if self.intent_expanded > MAX_EXPANDED_NODES:
+                self.intent_refuse(mark, f'more than {MAX_EXPANDED_NODES} values once YAML aliases are expanded',
+                                   bound=True)
+
+        def compose_scalar_node(self, anchor):
+            event = self.peek_event()
+            if event.tag not in (None, '!'):
+                self.intent_refuse(event.start_mark, f'explicit tag {event.tag} is not used in the intent; remove it')
+            if event.style is None and event.implicit[0]:
+                why = ambiguous_scalar(event.value, self.resolve(yaml.ScalarNode, event.value, event.implicit))
+                if why:
+                    self.intent_refuse(event.start_mark, why)
+            return super().compose_scalar_node(anchor)
 
     def _construct_mapping(loader, node, deep=False):
         seen: dict = {}
@@ -109,24 +241,47 @@ def display_path(path: str, root: str | None = None) -> str:
 
 
 def parse_intent_text(text: str, source: str):
-    """YAML text to data, or IntentError naming ``source`` and the line."""
+    """YAML text to data, or IntentError naming ``source``, the field and the line."""
     if not HAS_YAML:
         raise RuntimeError('the PyYAML Python library is required: pip install PyYAML')
+    if len(text) > MAX_INTENT_BYTES:
+        raise _too_large(source, len(text))
+    loader = _IntentLoader(text)
     try:
-        return yaml.load(text, Loader=_IntentLoader)  # nosec B506 - a SafeLoader subclass
+        return loader.get_single_data()
+    except IntentReadError as exc:
+        where = f'line {exc.line}, column {exc.column}'
+        field = f'{exc.field} ({where})' if exc.field else where
+        raise _read_error(source, field, exc.problem, exc.bound) from None
+    except RecursionError:
+        raise _read_error(source, loader.intent_field(), f'nested too deeply (more than {MAX_DEPTH} levels)',
+                          True) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, 'problem_mark', None)
         where = f'line {mark.line + 1}, column {mark.column + 1}' if mark else ''
         problem = getattr(exc, 'problem', None) or str(exc).splitlines()[0]
         raise IntentError([(source, where, f'not valid YAML: {problem}')]) from None
+    finally:
+        loader.dispose()
+
+
+def _read_error(source: str, field: str, problem: str, bound: bool) -> IntentError:
+    return IntentError([(source, field, problem)], remediation=BOUNDS_REMEDIATION if bound else REMEDIATION)
+
+
+def _too_large(source: str, size: int) -> IntentError:
+    return _read_error(source, '', f'is larger than {MAX_INTENT_BYTES} bytes ({size} or more); not read', True)
 
 
 def read_intent_file(path: str, source: str | None = None):
-    """Read and parse one intent file."""
+    """Read and parse one intent file (at most ``MAX_INTENT_BYTES``; a larger one is not read)."""
     source = source or display_path(path)
     try:
-        with open(path, encoding='utf-8') as handle:
-            text = handle.read()
+        with open(path, 'rb') as handle:
+            data = handle.read(MAX_INTENT_BYTES + 1)
+        if len(data) > MAX_INTENT_BYTES:
+            raise _too_large(source, len(data))
+        text = data.decode('utf-8')
     except FileNotFoundError:
         raise IntentError([(source, '', 'file not found')]) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -280,6 +435,8 @@ def cross_field_problems(cluster: dict, nodes: list, cluster_source: str,
                 problems.append((cluster_source, 'cluster.controlplane_endpoint',
                                  f'{host} is the address of {_node_label(nodes, index)}, '
                                  f'which is a {node["role"]}, not a controlplane'))
+    for field, message in reserved_name_problems({'nodes': nodes}):
+        problems.append((nodes_source, _labelled_path({'nodes': nodes}, _parse_field_path(field)), message))
     return problems
 
 
@@ -370,21 +527,33 @@ def load_intent(cluster_path: str = DEFAULT_CLUSTER_PATH, nodes_path: str = DEFA
     upwards from the working directory that holds this collection's galaxy.yml).
     Raises IntentError listing every problem in both files.
     """
+    return validated_intent_files(cluster_path, nodes_path, root)['merged']
+
+
+def validated_intent_files(cluster_path: str = DEFAULT_CLUSTER_PATH, nodes_path: str = DEFAULT_NODES_PATH,
+                           root: str | None = None) -> dict:
+    """Read and validate both intent files as ``load_intent`` does; return ``merged`` (its result)
+    and ``cluster`` and ``nodes``: each file's data exactly as read and validated, which is what
+    Terraform is handed. Raises IntentError."""
     base = os.path.abspath(root or find_project_root())
     cluster_abs = os.path.join(base, cluster_path)
     nodes_abs = os.path.join(base, nodes_path)
     cluster_source = display_path(cluster_abs, base)
     nodes_source = display_path(nodes_abs, base)
     problems: list[tuple[str, str, str]] = []
+    remediation = REMEDIATION
     parsed = {}
     for key, path, source in (('cluster', cluster_abs, cluster_source), ('nodes', nodes_abs, nodes_source)):
         try:
             parsed[key] = read_intent_file(path, source)
         except IntentError as exc:
             problems += exc.errors
+            if exc.remediation != REMEDIATION:
+                remediation = exc.remediation
     if problems:
-        raise IntentError(problems)
-    return merge_intent(parsed['cluster'], parsed['nodes'], cluster_source, nodes_source)
+        raise IntentError(problems, remediation=remediation)
+    merged = merge_intent(parsed['cluster'], parsed['nodes'], cluster_source, nodes_source)
+    return {'merged': merged, 'cluster': parsed['cluster'], 'nodes': parsed['nodes']}
 
 
 def load_cluster(cluster_path: str = DEFAULT_CLUSTER_PATH, root: str | None = None) -> dict:

@@ -96,6 +96,25 @@ def write(path: str, data: dict) -> None:
     atomic_write(path, render(data), mode=0o644)
 
 
+def artefact_path(entry: dict, state_root: str, project_root: str, name: str, source: str | None = None) -> str:
+    """The file an artefact entry records, which must lie inside the state root.
+
+    ``path`` is taken from the project root when relative (the contract's
+    ``state/cache/templates/<file>``); without one, the file is ``<state root>/cache/templates/<filename>``.
+    After symlinks and ``..`` are resolved it must be inside ``state_root``: a manifest never
+    points the pipeline at a file elsewhere, even one with the recorded digest (ContractError
+    ``manifest_valid`` naming ``<name>.path``)."""
+    path = entry.get('path') or os.path.join(state_root, 'cache', 'templates', str(entry.get('filename', '')))
+    absolute = path if os.path.isabs(path) else os.path.join(project_root, path)
+    real = os.path.realpath(absolute)
+    root = os.path.realpath(state_root)
+    if os.path.commonpath([real, root]) != root:
+        shown = path if real == os.path.abspath(absolute) else f'{path} (resolves to {real})'
+        raise ContractError('manifest_valid', [(f'{name}.path', f'{shown} is outside the state root {state_root}')],
+                            source=source, remediation=REMEDIATION)
+    return absolute
+
+
 def same_artefact(old: dict | None, new: dict, ignore=('fetched_at',)) -> bool:
     """Whether two entries record the same artefact (timestamps aside)."""
     if not old:

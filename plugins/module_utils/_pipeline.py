@@ -296,9 +296,9 @@ def check_proxmox_env_present(layout: StateLayout) -> None:
                          remediation=REMEDIATION_ENV)
 
 
-def _artefact_path(layout: StateLayout, entry: dict) -> str:
-    path = entry.get('path') or os.path.join(layout.templates_dir, entry.get('filename', ''))
-    return path if os.path.isabs(path) else os.path.join(layout.project_root, path)
+def _artefact_path(layout: StateLayout, entry: dict, name: str = '') -> str:
+    """The artefact's file, contained in the state root (``_manifest.artefact_path``)."""
+    return _manifest.artefact_path(entry, layout.root, layout.project_root, name, source=layout.manifest)
 
 
 def sha256_file(path: str) -> str:
@@ -323,7 +323,11 @@ def check_templates(layout: StateLayout, verify_checksums: bool = True) -> dict:
                          remediation=remediation) from None
     found = {}
     for name, entry in sorted(_manifest.artefacts(manifest).items()):
-        path = _artefact_path(layout, entry)
+        try:
+            path = _artefact_path(layout, entry, name)
+        except _contracts.ContractError as exc:
+            raise CheckError('templates_present', '; '.join(message for dummy, message in exc.errors),
+                             where=f'{layout.manifest}: {name}.path', remediation=remediation) from None
         try:
             info = os.stat(path)
         except FileNotFoundError:

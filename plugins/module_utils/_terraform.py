@@ -35,6 +35,7 @@ can pass a fake and assert the exact argv and environment.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import hashlib
 import json
@@ -49,6 +50,8 @@ import time
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _atomic
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _intent
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _tempfiles
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _token_check as token_check
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import parse_api_url
@@ -149,10 +152,8 @@ def resolve_cli_config(base_env: dict, project_root: str, fallback: str) -> str:
 
 # ------------------------------------------------------------------ manifest and intent
 def _load_yaml(path: str):
-    # Imported here: only needed when an intent file is given.
-    import yaml  # pylint: disable=import-outside-toplevel
-    with open(path, encoding='utf-8') as handle:
-        return yaml.safe_load(handle)
+    # The pipeline's one intent reader: bounded, and refusing what YAML 1.1 and 1.2 read differently.
+    return _intent.read_intent_file(path)
 
 
 def needed_artefacts(intent_nodes_file: str | None) -> list[str]:
@@ -162,6 +163,8 @@ def needed_artefacts(intent_nodes_file: str | None) -> list[str]:
         return list(_contracts.NODE_OS)
     try:
         data = _load_yaml(intent_nodes_file)
+    except CheckError:
+        raise
     except (OSError, ValueError, ImportError) as exc:
         raise CheckError('intent_valid', f'cannot read the nodes intent: {exc}', where=intent_nodes_file,
                          remediation='fix the file (see schema.json)') from None
@@ -202,6 +205,86 @@ def check_templates(manifest_path: str, intent_nodes_file: str | None) -> dict:
                          'storage and a VM disk would have nothing to import', where=manifest_path,
                          remediation=TEMPLATES_REMEDIATION)
     return manifest
+
+
+# ------------------------------------------------------------------ the validated intent Terraform reads
+INTENT_DIR = 'intent'
+
+
+def write_validated_intent(cluster_file: str, nodes_file: str, workdir: str) -> dict[str, str]:
+    """Validate both intent files (``intent_valid``) and write what was validated as JSON under
+    ``<workdir>/intent/``; return the paths as the Terraform variables ``intent_cluster_file`` and
+    ``intent_nodes_file``.
+
+    Terraform then reads exactly the values the pipeline validated: JSON has one reading (and is
+    YAML 1.2, so the module's ``yamldecode`` takes it unchanged), where the YAML files could be
+    read one way by PyYAML (YAML 1.1) and another by Terraform (YAML 1.2)."""
+    validated = _intent.validated_intent_files(os.path.abspath(cluster_file), os.path.abspath(nodes_file))
+    directory = os.path.join(workdir, INTENT_DIR)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    paths = {}
+    for key, name in (('cluster', 'intent_cluster_file'), ('nodes', 'intent_nodes_file')):
+        path = os.path.join(directory, f'{key}.json')
+        _atomic.write_if_changed(path, json.dumps({key: validated[key][key]}, indent=2, sort_keys=True) + '\n',
+                                 mode=0o600)
+        paths[name] = path
+    return paths
+
+
+#: Terraform resource types that are VMs (or containers): their delete is never implicit.
+VM_RESOURCE_TYPES = ('proxmox_virtual_environment_vm', 'proxmox_virtual_environment_container')
+ALLOW_REPLACE_REMEDIATION = ('if the VMs are meant to go, run again with -e eminfra_allow_replace=true '
+                             '(role variable terraform_apply_allow_replace, module option allow_replace); otherwise '
+                             'correct the intent (inventory/dev/nodes.yaml) so that it names the VMs as they are')
+
+
+def _resource_type(address: str) -> str:
+    """``module.x.proxmox_virtual_environment_vm.vm["a"]`` -> ``proxmox_virtual_environment_vm``."""
+    parts = address.split('[', 1)[0].split('.')
+    while parts[:1] == ['module'] and len(parts) > 2:
+        parts = parts[2:]
+    if parts[:1] == ['data']:
+        return ''
+    return parts[0] if len(parts) >= 2 else ''
+
+
+def destroyed_vms(plan: dict) -> list[dict]:
+    """The VMs a plan (``terraform show -json``) deletes or replaces: address, name, vmid, replace, new vmid."""
+    found = []
+    for change in plan.get('resource_changes') or []:
+        actions = (change.get('change') or {}).get('actions') or []
+        kind = change.get('type') or _resource_type(change.get('address') or '')
+        if kind not in VM_RESOURCE_TYPES or 'delete' not in actions:
+            continue
+        before = (change.get('change') or {}).get('before') or {}
+        after = (change.get('change') or {}).get('after') or {}
+        found.append({
+            'address': change.get('address'),
+            'name': before.get('name') or change.get('index'),
+            'vmid': before.get('vm_id') if before.get('vm_id') is not None else before.get('vmid'),
+            'replace': 'create' in actions,
+            'new_vmid': after.get('vm_id') if 'create' in actions else None,
+            'reason': change.get('action_reason'),
+        })
+    return found
+
+
+def refuse_destroyed_vms(found: list[dict], plan_path: str, log_path: str | None = None) -> None:
+    """The ``plan_destroys_vm`` check: raise when the plan deletes or replaces any VM."""
+    if not found:
+        return
+    parts = []
+    for vm in found:
+        what = f'{vm["name"]} (vmid {vm["vmid"]})'
+        if vm['replace']:
+            new = f' as vmid {vm["new_vmid"]}' if vm['new_vmid'] not in (None, vm['vmid']) else ''
+            parts.append(f'replace {what}: destroy it and create it again{new}')
+        else:
+            parts.append(f'destroy {what}')
+    error = TerraformError('plan_destroys_vm', f'the plan would {"; ".join(parts)}; nothing was applied',
+                           where=plan_path, remediation=ALLOW_REPLACE_REMEDIATION, log_path=log_path)
+    error.destroyed_vms = found
+    raise error
 
 
 # ------------------------------------------------------------------ plan summary and outputs
@@ -270,6 +353,10 @@ def render_outputs(outputs: dict, outputs_path: str, secret: str | None) -> str:
     """Validate the normalised outputs and render them; refuse any that carry the secret."""
     _contracts.validate(outputs, _contracts.OUTPUTS_SCHEMA, 'terraform_outputs_valid', source=outputs_path,
                         remediation='fix the environment\'s outputs (terraform/environments/*/outputs.tf)')
+    reserved = _contracts.reserved_name_problems(outputs)
+    if reserved:
+        raise _contracts.ContractError('terraform_outputs_valid', reserved, source=outputs_path,
+                                       remediation='rename the node or group in the intent (inventory/dev/nodes.yaml)')
     text = json.dumps(outputs, indent=2, sort_keys=True) + '\n'
     if secret and secret in text:
         raise CheckError('terraform_outputs_valid', 'a Terraform output holds the Proxmox token secret; '
@@ -322,6 +409,14 @@ class TerraformRunner:
     migrate_state = False
     migrated: dict | None = None
     last_stderr = ''
+    #: Apply a plan that deletes or replaces a VM (``plan_destroys_vm`` otherwise); state=absent is its own say-so.
+    allow_replace = False
+    #: The saved plan as ``terraform show -json`` printed it, once read.
+    shown_plan = None
+    #: Terraform's TMPDIR for this run (``_tempfiles``), made by ``prepare`` and removed by ``cleanup``.
+    tmp_dir = None
+    #: What killed runs before this one left behind and ``prepare`` removed.
+    swept: list = []
 
     def __init__(self, run_command, binary: str, project_path: str, workdir: str, manifest: str,
                  outputs_path: str | None = None, variables: dict | None = None,
@@ -390,6 +485,8 @@ class TerraformRunner:
         })
         for name, value in self.tf_variables().items():
             env[f'TF_VAR_{name}'] = value
+        if self.tmp_dir:
+            env['TMPDIR'] = self.tmp_dir
         if with_provider and self.proxmox:
             env.update(self.proxmox.provider_env())
         return self.backend_env(env)
@@ -449,6 +546,23 @@ class TerraformRunner:
             _atomic.write_if_changed(self.cli_config, '', mode=0o600)
         self._copy_config()
         self.write_backend_override(self.backend_type)
+        self.make_tmp_dir()
+
+    def make_tmp_dir(self) -> None:
+        """This run's TMPDIR for Terraform and its provider, after removing those of killed runs."""
+        if self.tmp_dir is None:
+            self.swept = _tempfiles.sweep(_tempfiles.TERRAFORM_PREFIX)
+            self.tmp_dir = _tempfiles.make_run_dir(_tempfiles.TERRAFORM_PREFIX)
+            # however the module ends (exit_json and fail_json exit the process)
+            atexit.register(self.cleanup)
+            if self.swept:
+                self._log(f'# removed what killed runs left behind: {", ".join(self.swept)}\n')
+
+    def cleanup(self) -> None:
+        """Remove this run's TMPDIR (a killed run's is removed by the next run's ``prepare``)."""
+        if self.tmp_dir:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            self.tmp_dir = None
 
     def _config_files(self) -> list[tuple[str, str]]:
         """(relative path, absolute source) of the module, its submodules and this environment."""
@@ -525,6 +639,8 @@ class TerraformRunner:
 
     def show_plan(self) -> dict:
         """Counts and drift of the saved plan, from terraform show -json."""
+        if self.shown_plan is not None:  # the destroy guard read this plan already
+            return summarise_plan(self.shown_plan)
         rc_show, out = self.run(['show', '-json', '-no-color', self.plan_path], capture=True)
         if rc_show != 0:
             raise self.fail('show -json (of the saved plan)', rc_show)
@@ -533,6 +649,19 @@ class TerraformRunner:
         except ValueError:
             raise TerraformError('terraform_apply', 'terraform show -json did not print JSON', log_path=self.log_path,
                                  remediation='check the Terraform version (>= 1.6, < 2.0)') from None
+
+    def guard_destroyed_vms(self) -> None:
+        """Before anything is applied (and in check mode): refuse a plan that deletes or replaces a VM."""
+        rc_show, out = self.run(['show', '-json', '-no-color', self.plan_path], capture=True)
+        if rc_show != 0:
+            raise self.fail('show -json (of the saved plan)', rc_show)
+        try:
+            plan = json.loads(out)
+        except ValueError:
+            raise TerraformError('terraform_apply', 'terraform show -json did not print JSON', log_path=self.log_path,
+                                 remediation='check the Terraform version (>= 1.6, < 2.0)') from None
+        self.shown_plan = plan
+        refuse_destroyed_vms(destroyed_vms(plan), self.plan_path, self.log_path)
 
     def apply(self) -> None:
         rc, dummy = self.run(['apply', '-input=false', '-no-color', f'-lock-timeout={self.lock_timeout}',
@@ -606,6 +735,8 @@ class TerraformRunner:
                   f'check_mode {check_mode}\n')
         initialised = self.init()
         planned = self.plan(destroy=state == 'absent')
+        if planned and state == 'present' and not self.allow_replace:
+            self.guard_destroyed_vms()
         result = {
             'changed': planned,
             'cli_config': self.cli_config,

@@ -340,7 +340,11 @@ class TokenCheck:
         try:
             entries = self.client.get(f'nodes/{self.node}/storage') or []
         except ProxmoxError as err:
-            self._add('storage_content', 'skip', f'cannot list storages: {err.detail}')
+            # A check that cannot run fails: the storages were not seen, so nothing says they are fine.
+            error = CheckError('storage_content', f'cannot list the storages of node {self.node}: {err.detail}',
+                               where=where, remediation=err.remediation or 'check the node\'s storage service '
+                               '(`pvesm status` on the node, `systemctl status pvestatd`), then run the step again')
+            self._add('storage_content', 'fail', error.detail, error, where=where)
             return
         found = {entry.get('storage'): entry for entry in entries if isinstance(entry, dict)}
         # The templates step places both disk images as import content (a VM disk's import-from

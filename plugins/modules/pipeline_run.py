@@ -128,6 +128,14 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+swept:
+  description:
+    - Temporary files and directories of earlier, killed runs that O(action=start) removed (Ansible's
+      C(ansible-local-*) and C(ansible-tmp-*) directories and Terraform's C(eminfra-terraform-*) directories
+      whose processes are gone).
+  returned: O(action=start), not in check mode
+  type: list
+  elements: str
 run_id:
   description: The run's C(RUN_ID).
   returned: O(action=start) and O(action=finish)
@@ -210,7 +218,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.eminfra.pipeline.plugins.module_utils import _pipeline
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _pipeline, _tempfiles
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import HAS_JSONSCHEMA, JSONSCHEMA_IMPORT_ERROR
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._latest_env import LatestEnv
@@ -249,6 +257,9 @@ def start(module: AnsibleModule, layout: StateLayout) -> dict:
         lock.release(run_id)
         raise
     result.update(lock=taken['lock'], taken_over=taken['taken_over'] or {})
+    # What killed runs left behind (their processes are gone): Ansible's and Terraform's temporary files.
+    result['swept'] = (_tempfiles.sweep_ansible(_tempfiles.ansible_temp_dir())
+                       + _tempfiles.sweep(_tempfiles.TERRAFORM_PREFIX))
     return result
 
 

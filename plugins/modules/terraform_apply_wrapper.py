@@ -69,14 +69,17 @@ options:
     type: path
   intent_cluster_file:
     description:
-      - The cluster intent (C(inventory/dev/cluster.yaml)), passed to Terraform as the variable
-        C(intent_cluster_file) (an absolute path) unless O(variables) sets it.
+      - The cluster intent (C(inventory/dev/cluster.yaml)).
+      - With O(intent_nodes_file), both files are validated (check C(intent_valid)) and what was validated is
+        written as JSON to C(<workdir>/intent/cluster.json) and C(nodes.json), which Terraform reads through the
+        variables C(intent_cluster_file) and C(intent_nodes_file) (unless O(variables) sets either). So Terraform
+        and the pipeline read one and the same intent, never a YAML 1.2 reading of what was validated as YAML 1.1.
     type: path
   intent_nodes_file:
     description:
       - The nodes intent, read to know which artefacts the enabled nodes need. Without it both the Ubuntu
         and the Talos artefact are required.
-      - Also passed to Terraform as the variable C(intent_nodes_file) (an absolute path) unless O(variables) sets it.
+      - Handed to Terraform validated, as JSON, as described for O(intent_cluster_file).
     type: path
   variables:
     description:
@@ -156,6 +159,16 @@ options:
       - After a migration from local, the local state file is kept as C(terraform.tfstate.migrated-to-pg). After
         a migration from pg, the state stays in PostgreSQL too; other operators must switch back as well.
       - Not in check mode (C(terraform_backend_migration)). Once migrated, further runs have nothing to migrate.
+    type: bool
+    default: false
+    version_added: 0.1.0
+  allow_replace:
+    description:
+      - Apply a plan that destroys or replaces a VM. Without it such a plan (a VM the intent still names
+        but with a changed vmid or other setting the provider cannot change in place, or a node removed or
+        disabled in the intent) fails with the C(plan_destroys_vm) check, naming the VMs, before anything is
+        applied, in check mode too.
+      - O(state=absent) is itself the request to destroy the VMs and needs no O(allow_replace).
     type: bool
     default: false
     version_added: 0.1.0
@@ -301,7 +314,8 @@ outputs_valid:
   type: bool
 failed_check:
   description:
-    - The check that failed (C(templates_present), C(terraform_apply), C(terraform_outputs_valid), ...).
+    - The check that failed (C(templates_present), C(intent_valid), C(plan_destroys_vm), C(terraform_apply),
+      C(terraform_outputs_valid), ...).
     - With a state backend also C(terraform_state_locked) (another run holds the state lock; the message names the
       holder), C(terraform_backend_auth) (PostgreSQL refused the credentials), C(terraform_backend_unreachable)
       (the database does not answer), C(terraform_backend_changed), C(terraform_backend_env_present),
@@ -344,6 +358,7 @@ ARGUMENT_SPEC = dict(
     backend=dict(type='str', choices=['local', 'pg'], default='local'),
     backend_env_file=dict(type='path'),
     migrate_state=dict(type='bool', default=False),
+    allow_replace=dict(type='bool', default=False),
 )
 
 
@@ -378,7 +393,12 @@ def run_module(module: AnsibleModule) -> dict:
     if not params['validate_only'] or os.path.lexists(env_file):
         proxmox = _terraform.load_proxmox_env(env_file)
     variables = dict(params['variables'])
-    for name, value in (('intent_cluster_file', _from_root(root, params['intent_cluster_file'])),
+    intent_cluster_file = _from_root(root, params['intent_cluster_file'])
+    if (intent_cluster_file and intent_nodes_file and not params['validate_only']
+            and not {'intent_cluster_file', 'intent_nodes_file'} & set(variables)):
+        # Terraform reads the intent as validated (intent_valid), as JSON: one reading, never two.
+        variables.update(_terraform.write_validated_intent(intent_cluster_file, intent_nodes_file, workdir))
+    for name, value in (('intent_cluster_file', intent_cluster_file),
                         ('intent_nodes_file', intent_nodes_file)):
         if value and name not in variables:
             variables[name] = value
@@ -395,6 +415,7 @@ def run_module(module: AnsibleModule) -> dict:
         parallelism=params['parallelism'],
         timeout=params['timeout'],
     )
+    runner.allow_replace = params['allow_replace']
     if proxmox:
         # Belt and braces: Ansible masks this value in anything the task prints.
         module.no_log_values.add(proxmox.token_secret)

@@ -167,6 +167,26 @@ def test_server_error_that_persists_fails_with_proxmox_api(tmp_path, pvesim):
         pvesim.control('clear_faults')
 
 
+def test_storage_list_that_keeps_failing_fails_storage_content(tmp_path, pvesim):
+    """The storage check cannot run when /nodes/{node}/storage keeps answering 503: it fails with
+    its id and the API path, it is never a silent skip of a step reported completed."""
+    pvesim.control('clear_faults')
+    pvesim.control('fault', kind='error', method='GET', path='/nodes/pve/storage', status=503, count=50,
+                   message='simulated storage daemon down')
+    try:
+        run, dummy = _check(tmp_path, pvesim)
+    finally:
+        pvesim.control('clear_faults')
+    result = run.result
+    assert run.rc != 0 and result['failed'] is True
+    assert result['failed_check'] == 'storage_content'
+    assert result['msg'].startswith(f'storage_content: {pvesim.url}/api2/json/nodes/pve/storage: cannot list the '
+                                    'storages of node pve: ')
+    assert '503' in result['msg'] and 'Remediation: ' in result['msg']
+    assert [c['status'] for c in _by_id(result, 'storage_content')] == ['fail']
+    assert not [c for c in result['checks'] if c['status'] == 'skip' and c['id'] == 'storage_content']
+
+
 def test_unknown_node_fails_with_node_present(tmp_path, pvesim):
     run, dummy = _check(tmp_path, pvesim, PROXMOX_NODE='pve-nosuch')
     result = run.result

@@ -4,7 +4,8 @@
 """terraform/environments/k3s-dev with real Terraform and the real bpg/proxmox provider against
 pvesim over verified HTTPS: create (import-from disks from the manifest's volids, cloud-init
 drive, started), a second plan with no changes, a memory change applied in place, a VM deleted
-behind Terraform's back recreated, destroy, and the token secret nowhere but proxmox.env."""
+behind Terraform's back recreated, an intent read two ways refused, a replacement refused until the
+operator allows it, destroy, and the token secret nowhere but proxmox.env."""
 
 from __future__ import annotations
 
@@ -186,14 +187,57 @@ def test_apply_idempotence_drift_recreate_destroy(sim_project, terraform_bin):
     assert drift['counts'] == {'add': 1, 'change': 0, 'destroy': 0}
     assert api.vmids() == [201, 231, 232], 'check mode changes nothing'
 
-    # ... and the next run recreates it; the run after that is clean again.
+    # ... and the next run recreates it (nothing is destroyed, so no allow_replace is needed); the
+    # run after that is clean again.
     recreate = project.run_module()
     assert recreate['changed'] is True and recreate['counts'] == {'add': 1, 'change': 0, 'destroy': 0}
     assert api.vmids() == ALL_VMIDS
     clean = project.run_module()
     assert clean['changed'] is False, clean
 
-    # 5. state: absent removes them; outputs.json still meets the contract (empty lists).
+    # 5. An intent read two ways never reaches Terraform: PyYAML reads `vmid: 7_704` as 7704,
+    # Terraform's yamldecode as the string "7_704" (which replaced util-2 and deleted VM 232).
+    with open(project.nodes, encoding='utf-8') as handle:
+        original_nodes = handle.read()
+    assert original_nodes.count('vmid: 232\n') == 1
+    with open(project.nodes, 'w', encoding='utf-8') as handle:
+        handle.write(original_nodes.replace('vmid: 232\n', 'vmid: 7_704\n'))
+    two_ways = project.run_module(check_mode=True)
+    assert two_ways['failed'] is True and two_ways['failed_check'] == 'intent_valid', two_ways['_stdout']
+    assert "inventory/dev/nodes.yaml: nodes[4].vmid (line " in two_ways['msg'] and "'7_704'" in two_ways['msg']
+    assert api.vmids() == ALL_VMIDS
+
+    # 6. A plan that replaces a VM the intent still names (a new vmid) is refused, in check mode
+    # too, naming the VM; nothing is applied ...
+    with open(project.nodes, 'w', encoding='utf-8') as handle:
+        handle.write(original_nodes.replace('vmid: 232\n', 'vmid: 7704\n'))
+    for check_mode in (True, False):
+        refused = project.run_module(check_mode=check_mode)
+        assert refused['failed'] is True and refused['failed_check'] == 'plan_destroys_vm', refused['_stdout']
+        assert 'replace util-2 (vmid 232): destroy it and create it again as vmid 7704' in refused['msg']
+        assert '-e eminfra_allow_replace=true' in refused['remediation']
+        assert api.vmids() == ALL_VMIDS
+    assert read_outputs(project) == outputs
+    # ... so is a node taken out of the intent (its VM would be deleted) ...
+    without = yaml.safe_load(original_nodes)
+    next(n for n in without['nodes'] if n['name'] == 'util-2')['enabled'] = False
+    with open(project.nodes, 'w', encoding='utf-8') as handle:
+        yaml.safe_dump(without, handle)
+    removed = project.run_module()
+    assert removed['failed_check'] == 'plan_destroys_vm' and 'destroy util-2 (vmid 232)' in removed['msg']
+    assert api.vmids() == ALL_VMIDS
+    # ... and with the operator's say-so the replacement is applied.
+    with open(project.nodes, 'w', encoding='utf-8') as handle:
+        handle.write(original_nodes.replace('vmid: 232\n', 'vmid: 7704\n'))
+    replaced = project.run_module(allow_replace=True)
+    assert replaced.get('failed') is not True, replaced['_stdout']
+    assert replaced['counts'] == {'add': 1, 'change': 0, 'destroy': 1}
+    assert replaced['replaced'] == ['proxmox_virtual_environment_vm.vm["util-2"]']
+    assert api.vmids() == [201, 211, 231, 7704]
+    assert next(n for n in read_outputs(project)['nodes'] if n['name'] == 'util-2')['vmid'] == 7704
+    assert project.run_module()['changed'] is False
+
+    # 7. state: absent removes them; outputs.json still meets the contract (empty lists).
     gone = project.run_module(state='absent')
     assert gone['changed'] is True and gone['counts'] == {'add': 0, 'change': 0, 'destroy': 4}
     assert api.vmids() == []
@@ -209,7 +253,7 @@ def test_apply_idempotence_drift_recreate_destroy(sim_project, terraform_bin):
     for path in checked:
         with open(path, 'rb') as handle:
             assert project.secret.encode() not in handle.read(), path
-    for result in (first, second, resized, drift, recreate, clean, gone):
+    for result in (first, second, resized, drift, recreate, clean, two_ways, refused, removed, replaced, gone):
         assert project.secret not in json.dumps(result)
     # The repository's terraform/ was never written to.
     assert tree_snapshot(os.path.join(REPO, 'terraform')) == repo_terraform

@@ -41,11 +41,23 @@ def test_manifest_that_is_not_json_refused(project, terraform_bin):
     assert result['failed_check'] == 'templates_present' and 'not JSON' in result['msg']
 
 
-def test_terraform_error_fails_clearly_with_the_log_path(project, terraform_bin):
-    # An intent Terraform refuses (address outside the network): plan fails, exit code 1.
+def test_intent_terraform_would_refuse_is_refused_before_it_runs(project, terraform_bin):
+    # An address outside the network: intent_valid refuses it, so Terraform never plans it.
     with open(project.nodes, 'a', encoding='utf-8') as handle:
         handle.write('  - {name: stray, role: utility, os: ubuntu, vmid: 299, cores: 1, memory: 512, disk: 4,'
-                     ' ipv4: 192.168.77.5}\n')
+                     ' ipv4: 192.168.77.5, groups: [base]}\n')
+    result = project.run_module(check_mode=True)
+    assert result['failed'] is True and result['failed_check'] == 'intent_valid'
+    assert 'inventory/dev/nodes.yaml: nodes[5] (stray).ipv4: 192.168.77.5 is outside cluster network' in result['msg']
+    assert not os.path.exists(os.path.join(project.workdir, 'k3s-dev', 'plans')), 'nothing was planned'
+
+
+def test_terraform_error_fails_clearly_with_the_log_path(project, terraform_bin):
+    # A precondition of the configuration fails at plan: exit code 1.
+    extra = os.path.join(project.root, 'terraform', 'environments', 'k3s-dev', 'zz_refused.tf')
+    with open(extra, 'w', encoding='utf-8') as handle:
+        handle.write('output "refused" {\n  value = 1\n  precondition {\n'
+                     '    condition     = var.proxmox_node == "not-this-node"\n    error_message = "stray precondition refused"\n  }\n}\n')
     result = project.run_module(check_mode=True)
     assert result['failed'] is True
     assert result['failed_check'] == 'terraform_apply'
@@ -54,7 +66,7 @@ def test_terraform_error_fails_clearly_with_the_log_path(project, terraform_bin)
     assert log_path in result['msg'] and log_path.startswith(project.workdir)
     with open(log_path, encoding='utf-8') as handle:
         log = handle.read()
-    assert 'ipv4 outside cluster.network.cidr' in log and 'stray' in log
+    assert 'stray precondition refused' in log
     assert result['remediation'].endswith('-e eminfra_start_at=terraform_apply')
 
 

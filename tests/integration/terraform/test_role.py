@@ -79,10 +79,12 @@ def test_role_records_the_failed_check_and_keeps_the_last_completed_step(project
 def test_terraform_error_keeps_the_last_completed_step_and_names_the_log(sim_project, terraform_bin,  # noqa: F811
                                                                          tmp_path):
     project = sim_project
-    # An intent Terraform refuses at plan time (an address outside the cluster network).
-    with open(project.nodes, 'a', encoding='utf-8') as handle:
-        handle.write('  - {name: stray, role: utility, os: ubuntu, vmid: 299, cores: 1, memory: 512, disk: 4,'
-                     ' ipv4: 192.168.77.5}\n')
+    # A configuration Terraform refuses at plan time (a failing precondition).
+    extra = os.path.join(project.root, 'terraform', 'environments', 'k3s-dev', 'zz_refused.tf')
+    with open(extra, 'w', encoding='utf-8') as handle:
+        handle.write('output "refused" {\n  value = 1\n  precondition {\n'
+                     '    condition     = var.proxmox_node == "not-this-node"\n'
+                     '    error_message = "stray precondition refused"\n  }\n}\n')
     run = play(project, tmp_path)
     assert run.rc != 0
     assert 'terraform plan failed with exit code 1' in run.stdout
@@ -90,7 +92,7 @@ def test_terraform_error_keeps_the_last_completed_step_and_names_the_log(sim_pro
     logs = re.findall(re.escape(project.workdir) + r'/[^\s\'",]+\.log', run.stdout)
     assert logs, run.output
     with open(logs[0], encoding='utf-8') as handle:
-        assert 'ipv4 outside cluster.network.cidr' in handle.read()
+        assert 'stray precondition refused' in handle.read()
     latest = read_env_file(os.path.join(project.state, 'runs', 'latest.env'))
     assert latest['LAST_STEP_COMPLETED'] == 'templates'
     assert latest['LAST_STEP_FAILED'] == 'terraform_apply'

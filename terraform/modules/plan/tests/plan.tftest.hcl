@@ -47,7 +47,7 @@ run "outputs_in_the_contract_shape" {
   assert {
     condition = jsonencode(output.nodes) == jsonencode([
       { groups = ["base", "docker"], ipv4 = "10.20.0.41", name = "util-1", role = "utility", ssh_port = 2222, ssh_user = "ops", vmid = 231 },
-      { groups = [], ipv4 = "10.20.0.42", name = "util-2", role = "utility", ssh_port = 22, ssh_user = "ubuntu", vmid = 232 },
+      { groups = ["base"], ipv4 = "10.20.0.42", name = "util-2", role = "utility", ssh_port = 22, ssh_user = "ubuntu", vmid = 232 },
     ])
     error_message = "nodes: the SSH-managed Ubuntu nodes with the contract's keys"
   }

@@ -162,6 +162,21 @@ def test_read_outputs_rejects_duplicates_across_lists():
         plugin.read_outputs('outputs.json', io.BytesIO(text.encode()))
 
 
+@pytest.mark.parametrize('document, fragment', [
+    ({'nodes': [dict(NODE, name='localhost')]}, "nodes[0].name: 'localhost' is a name Ansible reserves"),
+    ({'nodes': [NODE], 'talos_nodes': [dict(TALOS, name='ungrouped')]},
+     "talos_nodes[0].name: 'ungrouped' is a name Ansible reserves"),
+    ({'nodes': [dict(NODE, name='base')]}, "nodes[0].name: 'base' is a group of the pipeline"),
+    ({'nodes': [dict(NODE, groups=['all'])]}, "nodes[0].groups[0]: 'all' is a name Ansible reserves"),
+    ({'nodes': [dict(NODE, groups=['talos_controlplane'])]}, "nodes[0].groups[0]: 'talos_controlplane' is the inventory"),
+])
+def test_read_outputs_refuses_reserved_names(document, fragment):
+    with pytest.raises(ContractError) as caught:
+        plugin.read_outputs('outputs.json', io.BytesIO(json.dumps(document).encode()))
+    assert str(caught.value).startswith(f'terraform_outputs_valid: {fragment}')
+    assert '(in outputs.json)' in str(caught.value) and 'Remediation: ' in str(caught.value)
+
+
 def test_read_outputs_invalid_json_and_encoding():
     with pytest.raises(CheckError, match='terraform_outputs_valid: outputs.json: not valid JSON: Expecting'):
         plugin.read_outputs('outputs.json', io.BytesIO(b'{"nodes": ['))

@@ -265,7 +265,7 @@ def test_schema_rule_names_file_node_and_field(intent_copy, case):
     (None, 'nodes: []\ncluster: {}\n', f"{NODES_FILE}: cluster: belongs in the other intent file"),
     (None, 'nodes:\n  - name: a\n  name: b\n', f'{NODES_FILE}: line 3, column 3: not valid YAML'),
     (None, 'nodes:\n  - {name: a, name: b}\n', "not valid YAML: key 'name' is given twice (first on line 2)"),
-    ('cluster:\n  name: x\n  name: y\n', None, f"{CLUSTER_FILE}: line 3, column 3: not valid YAML: key 'name' is given twice"),
+    ('cluster:\n  name: x\n  name: z\n', None, f"{CLUSTER_FILE}: line 3, column 3: not valid YAML: key 'name' is given twice"),
     (None, 'nodes:\n  - vmid: 07701\n', "integer '07701' has a leading zero"),
 ])
 def test_file_level_problems(intent_copy, cluster_text, nodes_text, expected):
@@ -310,3 +310,132 @@ def test_cli_validates_and_reports(tmp_path):
     as_json = subprocess.run([sys.executable, '-m', 'tests.tools.validate_intent', '--json'], cwd=ROOT,
                              capture_output=True, text=True, check=True)
     assert json.loads(as_json.stdout)['proxmox']['bridge'] == 'vmbr0'
+
+
+# ---------------------------------------------------------------- one reading for every reader
+@pytest.mark.parametrize('scalar, field', [
+    ('7_704', 'vmid'),              # YAML 1.1: 7704; Terraform: the string "7_704"
+    ('0b1111000011000', 'vmid'),    # YAML 1.1: 7704; Terraform: a string
+    ('0x1E18', 'vmid'),             # YAML 1.1: 7704; Terraform: 7704 but -0x... a string
+    ('0o17', 'cores'),              # YAML 1.1: a string; Terraform: 15
+    ('1_0', 'cores'),
+    ('1:30', 'disk'),               # sexagesimal 90 in YAML 1.1; a string in Terraform
+    ('1e3', 'memory'),              # a string in YAML 1.1; 1000 in Terraform
+    ('.inf', 'memory'),             # Terraform cannot even hold it
+    ('yes', 'enabled'),             # a boolean in YAML 1.1, a string in YAML 1.2
+    ('off', 'enabled'),
+    ('On', 'enabled'),
+    ('y', 'ssh_user'),              # a string in YAML 1.1; true in Terraform
+    ('2026-01-01', 'name'),         # a date in YAML 1.1; a string in Terraform
+])
+def test_scalars_read_two_ways_are_refused_naming_file_and_field(intent_copy, scalar, field):
+    text = _dump_nodes_with(field, scalar)
+    with pytest.raises(_intent.IntentError) as info:
+        intent_copy(nodes_text=text)
+    message = str(info.value)
+    assert message.startswith(f'intent_valid: {NODES_FILE}: nodes[2].{field} (line ')
+    assert repr(scalar) in message and 'YAML 1.1' in message
+    assert 'Remediation: ' in message
+
+
+def _dump_nodes_with(field, scalar):
+    """The dev nodes intent with nodes[2].<field> written as the plain scalar ``scalar``."""
+    nodes = _load(NODES)
+    nodes['nodes'][2][field] = '@@PLACEHOLDER@@'
+    return yaml.safe_dump(nodes, sort_keys=False).replace("'@@PLACEHOLDER@@'", scalar)
+
+
+@pytest.mark.parametrize('scalar, value', [
+    ('7704', 7704), ('+7704', 7704), ('true', True), ('False', False), ('"7_704"', '7_704'), ("'yes'", 'yes'),
+    ('1.5', 1.5), ('~', None), ('null', None), ('ubuntu', 'ubuntu'),
+])
+def test_scalars_both_readers_agree_on_are_read(scalar, value):
+    assert _intent.parse_intent_text(f'key: {scalar}\n', 'x.yaml') == {'key': value}
+
+
+def test_explicit_tags_and_merge_keys_are_refused():
+    with pytest.raises(_intent.IntentError, match=r"x.yaml: a \(line 1, column 4\): explicit tag"):
+        _intent.parse_intent_text('a: !!str 7_704\n', 'x.yaml')
+    with pytest.raises(_intent.IntentError, match='merge keys'):
+        _intent.parse_intent_text('base: &b {cores: 1}\nnode:\n  <<: *b\n', 'x.yaml')
+
+
+# ---------------------------------------------------------------- bounded reading
+def _billion_laughs(levels=9):
+    text = 'nodes:\n  - name: util-01\n    groups:\n      - &a0 [base, base, base, base, base, base, base, base, base]\n'
+    for level in range(1, levels):
+        text += f'      - &a{level} [' + ', '.join([f'*a{level - 1}'] * 9) + ']\n'
+    return text
+
+
+def test_alias_bomb_is_refused_while_reading_in_bounded_memory(intent_copy):
+    import tracemalloc  # pylint: disable=import-outside-toplevel
+    tracemalloc.start()
+    try:
+        with pytest.raises(_intent.IntentError) as info:
+            intent_copy(nodes_text=_billion_laughs())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(info.value)
+    assert message.startswith(f'intent_valid: {NODES_FILE}: nodes[0].groups[')
+    assert f'more than {_intent.MAX_EXPANDED_NODES} values once YAML aliases are expanded' in message
+    assert info.value.remediation == _intent.BOUNDS_REMEDIATION
+    # 9**9 expanded values were never built: reading stopped at the bound.
+    assert peak < 64 * 1024 * 1024, peak
+
+
+def test_alias_count_is_bounded():
+    text = 'a: &x 1\nb: [' + ', '.join(['*x'] * (_intent.MAX_ALIASES + 1)) + ']\n'
+    with pytest.raises(_intent.IntentError, match=rf'x.yaml: b\[{_intent.MAX_ALIASES}\] .*more than {_intent.MAX_ALIASES} YAML aliases'):
+        _intent.parse_intent_text(text, 'x.yaml')
+
+
+def test_recursive_alias_is_refused():
+    with pytest.raises(_intent.IntentError, match='refers to a value that contains it'):
+        _intent.parse_intent_text('a: &x [1, *x]\n', 'x.yaml')
+
+
+def test_deep_nesting_is_refused_naming_the_field(intent_copy):
+    with pytest.raises(_intent.IntentError) as info:
+        intent_copy(nodes_text='nodes: ' + '[' * 5000 + ']' * 5000 + '\n')
+    assert f'{NODES_FILE}: nodes[0][0]' in str(info.value)
+    assert f'nested deeper than {_intent.MAX_DEPTH} levels' in str(info.value)
+    assert info.value.remediation == _intent.BOUNDS_REMEDIATION
+
+
+def test_large_file_is_refused_without_being_read(intent_copy, tmp_path):
+    import tracemalloc  # pylint: disable=import-outside-toplevel
+    nodes = tmp_path / 'big.yaml'
+    with open(nodes, 'w', encoding='utf-8') as handle:
+        handle.write('nodes:\n')
+        line = '  - {name: n, role: utility, os: ubuntu, vmid: 100, cores: 1, memory: 512, disk: 1, ipv4: 10.0.0.1}\n'
+        handle.write(line * (50 * 1024 * 1024 // len(line)))
+    tracemalloc.start()
+    try:
+        with pytest.raises(_intent.IntentError) as info:
+            _intent.read_intent_file(str(nodes), 'big.yaml')
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(info.value).startswith(f'intent_valid: big.yaml: is larger than {_intent.MAX_INTENT_BYTES} bytes')
+    assert info.value.remediation == _intent.BOUNDS_REMEDIATION
+    assert peak < 4 * _intent.MAX_INTENT_BYTES, peak
+
+
+# ---------------------------------------------------------------- reserved names
+@pytest.mark.parametrize('mutate, field, fragment', [
+    (lambda nodes: _node(nodes, 'util-01').update(name='localhost'), 'nodes[3] (localhost).name', 'Ansible reserves'),
+    (lambda nodes: _node(nodes, 'cp-01').update(name='all'), 'nodes[0] (all).name', 'Ansible reserves'),
+    (lambda nodes: _node(nodes, 'util-01').update(name='base'), 'nodes[3] (base).name', 'a group of the pipeline'),
+    (lambda nodes: _node(nodes, 'util-01').update(groups=['base', 'localhost']), 'nodes[3] (util-01).groups[1]',
+     'Ansible reserves'),
+    (lambda nodes: _node(nodes, 'util-01').update(groups=['ungrouped']), 'nodes[3] (util-01).groups[0]',
+     'Ansible reserves'),
+    (lambda nodes: _node(nodes, 'util-01').update(groups=['talos_worker']), 'nodes[3] (util-01).groups[0]',
+     'group of Talos nodes'),
+])
+def test_reserved_names_are_refused(intent_copy, mutate, field, fragment):
+    with pytest.raises(_intent.IntentError) as info:
+        intent_copy(mutate_nodes=mutate)
+    assert f'{NODES_FILE}: {field}: ' in str(info.value) and fragment in str(info.value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -221,6 +222,33 @@ def test_templates_check_passes_and_names_each_failure(tmp_path):
     with pytest.raises(CheckError) as err:
         _pipeline.check_templates(layout)
     assert 'artefact talos is missing' in str(err.value)
+
+
+@pytest.mark.parametrize('how', ['absolute', 'dotdot', 'symlink'])
+def test_templates_check_refuses_an_artefact_outside_the_state_root(tmp_path, how):
+    """An identical copy of the artefact outside the state root does not satisfy the manifest."""
+    layout = make_layout(tmp_path)
+    manifest = write_manifest(layout, tmp_path)
+    outside = tmp_path / 'elsewhere' / 'ubuntu.raw'
+    outside.parent.mkdir()
+    shutil.copy(manifest['ubuntu']['path'], outside)
+    if how == 'absolute':
+        manifest['ubuntu']['path'] = str(outside)
+    elif how == 'dotdot':
+        manifest['ubuntu']['path'] = 'state/../../elsewhere/ubuntu.raw'
+    else:
+        link = os.path.join(layout.templates_dir, 'ubuntu-link.raw')
+        os.symlink(outside, link)
+        manifest['ubuntu']['path'] = link
+    with open(layout.manifest, 'w', encoding='utf-8') as handle:
+        json.dump(manifest, handle)
+    with pytest.raises(CheckError) as err:
+        _pipeline.check_templates(layout)
+    message = str(err.value)
+    assert err.value.check == 'templates_present'
+    assert message.startswith(f'templates_present: {layout.manifest}: ubuntu.path: ')
+    assert f'is outside the state root {layout.root}' in message
+    assert message.endswith('-e eminfra_start_at=templates')
 
 
 def write_outputs(layout: StateLayout, nodes: list[dict]) -> None:

@@ -10,6 +10,7 @@ import os
 import shutil
 
 import pytest
+import yaml
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
@@ -101,8 +102,13 @@ def make_runner(project, fake, **kw):
         base_env={'PATH': '/usr/bin', 'HOME': '/root', 'TF_CLI_ARGS_plan': '-var=x=1', 'TF_VAR_injected': 'x',
                   'TF_LOG': 'TRACE', 'PROXMOX_VE_API_TOKEN': 'stale=value', 'LANG': 'C.UTF-8'},
     )
+    allow_replace = params.pop('allow_replace', True)
     params.update(kw)
-    return _terraform.TerraformRunner(**params)
+    allow_replace = params.pop('allow_replace', allow_replace)
+    runner = _terraform.TerraformRunner(**params)
+    # PLAN_JSON replaces and deletes VMs: unless a test says otherwise, the operator allowed it.
+    runner.allow_replace = allow_replace
+    return runner
 
 
 def test_apply_runs_init_plan_show_apply_output_with_exact_argv(project):
@@ -153,11 +159,17 @@ def test_environment_is_exact_and_secret_only_in_plan_and_apply_env(project):
         'PROXMOX_VE_API_TOKEN': f'pipeline@pve!full={SECRET}',
         'SSL_CERT_FILE': project['ca'],
     }
+    # Terraform's own TMPDIR, one per run, named for the module's process (removed when it ends).
+    base['TMPDIR'] = runner.tmp_dir
+    assert os.path.basename(runner.tmp_dir).startswith(f'eminfra-terraform-{os.getpid()}-')
+    assert os.path.isdir(runner.tmp_dir)
     for call in fake.calls:
         expected = dict(base, **provider) if call['argv'][2] in ('plan', 'apply') else base
         assert call['env'] == expected, call['argv'][2]
         assert not any(SECRET in arg for arg in call['argv'])
         assert not any('-var' in arg for arg in call['argv'])
+    runner.cleanup()
+    assert runner.tmp_dir is None and not os.path.exists(base['TMPDIR'])
     # The secret is in no file the runner wrote (log, CLI config, stamp), except proxmox.env.
     for directory, dummy, files in os.walk(project['state']):
         for name in files:
@@ -418,3 +430,104 @@ def test_validate_only_compares_outputs_json_with_the_state(project):
     with pytest.raises(CheckError) as err:
         make_runner(project, FakeTerraform()).validate_outputs()
     assert 'does not exist' in str(err.value)
+
+
+# ---------------------------------------------------------------- plans that destroy or replace a VM
+REAL_PLAN_JSON = {
+    'format_version': '1.2',
+    'resource_changes': [
+        {'address': 'proxmox_virtual_environment_vm.vm["util-1"]', 'type': 'proxmox_virtual_environment_vm',
+         'index': 'util-1', 'action_reason': 'replace_because_cannot_update',
+         'change': {'actions': ['delete', 'create'], 'before': {'name': 'util-1', 'vm_id': 7704},
+                    'after': {'name': 'util-1', 'vm_id': 7705}}},
+        {'address': 'proxmox_virtual_environment_vm.vm["old"]', 'type': 'proxmox_virtual_environment_vm',
+         'index': 'old', 'change': {'actions': ['delete'], 'before': {'name': 'old', 'vm_id': 240}, 'after': None}},
+        {'address': 'proxmox_virtual_environment_vm.vm["cp-1"]', 'type': 'proxmox_virtual_environment_vm',
+         'index': 'cp-1', 'change': {'actions': ['create'], 'before': None, 'after': {'name': 'cp-1', 'vm_id': 201}}},
+        {'address': 'terraform_data.marker', 'type': 'terraform_data',
+         'change': {'actions': ['delete', 'create'], 'before': {}, 'after': {}}},
+    ],
+}
+
+
+class DestroyingTerraform(FakeTerraform):
+    def __call__(self, argv, env, cwd, timeout):
+        if argv[2] == 'show':
+            self.calls.append({'argv': list(argv), 'env': dict(env), 'cwd': cwd, 'timeout': timeout})
+            return 0, json.dumps(REAL_PLAN_JSON), ''
+        return super().__call__(argv, env, cwd, timeout)
+
+
+def test_destroyed_vms_reads_replace_and_delete_of_vms_only():
+    found = _terraform.destroyed_vms(REAL_PLAN_JSON)
+    assert [(vm['name'], vm['vmid'], vm['replace'], vm['new_vmid']) for vm in found] == [
+        ('util-1', 7704, True, 7705), ('old', 240, False, None)]
+    # The address alone tells the type too (module paths included).
+    assert _terraform.destroyed_vms({'resource_changes': [
+        {'address': 'module.x.proxmox_virtual_environment_vm.vm["a"]', 'change': {'actions': ['delete']}}]})[0]['name'] is None
+    assert _terraform.destroyed_vms({'resource_changes': [
+        {'address': 'data.proxmox_virtual_environment_vm.a', 'change': {'actions': ['delete']}}]}) == []
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_plan_destroying_a_vm_is_refused_before_apply(project, check_mode):
+    fake = DestroyingTerraform()
+    runner = make_runner(project, fake, allow_replace=False)
+    with pytest.raises(CheckError) as err:
+        runner.execute(check_mode=check_mode, intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
+    assert err.value.check == 'plan_destroys_vm'
+    message = str(err.value)
+    assert message.startswith(f'plan_destroys_vm: {runner.plan_path}: the plan would replace util-1 (vmid 7704): '
+                              'destroy it and create it again as vmid 7705; destroy old (vmid 240); nothing was applied')
+    assert '-e eminfra_allow_replace=true' in err.value.remediation
+    assert 'apply' not in fake.subcommands() and 'output' not in fake.subcommands()
+    assert not os.path.exists(runner.outputs_path)
+
+
+def test_plan_destroying_a_vm_applies_when_allowed_and_is_shown_once(project):
+    fake = DestroyingTerraform()
+    runner = make_runner(project, fake, allow_replace=True)
+    result = runner.execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
+    assert result['applied'] is True and result['counts'] == {'add': 3, 'change': 0, 'destroy': 3}
+    assert fake.subcommands().count('show') == 1
+
+
+def test_guarded_plan_is_shown_once(project):
+    """Without deletes the guard's show -json is the one the counts come from: no second show."""
+    fake = FakeTerraform()
+    runner = make_runner(project, fake, allow_replace=False)
+    original = PLAN_JSON['resource_changes']
+    try:
+        PLAN_JSON['resource_changes'] = [c for c in original if 'delete' not in c['change']['actions']]
+        result = runner.execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
+    finally:
+        PLAN_JSON['resource_changes'] = original
+    assert result['applied'] is True and fake.subcommands() == ['init', 'plan', 'show', 'apply', 'output']
+
+
+def test_state_absent_is_its_own_request_to_destroy(project):
+    fake = DestroyingTerraform()
+    result = make_runner(project, fake, allow_replace=False).execute(state='absent')
+    assert result['applied'] is True and 'apply' in fake.subcommands()
+
+
+# ---------------------------------------------------------------- the intent Terraform reads
+def test_validated_intent_is_written_as_json(tmp_path):
+    paths = _terraform.write_validated_intent(os.path.join(FIXTURES, 'cluster.yaml'),
+                                              os.path.join(FIXTURES, 'nodes.yaml'), str(tmp_path))
+    assert paths == {'intent_cluster_file': str(tmp_path / 'intent' / 'cluster.json'),
+                     'intent_nodes_file': str(tmp_path / 'intent' / 'nodes.json')}
+    with open(os.path.join(FIXTURES, 'nodes.yaml'), encoding='utf-8') as handle:
+        assert json.loads((tmp_path / 'intent' / 'nodes.json').read_text()) == yaml.safe_load(handle)
+    assert os.stat(paths['intent_nodes_file']).st_mode & 0o777 == 0o600
+
+
+def test_intent_read_two_ways_never_reaches_terraform(tmp_path):
+    nodes = tmp_path / 'nodes.yaml'
+    with open(os.path.join(FIXTURES, 'nodes.yaml'), encoding='utf-8') as handle:
+        nodes.write_text(handle.read().replace('vmid: 232', 'vmid: 7_704'))
+    with pytest.raises(CheckError) as err:
+        _terraform.write_validated_intent(os.path.join(FIXTURES, 'cluster.yaml'), str(nodes), str(tmp_path / 'work'))
+    assert err.value.check == 'intent_valid'
+    assert "nodes[4].vmid (line " in str(err.value) and "'7_704'" in str(err.value)
+    assert not os.path.exists(tmp_path / 'work' / 'intent')
