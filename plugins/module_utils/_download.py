@@ -863,6 +863,51 @@ def _fetch_verified(params: dict, url: str, dest: str, checksum, old: dict | Non
     else:
         expected, source = None, 'first_fetch'
 
+    with writer_lock(dest, wait=timeout * 2):
+        return _fetch_verified_locked(params, url, dest, expected, source, checksum_url, timeout, retries,
+                                      validate_certs, ca_path, sleep)
+
+
+def writer_lock(dest: str, wait: float = 60.0, sleep=time.sleep):
+    """One writer per artefact: an flock on ``<dest>.part.lock`` held while ``<dest>.part`` is written and
+    moved into place. A second writer (a new run while a background download of a killed one still
+    runs) waits up to ``wait`` seconds, then fails naming the holder's pid."""
+    return _WriterLock(dest, wait, sleep)
+
+
+class _WriterLock:
+    def __init__(self, dest: str, wait: float, sleep) -> None:
+        self.path = f'{dest}.part.lock'
+        self.wait = wait
+        self.sleep = sleep
+        self.fd = -1
+
+    def __enter__(self) -> '_WriterLock':
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(self.fd, 32, 0).decode('ascii', 'replace').strip() or '?'
+                    os.close(self.fd)
+                    raise DownloadError('template_download', f'another process (pid {holder}) is writing '
+                                        f'{self.path[:-len(".lock")]}', where=self.path,
+                                        remediation=f'wait for it to end or stop it (kill {holder}), then run again') from None
+                self.sleep(0.2)
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f'{os.getpid()}\n'.encode(), 0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)  # closing releases the flock; the file stays (removing it would race)
+
+
+def _fetch_verified_locked(params: dict, url: str, dest: str, expected, source, checksum_url, timeout, retries,
+                           validate_certs, ca_path, sleep) -> tuple[dict, dict]:
     began = time.monotonic()
     if expected and not params.get('force') and os.path.isfile(dest) and not os.path.exists(dest + '.part'):
         digest, size = hash_path(dest)

@@ -15,7 +15,14 @@ description:
     (through the same code as M(eminfra.pipeline.latest_env)).
   - The lock names the run's C(RUN_ID) and the ansible-playbook controller process (its pid and start time).
     A second run fails at once with the C(run_lock) check naming the holder's C(RUN_ID). A lock whose process is
-    gone (or was replaced by another process with the same pid) is taken over with a warning.
+    gone (or was replaced by another process with the same pid), or that is empty or damaged, is taken over with
+    a warning. The lock appears with its content (written aside, then linked into place).
+  - The lock covers all of a run's processes, not only ansible-playbook - every process started for the run's local
+    tasks carries E(EMINFRA_RUN_ID) (set by C(playbooks/site.yml)), and so do their background jobs and Terraform.
+    Before a run goes on, what is left of the previous run is stopped (SIGTERM, so Terraform saves its state),
+    waiting up to 30 seconds; processes that are still running then make the run fail with the C(run_lock) check
+    naming their pids. A previous run whose record still says C(RUN_STATUS=running) (it was killed) is closed in
+    its own copy C(runs/<RUN_ID>/latest.env) as failed with the check C(run_interrupted), with its summary.
   - O(action=finish) closes the run in latest.env (C(RUN_STATUS)), writes C(runs/<RUN_ID>/steps.json) and
     C(runs/<RUN_ID>/summary.txt), and releases the lock.
   - O(action=check) runs read-only checks (C(proxmox_env_valid) without network, C(templates_present),
@@ -174,6 +181,13 @@ taken_over:
   description: The content of a lock left by a process that is gone, which this run took over; empty otherwise.
   returned: O(action=start)
   type: dict
+previous_run:
+  description:
+    - The previous run as this run found it - its C(run_id), the processes of it that were still running and were
+      stopped (C(stopped), pid to command line), and whether its record, left C(running) by a run that was killed, was
+      closed as failed with the check C(run_interrupted) (C(closed), C(step)).
+  returned: O(action=start)
+  type: dict
 summary:
   description: The run's summary table, as written to C(summary.txt).
   returned: O(action=finish)
@@ -238,12 +252,46 @@ def start(module: AnsibleModule, layout: StateLayout) -> dict:
         module.warn(f'run_lock: took over the lock of run {old.get("run_id", "unknown")} (pid {old.get("pid", "?")}), '
                     'whose process is gone')
     try:
+        result['previous_run'] = end_previous_run(module, layout, record, current)
         record.write(content, before_text)
     except BaseException:
         lock.release(run_id)
         raise
     result.update(lock=taken['lock'], taken_over=taken['taken_over'] or {})
     return result
+
+
+def end_previous_run(module: AnsibleModule, layout: StateLayout, record: LatestEnv, current: dict) -> dict:
+    """Before a new run goes on: what is left of the previous one is stopped, and a record it left
+    ``running`` (it was killed) is closed in its own copy as failed with the check run_interrupted."""
+    previous = current.get('RUN_ID', '')
+    if not previous:
+        return {}
+    out = {'run_id': previous, 'stopped': {}, 'closed': False}
+    stopped = _pipeline.stop_run_processes(previous)
+    if stopped['alive']:
+        raise _pipeline.orphans_error(previous, stopped['alive'], layout.lock)
+    if stopped['stopped']:
+        out['stopped'] = {str(pid): cmd for pid, cmd in stopped['stopped'].items()}
+        module.warn(f'run_lock: stopped {len(stopped["stopped"])} processes left by run {previous}: '
+                    + '; '.join(f'pid {pid}: {cmd}' for pid, cmd in sorted(stopped['stopped'].items())))
+    if current.get('RUN_STATUS') == 'running':
+        run_dir = record.run_dir(previous)
+        step = _pipeline.interrupted_step(current, run_dir)
+        closed = dict(current, RUN_STATUS='failed', LAST_STEP_FAILED=step, LAST_FAILED_CHECK='run_interrupted')
+        copy = LatestEnv(layout, path=os.path.join(run_dir, 'latest.env'))
+        copy_text, dummy = copy.read()
+        copy.write(closed, copy_text)
+        steps = _pipeline.normalise_steps({}, [{'step': step, 'status': 'failed', 'failed_check': 'run_interrupted'}])
+        text = _pipeline.render_summary(previous, 'failed', current.get('DRY_RUN') == 'true', steps, closed)
+        _pipeline.write_summary(run_dir, {'run_id': previous, 'status': 'failed', 'steps': steps,
+                                          'last_step_completed': closed.get('LAST_STEP_COMPLETED', ''),
+                                          'last_step_failed': step, 'last_failed_check': 'run_interrupted'}, text)
+        out.update(closed=True, step=step)
+        module.warn(f'run_interrupted: run {previous} ended without closing its record (killed?) during step {step}; '
+                    f'recorded as failed in {run_dir}/latest.env. LAST_STEP_COMPLETED stays '
+                    f'{current.get("LAST_STEP_COMPLETED") or "empty"}; a resume re-validates what that run left')
+    return out
 
 
 def finish(module: AnsibleModule, layout: StateLayout) -> dict:

@@ -123,13 +123,69 @@ def test_a_lock_of_another_boot_is_stale(tmp_path):
     assert _pipeline.RunLock(str(path)).acquire('new', os.getpid())['taken_over']['run_id'] == 'old'
 
 
-def test_a_fresh_unreadable_lock_is_respected(tmp_path, monkeypatch):
-    monkeypatch.setattr(_pipeline, 'LOCK_WAIT_SECONDS', 0.2)
+@pytest.mark.parametrize('content', ['', '{"run_id": "half', 'not json at all\n', '[1, 2]'],
+                         ids=['empty', 'torn', 'garbage', 'not_an_object'])
+def test_an_empty_or_damaged_lock_is_taken_over_like_a_stale_one(tmp_path, content):
+    """Locks appear with their content (written aside, then linked): an unreadable one holds nobody."""
     path = tmp_path / 'run.lock'
-    path.write_text('')  # created, not yet written
-    with pytest.raises(CheckError) as err:
-        _pipeline.RunLock(str(path)).acquire('new', os.getpid())
-    assert err.value.check == 'run_lock'
+    path.write_text(content)
+    taken = _pipeline.RunLock(str(path)).acquire('new', os.getpid())
+    assert taken['taken_over'] == {}
+    assert _pipeline.RunLock(str(path)).holder()['run_id'] == 'new'
+    assert os.listdir(tmp_path) == ['run.lock']
+
+
+def test_a_lock_appears_with_its_content(tmp_path, monkeypatch):
+    """While the lock is being written it is not yet there: no reader ever sees an empty lock."""
+    path = str(tmp_path / 'run.lock')
+    seen = []
+    real_link = os.link
+
+    def link(src, dst):
+        seen.append(os.path.exists(path))
+        real_link(src, dst)
+    monkeypatch.setattr(os, 'link', link)
+    _pipeline.RunLock(path).acquire('new', os.getpid())
+    assert seen == [False] and json.loads(open(path, encoding='utf-8').read())['run_id'] == 'new'
+
+
+def test_run_processes_are_found_by_the_run_marker_and_stopped(tmp_path):
+    """A background job of a dead run (its controller gone) is found by EMINFRA_RUN_ID and stopped."""
+    env = dict(os.environ, EMINFRA_RUN_ID='20260101T000000Z-orphan')
+    orphan = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], env=env)
+    other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        found = _pipeline.run_processes('20260101T000000Z-orphan')
+        assert list(found) == [orphan.pid] and 'time.sleep(60)' in found[orphan.pid]
+        result = _pipeline.stop_run_processes('20260101T000000Z-orphan', wait=10)
+        assert list(result['stopped']) == [orphan.pid] and result['alive'] == {}
+        assert orphan.wait(5) == -15 and other.poll() is None
+    finally:
+        for proc in (orphan, other):
+            proc.kill()
+            proc.wait()
+
+
+def test_run_processes_that_ignore_sigterm_are_named(tmp_path):
+    env = dict(os.environ, EMINFRA_RUN_ID='20260101T000000Z-stubbn')
+    code = 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)'
+    stubborn = subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.PIPE)
+    try:
+        stubborn.stdout.readline()
+        result = _pipeline.stop_run_processes('20260101T000000Z-stubbn', wait=0.5)
+        assert list(result['alive']) == [stubborn.pid]
+        err = _pipeline.orphans_error('20260101T000000Z-stubbn', result['alive'], 'state/runs/run.lock')
+        assert err.check == 'run_lock' and f'pid {stubborn.pid}' in str(err) and f'kill {stubborn.pid}' in str(err)
+    finally:
+        stubborn.kill()
+        stubborn.wait()
+
+
+def test_interrupted_step_is_the_last_logged_step(tmp_path):
+    (tmp_path / 'tasks.log').write_text('{"step": ""}\n{"step": "templates"}\n{"step": "terraform_apply"}\nnot json\n')
+    assert _pipeline.interrupted_step({'LAST_STEP_COMPLETED': 'templates'}, str(tmp_path)) == 'terraform_apply'
+    assert _pipeline.interrupted_step({'LAST_STEP_COMPLETED': 'templates'}, str(tmp_path / 'none')) == 'terraform_apply'
+    assert _pipeline.interrupted_step({}, str(tmp_path / 'none')) == 'proxmox_access'
 
 
 def test_only_one_of_many_simultaneous_takers_wins(tmp_path):
