@@ -461,6 +461,44 @@ def check_terraform_outputs(layout: StateLayout) -> dict:
     return {'outputs': path, 'state': state_path, 'nodes': [node['name'] for node in outputs.get('nodes', [])]}
 
 
+def check_terraform_vms(layout: StateLayout, client=None) -> dict:
+    """terraform_vms_present: what the Terraform state holds is really on the Proxmox node - every VM of the
+    state exists there, and none is tainted (a create that failed). Read-only; ``client`` for tests."""
+    # Imported here: planning and the local checks must not need the API client.
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import ProxmoxClient  # pylint: disable=import-outside-toplevel
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._token_check import load_proxmox_env  # pylint: disable=import-outside-toplevel
+
+    remediation = REMEDIATION_RESUME.format(step='terraform_apply')
+    state_path = layout.terraform_state
+    try:
+        with open(state_path, encoding='utf-8') as handle:
+            tfstate = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise CheckError('terraform_vms_present', f'the Terraform state cannot be read ({exc})', where=state_path,
+                         remediation=remediation) from None
+    vms, tainted = {}, []
+    for resource in tfstate.get('resources') or []:
+        if resource.get('mode') != 'managed' or resource.get('type') != 'proxmox_virtual_environment_vm':
+            continue
+        for instance in resource.get('instances') or []:
+            name = str(instance.get('index_key'))
+            vms[name] = (instance.get('attributes') or {}).get('vm_id')
+            if instance.get('status') == 'tainted':
+                tainted.append(name)
+    if tainted:
+        raise CheckError('terraform_vms_present', f'VM {", ".join(sorted(tainted))} is tainted in the Terraform state '
+                         '(its create failed)', where=state_path, remediation=remediation)
+    values = load_proxmox_env(layout.proxmox_env)
+    client = client or ProxmoxClient.from_env(values)
+    node = values['PROXMOX_NODE']
+    present = {int(vm['vmid']) for vm in client.get(f'nodes/{node}/qemu') or [] if str(vm.get('vmid', '')).isdigit()}
+    missing = sorted(f'{name} (vmid {vmid})' for name, vmid in vms.items() if vmid not in present)
+    if missing:
+        raise CheckError('terraform_vms_present', f'in the Terraform state but not on node {node}: {", ".join(missing)}',
+                         where=f'/nodes/{node}/qemu (state {state_path})', remediation=remediation)
+    return {'state': state_path, 'node': node, 'vms': sorted(vms)}
+
+
 def check_proxmox_env_mode(layout: StateLayout) -> None:
     """proxmox_env_valid (the part that needs no network): a regular file, mode 0600 or stricter."""
     check_proxmox_env_present(layout)

@@ -26,7 +26,8 @@ description:
   - O(action=finish) closes the run in latest.env (C(RUN_STATUS)), writes C(runs/<RUN_ID>/steps.json) and
     C(runs/<RUN_ID>/summary.txt), and releases the lock.
   - O(action=check) runs read-only checks (C(proxmox_env_valid) without network, C(templates_present),
-    C(terraform_outputs_valid)) and reports each with its status, detail and remediation.
+    C(terraform_outputs_valid), and C(terraform_vms_present), which asks the Proxmox node whether every VM of the
+    Terraform state is there and finds none tainted) and reports each with its status, detail and remediation.
 author:
   - EM-Infra maintainers (@eminfra)
 extends_documentation_fragment:
@@ -93,7 +94,8 @@ options:
       - With O(action=check), the checks to run.
     type: list
     elements: str
-    choices: [proxmox_env_present, proxmox_env_valid, templates_present, terraform_outputs_valid, run_lock]
+    choices: [proxmox_env_present, proxmox_env_valid, templates_present, terraform_outputs_valid, terraform_vms_present,
+              run_lock]
     default: [proxmox_env_present, proxmox_env_valid, templates_present, terraform_outputs_valid, run_lock]
   fail_on_error:
     description:
@@ -225,7 +227,8 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import Ch
 from ansible_collections.eminfra.pipeline.plugins.module_utils._latest_env import LatestEnv
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS, StateLayout, state_dir_argument_spec
 
-CHECKS = ('proxmox_env_present', 'proxmox_env_valid', 'templates_present', 'terraform_outputs_valid', 'run_lock')
+CHECKS = ('proxmox_env_present', 'proxmox_env_valid', 'templates_present', 'terraform_outputs_valid', 'terraform_vms_present',
+          'run_lock')
 
 
 def start(module: AnsibleModule, layout: StateLayout) -> dict:
@@ -342,6 +345,9 @@ def run_checks(module: AnsibleModule, layout: StateLayout) -> dict:
                 found = _pipeline.check_terraform_outputs(layout)
                 entry['detail'] = f'{len(found["nodes"])} SSH-managed nodes; matches {found["state"]}'
                 entry['nodes'] = found['nodes']
+            elif check == 'terraform_vms_present':
+                found = _pipeline.check_terraform_vms(layout)
+                entry['detail'] = f'{len(found["vms"])} VMs of the Terraform state on node {found["node"]}, none tainted'
             elif check == 'run_lock':
                 holder = _pipeline.RunLock(layout.lock).holder()
                 lock = _pipeline.RunLock(layout.lock)
@@ -369,7 +375,7 @@ def main() -> None:
         status=dict(type='str', choices=['succeeded', 'failed'], default='succeeded'),
         plan=dict(type='dict', default={}),
         steps=dict(type='list', elements='dict', default=[]),
-        checks=dict(type='list', elements='str', choices=list(CHECKS), default=list(CHECKS)),
+        checks=dict(type='list', elements='str', choices=list(CHECKS), default=[c for c in CHECKS if c != 'terraform_vms_present']),
         fail_on_error=dict(type='bool', default=True),
     )
     argument_spec.update(state_dir_argument_spec())
