@@ -566,8 +566,8 @@ class TerraformRunner:
 
     @property
     def pre_apply_path(self) -> str:
-        """The state as it was before the apply that is running: present only while an apply runs, or
-        after one that was killed. Empty when there was no state yet."""
+        """The state as it was before the last apply that has not succeeded: present while an apply runs,
+        and after one that failed or was killed. Empty when there was no state yet."""
         return self.state_path + '.pre-apply'
 
     def restore_state(self) -> dict:
@@ -610,7 +610,7 @@ class TerraformRunner:
         _atomic.atomic_write(self.pre_apply_path, raw if raw and self._state_ok(raw) else b'', mode=0o600)
 
     def apply_ended(self) -> None:
-        """The apply returned (Terraform wrote its state itself): the snapshot is no longer needed."""
+        """The apply succeeded: the state is whole and matches the node, the snapshot is no longer needed."""
         try:
             os.unlink(self.pre_apply_path)
         except FileNotFoundError:
@@ -651,7 +651,8 @@ class TerraformRunner:
     def recover(self, intent_nodes_file: str | None) -> dict:
         """Converge Terraform's state with the node after a crash or a failed create, deliberately.
 
-        * after an apply that was killed (its ``.pre-apply`` snapshot is still there):
+        * after an apply that failed or was killed (its ``.pre-apply`` snapshot is still there), when
+          the provider may have made a VM and lost it (a create whose task-status read failed):
           a VM the intent names, missing from the state, that exists on the node with the intent's name
           and the pipeline's description (``Managed by eminfra.pipeline``) was created by a run whose
           state was lost: it is adopted (``terraform import``), never created twice;
@@ -770,7 +771,6 @@ class TerraformRunner:
                 try:
                     self.apply()
                 except CheckError:
-                    self.apply_ended()
                     shown.exception()  # wait for it; the apply failure is the one to report
                     raise
                 self.apply_ended()
