@@ -345,3 +345,48 @@ def test_summary_lists_every_step_with_status_duration_and_artefacts(tmp_path):
     assert lines[4].split() == ['terraform_apply', 'failed', '1m15.2s', 'templates_present']
     files = _pipeline.write_summary(str(tmp_path / 'RID'), {'steps': steps}, text)
     assert [os.path.basename(f) for f in files] == ['steps.json', 'summary.txt']
+
+
+class NodeVMs:
+    """The one API call terraform_vms_present makes, answered like Proxmox would."""
+
+    def __init__(self, vmids):
+        self.vmids = vmids
+        self.calls = []
+
+    def get(self, endpoint):
+        self.calls.append(endpoint)
+        return [{'vmid': vmid, 'status': 'running'} for vmid in self.vmids]
+
+
+def write_vm_state(layout: StateLayout, vms: dict, tainted=()) -> None:
+    os.makedirs(os.path.dirname(layout.terraform_state), exist_ok=True)
+    with open(layout.terraform_state, 'w', encoding='utf-8') as handle:
+        json.dump({'version': 4, 'resources': [{'mode': 'managed', 'type': 'proxmox_virtual_environment_vm', 'name': 'vm',
+                                                'instances': [{'index_key': name, 'status': 'tainted' if name in tainted else None,
+                                                               'attributes': {'vm_id': vmid}} for name, vmid in vms.items()]}]},
+                  handle)
+    with open(layout.proxmox_env, 'w', encoding='utf-8') as handle:
+        handle.write('PROXMOX_API_URL=https://127.0.0.1:8006/api2/json\nPROXMOX_NODE=pve\n'
+                     'PROXMOX_TOKEN_ID=pipeline@pve!full\nPROXMOX_TOKEN_SECRET=unit-secret\n')
+    os.chmod(layout.proxmox_env, 0o600)
+
+
+def test_terraform_vms_present_asks_the_node(tmp_path):
+    layout = make_layout(tmp_path)
+    write_vm_state(layout, {'cp-01': 7701, 'worker-01': 7702})
+    client = NodeVMs([7701, 7702, 9999])
+    found = _pipeline.check_terraform_vms(layout, client=client)
+    assert found['vms'] == ['cp-01', 'worker-01'] and client.calls == ['nodes/pve/qemu']
+    with pytest.raises(CheckError) as err:
+        _pipeline.check_terraform_vms(layout, client=NodeVMs([7701]))
+    assert err.value.check == 'terraform_vms_present' and 'worker-01 (vmid 7702)' in str(err.value)
+    assert 'eminfra_start_at=terraform_apply' in str(err.value)
+
+
+def test_terraform_vms_present_refuses_a_tainted_vm(tmp_path):
+    layout = make_layout(tmp_path)
+    write_vm_state(layout, {'cp-01': 7701}, tainted=('cp-01',))
+    with pytest.raises(CheckError) as err:
+        _pipeline.check_terraform_vms(layout, client=NodeVMs([7701]))
+    assert err.value.check == 'terraform_vms_present' and 'cp-01 is tainted' in str(err.value)

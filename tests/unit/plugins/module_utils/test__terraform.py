@@ -502,5 +502,5 @@ def test_without_a_killed_apply_nothing_is_adopted_and_a_tainted_vm_that_exists_
     out = runner.recover(os.path.join(FIXTURES, 'nodes.yaml'))
     assert out == {'adopted': [], 'untainted': [{'name': name, 'vmid': intent[name],
                                                  'address': f'proxmox_virtual_environment_vm.vm["{name}"]'}]}
-    assert [c['argv'][2:] for c in fake.calls] == [['untaint', '-no-color', '-lock-timeout=0s',
-                                                     f'proxmox_virtual_environment_vm.vm["{name}"]']]
+    address = f'proxmox_virtual_environment_vm.vm["{name}"]'
+    assert [c['argv'][2:] for c in fake.calls] == [['untaint', '-no-color', '-lock-timeout=0s', address]]
