@@ -144,7 +144,8 @@ def test_kill9_controller_during_download_leaves_one_writer(site, ssh_node, refe
     finally:
         run.close()
     assert result.rc == 0, result.output
-    assert f'processes left by run {run_id}' in result.output  # the new run stopped the orphan, and said so
+    previous = result.result("Plan the run, take the run lock and record the run's start")['previous_run']
+    assert previous['run_id'] == run_id and previous['stopped'] and previous['closed'], previous
     assert not processes_with_env('EMINFRA_RUN_ID', run_id)
     check.always()
     check.converged(reference_end_state)
