@@ -310,3 +310,4 @@ def test_a_download_has_one_writer(tmp_path):
         holder.wait()
     with _download.writer_lock(dest, wait=0.3):  # the holder is gone: the flock went with it
         assert open(f'{dest}.part.lock', encoding='ascii').read().strip() == str(os.getpid())
+    assert not os.path.exists(f'{dest}.part.lock')  # nothing is left behind
