@@ -945,6 +945,69 @@ def _fetch_verified(params: dict, url: str, dest: str, checksum, old: dict | Non
     # the file (a container template is a few hundred MiB), and recorded beside it.
     extra = {}
 
+    with writer_lock(dest, wait=timeout * 2):
+        return _fetch_verified_locked(params, url, dest, expected, source, checksum_url, timeout, retries,
+                                      validate_certs, ca_path, sleep)
+
+
+def writer_lock(dest: str, wait: float = 60.0, sleep=time.sleep):
+    """One writer per artefact: an flock on ``<dest>.part.lock`` held while ``<dest>.part`` is written and
+    moved into place, and removed after. A second writer (a new run while a background download of a
+    killed one still runs) waits up to ``wait`` seconds, then fails naming the holder's pid. A writer
+    killed with -9 leaves the file, but not the flock: the next writer takes it."""
+    return _WriterLock(dest, wait, sleep)
+
+
+class _WriterLock:
+    def __init__(self, dest: str, wait: float, sleep) -> None:
+        self.path = f'{dest}.part.lock'
+        self.wait = wait
+        self.sleep = sleep
+        self.fd = -1
+
+    def _refused(self) -> DownloadError:
+        try:
+            holder = os.pread(self.fd, 32, 0).decode('ascii', 'replace').strip() or '?'
+        finally:
+            os.close(self.fd)
+        return DownloadError('template_download', f'another process (pid {holder}) is writing '
+                             f'{self.path[:-len(".lock")]}', where=self.path,
+                             remediation=f'wait for it to end or stop it (kill {holder}), then run again')
+
+    def __enter__(self) -> '_WriterLock':
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        deadline = time.monotonic() + self.wait
+        while True:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise self._refused() from None
+                os.close(self.fd)
+                self.sleep(0.2)
+                continue
+            # The holder removes the file when it is done: a lock on a file no longer at the path is no lock.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(self.fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(self.fd)
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f'{os.getpid()}\n'.encode(), 0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            os.unlink(self.path)  # still holding it: a waiter sees the file gone and takes a new one
+        finally:
+            os.close(self.fd)
+
+
+def _fetch_verified_locked(params: dict, url: str, dest: str, expected, source, checksum_url, timeout, retries,
+                           validate_certs, ca_path, sleep) -> tuple[dict, dict]:
     began = time.monotonic()
     if expected and not params.get('force') and os.path.isfile(dest) and not os.path.exists(dest + '.part'):
         reference, size = hash_path(dest, algo)

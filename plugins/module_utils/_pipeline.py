@@ -10,7 +10,10 @@ This is a private module_utils file of eminfra.pipeline; its API may change at a
   steps to re-validate, run and skip.
 * ``RunLock`` is ``state/runs/run.lock``: created with O_CREAT|O_EXCL, naming the holder's
   RUN_ID and its ansible-playbook controller process (pid and start time, so a reused pid is
-  never taken for the holder); a lock whose holder is gone is taken over.
+  never taken for the holder); a lock whose holder is gone, or that is empty or damaged, is
+  taken over. A run's processes carry ``EMINFRA_RUN_ID`` in their environment
+  (``run_processes``), so what outlives a dead controller is found and stopped
+  (``stop_run_processes``) before the next run goes on.
 * ``check_*`` are the read-only checks that a resume runs before it skips a completed step and
   that diagnostics runs; each raises CheckError with its check id and remediation.
 * ``write_summary`` writes ``runs/<RUN_ID>/steps.json`` and ``summary.txt``.
@@ -25,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import socket
 import stat
 import time
@@ -42,8 +46,10 @@ RERUN_STEPS = ('ansible_base', 'ansible_docker')
 REMEDIATION_RESUME = 'ansible-playbook playbooks/site.yml -e eminfra_start_at={step}'
 REMEDIATION_ENV = ('write state/proxmox.env (mode 0600) with PROXMOX_API_URL, PROXMOX_NODE, PROXMOX_TOKEN_ID and '
                    'PROXMOX_TOKEN_SECRET; or run `make demo` to try the pipeline against the Proxmox simulator')
-LOCK_WAIT_SECONDS = 2.0
-LOCK_UNREADABLE_GRACE = 10.0
+#: The variable that marks every process of a run (site.yml sets it for the run's local tasks).
+RUN_ENV_KEY = 'EMINFRA_RUN_ID'
+#: How long a new run waits for the processes of an ended run to stop.
+ORPHAN_WAIT_SECONDS = 30.0
 
 
 # ------------------------------------------------------------------ planning
@@ -191,15 +197,22 @@ class RunLock:
         return process_alive(pid, holder.get('start_time'), holder.get('boot_id'))
 
     def _create(self, content: dict) -> bool:
+        """Create the lock with its content in one step (written aside, then hard-linked into place):
+        a reader never sees a lock without its holder, so an empty or unparsable lock is a damaged one."""
+        aside = f'{self.path}.{os.getpid()}.{os.urandom(3).hex()}.tmp'
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-            handle.write(json.dumps(content, sort_keys=True) + '\n')
-            handle.flush()
-            os.fsync(handle.fileno())
-        return True
+            with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+                handle.write(json.dumps(content, sort_keys=True) + '\n')
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(aside, self.path)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            os.unlink(aside)
 
     def _locked_error(self, holder: dict) -> CheckError:
         run_id = holder.get('run_id') or 'unknown (the lock file is being written or is damaged)'
@@ -224,7 +237,6 @@ class RunLock:
             'acquired_at': datetime.datetime.fromtimestamp(now or time.time(), datetime.timezone.utc).isoformat(timespec='seconds'),
         }
         taken_over = None
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
             if self._create(content):
                 return {'taken_over': taken_over, 'lock': content}
@@ -234,15 +246,11 @@ class RunLock:
             if holder.get('run_id') == run_id and holder.get('pid') == pid:
                 return {'taken_over': None, 'lock': holder}
             if not holder:
-                # Created but not yet written, or damaged: wait a little, then judge by its age.
-                try:
-                    age = time.time() - os.stat(self.path).st_mtime
-                except FileNotFoundError:
-                    continue
-                if time.monotonic() < deadline or age < LOCK_UNREADABLE_GRACE:
-                    if time.monotonic() >= deadline:
-                        raise self._locked_error(holder)
-                    time.sleep(0.05)
+                # Empty or unparsable: locks appear with their content (``_create``), so this one is
+                # damaged (a crash, a full disk, a hand edit) and names no live holder: stale. A short
+                # second look covers a writer of the older two-step format.
+                time.sleep(0.2)
+                if self.holder() != holder:
                     continue
             elif self.holder_alive(holder):
                 raise self._locked_error(holder)
@@ -285,6 +293,84 @@ class RunLock:
         except FileNotFoundError:
             return False
         return True
+
+
+# ------------------------------------------------------------------ a run's processes
+
+def run_processes(run_id: str, exclude: set[int] | None = None) -> dict[int, str]:
+    """The live processes of run ``run_id`` (pid -> command line): every process whose environment
+    carries ``EMINFRA_RUN_ID=<run_id>``, which site.yml sets for the run's tasks and which their
+    background jobs (async downloads) and Terraform inherit, even after ansible-playbook is gone."""
+    if not run_id:
+        return {}
+    needle = f'{RUN_ENV_KEY}={run_id}'.encode()
+    skip = set(exclude or ()) | {os.getpid()}
+    found = {}
+    for name in os.listdir('/proc'):
+        if not name.isdigit() or int(name) in skip:
+            continue
+        try:
+            with open(f'/proc/{name}/environ', 'rb') as handle:
+                environ = handle.read()
+            with open(f'/proc/{name}/cmdline', 'rb') as handle:
+                cmdline = handle.read()
+        except OSError:
+            continue  # gone, or another user's process that this one cannot read (never ours)
+        if needle not in environ.split(b'\0'):
+            continue
+        if not cmdline:
+            continue  # a zombie: nothing left to stop
+        found[int(name)] = ' '.join(arg.decode('utf-8', 'replace') for arg in cmdline.split(b'\0') if arg)[:200]
+    return found
+
+
+def stop_run_processes(run_id: str, wait: float = ORPHAN_WAIT_SECONDS, signum: int = signal.SIGTERM,
+                       sleep=time.sleep, exclude: set[int] | None = None) -> dict:
+    """Stop what is left of run ``run_id``: SIGTERM (Terraform then saves its state and stops), wait
+    up to ``wait`` seconds; returns ``{'stopped': {pid: cmd}, 'alive': {pid: cmd}}``."""
+    found = run_processes(run_id, exclude)
+    for pid in found:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + wait
+    alive = found
+    while alive and time.monotonic() < deadline:
+        sleep(0.2)
+        alive = {pid: cmd for pid, cmd in run_processes(run_id, exclude).items() if pid in found}
+    return {'stopped': {pid: cmd for pid, cmd in found.items() if pid not in alive}, 'alive': alive}
+
+
+def orphans_error(run_id: str, alive: dict[int, str], where: str) -> CheckError:
+    listed = '; '.join(f'pid {pid}: {cmd}' for pid, cmd in sorted(alive.items()))
+    return CheckError('run_lock', f'processes of run {run_id} are still running after SIGTERM: {listed}',
+                      where=where, remediation=f'wait for them to end or stop them (kill {" ".join(map(str, sorted(alive)))}), '
+                      'then run again')
+
+
+def last_logged_step(run_dir: str) -> str:
+    """The step of the last task the run's task log recorded ('' when none)."""
+    raw = read_bytes(os.path.join(run_dir, 'tasks.log'))
+    for line in reversed((raw or b'').decode('utf-8', 'replace').splitlines()):
+        try:
+            step = json.loads(line).get('step')
+        except (ValueError, AttributeError):
+            continue
+        if step in STEPS:
+            return step
+    return ''
+
+
+def interrupted_step(values: dict[str, str], run_dir: str) -> str:
+    """The step a run was in when it ended without closing: its last logged step, else the one after
+    LAST_STEP_COMPLETED."""
+    step = last_logged_step(run_dir)
+    if step:
+        return step
+    last = values.get('LAST_STEP_COMPLETED') or ''
+    index = STEPS.index(last) + 1 if last in STEPS else 0
+    return STEPS[min(index, len(STEPS) - 1)]
 
 
 # ------------------------------------------------------------------ checks (read-only)
@@ -370,7 +456,7 @@ def check_terraform_outputs(layout: StateLayout) -> dict:
     return {'outputs': path, 'state': state_path, 'nodes': [node['name'] for node in outputs.get('nodes', [])]}
 
 
-def read_terraform_state(layout: StateLayout, remediation: str) -> tuple[str, dict]:
+def read_terraform_state(layout: StateLayout, remediation: str, check: str = 'terraform_outputs_valid') -> tuple[str, dict]:
     """(where, state): the local state file, or the pg backend's state when init last recorded pg."""
     from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend
 
@@ -380,21 +466,21 @@ def read_terraform_state(layout: StateLayout, remediation: str) -> tuple[str, di
         try:
             tfstate = tf_backend.read_state(backend)
         except tf_backend.PgError as exc:
-            raise CheckError('terraform_outputs_valid', f'the Terraform state cannot be read ({exc})', where=where,
+            raise CheckError(check, f'the Terraform state cannot be read ({exc})', where=where,
                              remediation='make the database answer (see the terraform_backend check), then ' + remediation) from None
         if tfstate is None:
-            raise CheckError('terraform_outputs_valid', 'there is no Terraform state to compare outputs.json with',
+            raise CheckError(check, 'there is no Terraform state',
                              where=where, remediation=remediation)
         return where, tfstate
     state_path = layout.terraform_state
     if not os.path.isfile(state_path):
-        raise CheckError('terraform_outputs_valid', 'there is no Terraform state to compare outputs.json with',
+        raise CheckError(check, 'there is no Terraform state',
                          where=state_path, remediation=remediation)
     try:
         with open(state_path, encoding='utf-8') as handle:
             return state_path, json.load(handle)
     except (OSError, ValueError) as exc:
-        raise CheckError('terraform_outputs_valid', f'the Terraform state cannot be read ({exc})', where=state_path,
+        raise CheckError(check, f'the Terraform state cannot be read ({exc})', where=state_path,
                          remediation=remediation) from None
 
 
@@ -417,6 +503,36 @@ def check_terraform_backend(layout: StateLayout) -> dict:
         raise CheckError(check, f'pg backend: the database does not answer ({answer["detail"]})', where=where,
                          remediation=f'start the database or fix PG_CONN_STR in {layout.terraform_backend_env}')
     return {'backend': 'pg', 'detail': f'pg: {answer["detail"]}, schema {backend.schema_name}'}
+def check_terraform_vms(layout: StateLayout, client=None) -> dict:
+    """terraform_vms_present: what the Terraform state holds is really on the Proxmox node - every VM of the
+    state exists there, and none is tainted (a create that failed). Read-only; ``client`` for tests."""
+    # Imported here: planning and the local checks must not need the API client.
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import ProxmoxClient  # pylint: disable=import-outside-toplevel
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._token_check import load_proxmox_env  # pylint: disable=import-outside-toplevel
+
+    remediation = REMEDIATION_RESUME.format(step='terraform_apply')
+    state_path, tfstate = read_terraform_state(layout, remediation, check='terraform_vms_present')
+    vms, tainted = {}, []
+    for resource in tfstate.get('resources') or []:
+        if resource.get('mode') != 'managed' or resource.get('type') != 'proxmox_virtual_environment_vm':
+            continue
+        for instance in resource.get('instances') or []:
+            name = str(instance.get('index_key'))
+            vms[name] = (instance.get('attributes') or {}).get('vm_id')
+            if instance.get('status') == 'tainted':
+                tainted.append(name)
+    if tainted:
+        raise CheckError('terraform_vms_present', f'VM {", ".join(sorted(tainted))} is tainted in the Terraform state '
+                         '(its create failed)', where=state_path, remediation=remediation)
+    values = load_proxmox_env(layout.proxmox_env)
+    client = client or ProxmoxClient.from_env(values)
+    node = values['PROXMOX_NODE']
+    present = {int(vm['vmid']) for vm in client.get(f'nodes/{node}/qemu') or [] if str(vm.get('vmid', '')).isdigit()}
+    missing = sorted(f'{name} (vmid {vmid})' for name, vmid in vms.items() if vmid not in present)
+    if missing:
+        raise CheckError('terraform_vms_present', f'in the Terraform state but not on node {node}: {", ".join(missing)}',
+                         where=f'/nodes/{node}/qemu (state {state_path})', remediation=remediation)
+    return {'state': state_path, 'node': node, 'vms': sorted(vms)}
 
 
 def check_proxmox_env_mode(layout: StateLayout) -> None:

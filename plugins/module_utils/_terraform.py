@@ -69,6 +69,10 @@ _CONFIG_SUFFIXES = ('.tf', '.tf.json', '.tftpl')
 #: The CLI configuration ``make setup`` writes (tests/setup/install-provider.sh), relative to the
 #: project root: the filesystem mirror that holds bpg/proxmox where no registry is reachable.
 PROJECT_CLI_CONFIG = os.path.join('.cache', 'terraform', 'terraformrc')
+#: The VMs of the root module, and the description every VM it creates starts with.
+VM_RESOURCE_TYPE = 'proxmox_virtual_environment_vm'
+VM_ADDRESS = f'{VM_RESOURCE_TYPE}.vm'
+MANAGED_DESCRIPTION = 'Managed by eminfra.pipeline'
 _VARIABLE_NAME_CHARS = frozenset('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-')
 
 
@@ -285,6 +289,19 @@ def refuse_destroyed_vms(found: list[dict], plan_path: str, log_path: str | None
                            where=plan_path, remediation=ALLOW_REPLACE_REMEDIATION, log_path=log_path)
     error.destroyed_vms = found
     raise error
+def intent_vms(intent_nodes_file: str | None) -> dict:
+    """The VMs the intent names: node name -> vmid, for the enabled VM nodes (not containers) with an integer vmid."""
+    if not intent_nodes_file:
+        return {}
+    try:
+        data = _load_yaml(intent_nodes_file)
+    except Exception:  # noqa: BLE001 - the templates and intent checks report a broken intent
+        return {}
+    nodes = data.get('nodes') if isinstance(data, dict) else None
+    return {node['name']: node['vmid'] for node in nodes or []
+            if isinstance(node, dict) and node.get('enabled', True) and isinstance(node.get('name'), str)
+            and node.get('guest', 'vm') == 'vm'
+            and isinstance(node.get('vmid'), int) and not isinstance(node.get('vmid'), bool)}
 
 
 # ------------------------------------------------------------------ plan summary and outputs
@@ -690,6 +707,151 @@ class TerraformRunner:
         for name in logs[:-LOGS_KEPT]:
             os.unlink(os.path.join(directory, name))
 
+    # -------------------------------------------------------------- recovery after a crash
+    def _state_ok(self, raw: bytes | None) -> bool:
+        try:
+            return isinstance(json.loads(raw or b''), dict)
+        except ValueError:
+            return False
+
+    @property
+    def pre_apply_path(self) -> str:
+        """The state as it was before the last apply that has not succeeded: present while an apply runs,
+        and after one that failed or was killed. Empty when there was no state yet."""
+        return self.state_path + '.pre-apply'
+
+    def restore_state(self) -> dict:
+        """A state file that is empty or not JSON (a crash while Terraform wrote it) is replaced by the
+        last good copy: the snapshot taken before the apply that crashed (no state at all when there was
+        none yet), else Terraform's own backup. The damaged file is kept beside it."""
+        raw = _atomic.read_bytes(self.state_path)
+        if raw is None or self._state_ok(raw):
+            return {}
+        reason = 'empty' if not raw.strip() else f'not JSON ({len(raw)} bytes)'
+        damaged = f'{self.state_path}.damaged'
+        snapshot = _atomic.read_bytes(self.pre_apply_path)
+        restored = None
+        if snapshot is not None and not snapshot.strip():
+            _atomic.atomic_write(damaged, raw, mode=0o600)
+            os.unlink(self.state_path)
+            restored = {'from': self.pre_apply_path, 'reason': reason, 'damaged_copy': damaged,
+                        'detail': 'there was no state before the apply that crashed'}
+        else:
+            for candidate in (self.pre_apply_path, self.state_path + '.backup'):
+                good = _atomic.read_bytes(candidate)
+                if good and self._state_ok(good):
+                    _atomic.atomic_write(damaged, raw, mode=0o600)
+                    _atomic.atomic_write(self.state_path, good, mode=0o600)
+                    restored = {'from': candidate, 'reason': reason, 'damaged_copy': damaged}
+                    break
+        if restored is None:
+            raise TerraformError('terraform_state_valid', f'the Terraform state is {reason} and there is no good copy '
+                                 '(.pre-apply snapshot or .backup) to restore it from', where=self.state_path,
+                                 log_path=self.log_path,
+                                 remediation=f'restore {self.state_path} from a backup, or remove it and rerun: the run '
+                                 'adopts (terraform import) the VMs of the intent that exist on the node')
+        self._log(f'# terraform_state_valid: the state was {reason}; restored from {restored["from"]} '
+                  f'(the damaged file is kept as {damaged})\n')
+        return restored
+
+    def snapshot_state(self) -> None:
+        """Keep the last good state (empty: none yet) before an apply rewrites it."""
+        raw = _atomic.read_bytes(self.state_path)
+        _atomic.atomic_write(self.pre_apply_path, raw if raw and self._state_ok(raw) else b'', mode=0o600)
+
+    def apply_ended(self) -> None:
+        """The apply succeeded: the state is whole and matches the node, the snapshot is no longer needed."""
+        try:
+            os.unlink(self.pre_apply_path)
+        except FileNotFoundError:
+            pass
+
+    def state_vms(self) -> dict:
+        """The VMs of the state: node name -> {'vmid', 'status'} (status 'tainted' after a failed create)."""
+        raw = _atomic.read_bytes(self.state_path)
+        if not raw or not self._state_ok(raw):
+            return {}
+        out = {}
+        for resource in json.loads(raw).get('resources') or []:
+            if resource.get('mode') != 'managed' or resource.get('type') != VM_RESOURCE_TYPE:
+                continue
+            for instance in resource.get('instances') or []:
+                key = instance.get('index_key')
+                if isinstance(key, str):
+                    out[key] = {'vmid': _int((instance.get('attributes') or {}).get('vm_id')),
+                                'status': instance.get('status') or 'ok', 'address': f'{VM_ADDRESS}["{key}"]'}
+        return out
+
+    def proxmox_vms(self) -> dict:
+        """The node's VMs as the Proxmox API lists them: vmid -> {'name', 'description'}."""
+        # Imported here: only a recovery needs the API client.
+        from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import ProxmoxClient  # pylint: disable=import-outside-toplevel
+        proxmox = self.proxmox
+        client = ProxmoxClient(proxmox.api_url, proxmox.token_id, proxmox.token_secret, verify=proxmox.tls_verify,
+                               ca_bundle=proxmox.ca_bundle)
+        out = {}
+        for vm in client.get(f'nodes/{proxmox.node}/qemu') or []:
+            vmid = _int(vm.get('vmid'))
+            if vmid is None:
+                continue
+            config = client.get(f'nodes/{proxmox.node}/qemu/{vmid}/config') or {}
+            out[vmid] = {'name': config.get('name') or vm.get('name') or '', 'description': config.get('description') or ''}
+        return out
+
+    def recover(self, intent_nodes_file: str | None) -> dict:
+        """Converge Terraform's state with the node after a crash or a failed create, deliberately.
+
+        * after an apply that failed or was killed (its ``.pre-apply`` snapshot is still there), when
+          the provider may have made a VM and lost it (a create whose task-status read failed):
+          a VM the intent names, missing from the state, that exists on the node with the intent's name
+          and the pipeline's description (``Managed by eminfra.pipeline``) was created by a run whose
+          state was lost: it is adopted (``terraform import``), never created twice;
+        * such a VM that is not the pipeline's (another name or description) is refused with the check
+          ``terraform_vm_adopt``: it is neither adopted nor touched;
+        * a tainted VM (its create failed after Proxmox made it) that exists on the node is untainted
+          (``terraform untaint``): the plan then updates it in place instead of destroying it.
+        """
+        intent = intent_vms(intent_nodes_file)
+        state = self.state_vms()
+        crashed = os.path.exists(self.pre_apply_path)
+        missing = {name: vmid for name, vmid in intent.items() if name not in state} if crashed else {}
+        tainted = [name for name, entry in state.items() if entry['status'] == 'tainted']
+        out = {'adopted': [], 'untainted': []}
+        if not (missing or tainted) or not self.proxmox:
+            return out
+        node_vms = self.proxmox_vms()
+        for name, vmid in sorted(missing.items()):
+            found = node_vms.get(vmid)
+            if found is None:
+                continue
+            if found['name'] != name or not found['description'].startswith(MANAGED_DESCRIPTION):
+                raise TerraformError('terraform_vm_adopt', f'VM {vmid} exists on node {self.proxmox.node} but is not in '
+                                     f'the Terraform state, and it is not the pipeline\'s {name} (name '
+                                     f'{found["name"]!r}, description {found["description"][:60]!r}); it was neither '
+                                     'adopted nor changed', where=f'/nodes/{self.proxmox.node}/qemu/{vmid}',
+                                     log_path=self.log_path,
+                                     remediation=f'give node {name} another vmid in the intent, or remove VM {vmid} '
+                                     'if nothing needs it, then rerun -e eminfra_start_at=terraform_apply')
+            address = f'{VM_ADDRESS}["{name}"]'
+            rc, dummy = self.run(['import', '-input=false', '-no-color', f'-lock-timeout={self.lock_timeout}',
+                                  address, f'{self.proxmox.node}/{vmid}'], with_provider=True)
+            if rc != 0:
+                raise TerraformError('terraform_vm_adopt', f'terraform import of VM {vmid} as {address} failed with '
+                                     f'exit code {rc}', where=self.chdir, log_path=self.log_path,
+                                     remediation='read the log, fix the cause, then rerun -e eminfra_start_at=terraform_apply')
+            out['adopted'].append({'name': name, 'vmid': vmid, 'address': address})
+        for name in sorted(tainted):
+            entry = state[name]
+            if entry['vmid'] not in node_vms:
+                continue  # really not there: the plan creates it again
+            rc, dummy = self.run(['untaint', '-no-color', f'-lock-timeout={self.lock_timeout}', entry['address']])
+            if rc != 0:
+                raise self.fail(f'untaint {entry["address"]}', rc)
+            out['untainted'].append({'name': name, 'vmid': entry['vmid'], 'address': entry['address']})
+        if out['adopted'] or out['untainted']:
+            self._log(f'# recovered: adopted {out["adopted"]}, untainted {out["untainted"]}\n')
+        return out
+
     # -------------------------------------------------------------- re-validation on resume
     def validate_outputs(self) -> dict:
         """Before a resume skips the step: outputs.json is valid and matches the Terraform state."""
@@ -733,7 +895,12 @@ class TerraformRunner:
         self.prepare()
         self._log(f'# terraform_apply_wrapper: environment {self.env_name}, state {state}, '
                   f'check_mode {check_mode}\n')
+        # The crash recovery reads and repairs the local state file; the pg backend writes its state in one
+        # database transaction, so a crash cannot tear it.
+        local = self.backend_type == 'local'
+        restored = self.restore_state() if local and not check_mode else {}
         initialised = self.init()
+        recovered = self.recover(intent_nodes_file) if local and state == 'present' and not check_mode else {}
         planned = self.plan(destroy=state == 'absent')
         if planned and state == 'present' and not self.allow_replace:
             self.guard_destroyed_vms()
@@ -750,6 +917,8 @@ class TerraformRunner:
             'binary': self.binary,
             'backend': self.backend_result(),
             'migrated': self.migrated,
+            'state_restored': restored,
+            'recovered': recovered,
         }
         if self.migrated:
             result['changed'] = True
@@ -758,6 +927,8 @@ class TerraformRunner:
         else:
             # Whether to apply follows from the plan's exit code alone; reading the saved plan
             # for the counts (no state lock needed) overlaps with applying it.
+            if local:
+                self.snapshot_state()
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
                 shown = pool.submit(self.show_plan)
                 try:
@@ -765,6 +936,7 @@ class TerraformRunner:
                 except CheckError:
                     shown.exception()  # wait for it; the apply failure is the one to report
                     raise
+                self.apply_ended()
                 summary = shown.result()
             result['applied'] = True
         result.update({'counts': summary['counts'], 'drift': summary['drift'], 'replaced': summary['replaced'],

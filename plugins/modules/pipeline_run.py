@@ -15,11 +15,20 @@ description:
     (through the same code as M(eminfra.pipeline.latest_env)).
   - The lock names the run's C(RUN_ID) and the ansible-playbook controller process (its pid and start time).
     A second run fails at once with the C(run_lock) check naming the holder's C(RUN_ID). A lock whose process is
-    gone (or was replaced by another process with the same pid) is taken over with a warning.
+    gone (or was replaced by another process with the same pid), or that is empty or damaged, is taken over with
+    a warning. The lock appears with its content (written aside, then linked into place).
+  - The lock covers all of a run's processes, not only ansible-playbook - every process started for the run's local
+    tasks carries E(EMINFRA_RUN_ID) (set by C(playbooks/site.yml)), and so do their background jobs and Terraform.
+    Before a run goes on, what is left of the previous run is stopped (SIGTERM, so Terraform saves its state),
+    waiting up to 30 seconds; processes that are still running then make the run fail with the C(run_lock) check
+    naming their pids. A previous run whose record still says C(RUN_STATUS=running) (it was killed) is closed in
+    its own copy C(runs/<RUN_ID>/latest.env) as failed with the check C(run_interrupted), with its summary.
   - O(action=finish) closes the run in latest.env (C(RUN_STATUS)), writes C(runs/<RUN_ID>/steps.json) and
     C(runs/<RUN_ID>/summary.txt), and releases the lock.
   - O(action=check) runs read-only checks (C(proxmox_env_valid) without network, C(templates_present),
-    C(terraform_backend), C(terraform_outputs_valid)) and reports each with its status, detail and remediation.
+    C(terraform_backend), C(terraform_outputs_valid), and C(terraform_vms_present), which asks the Proxmox node
+    whether every VM of the Terraform state is there and finds none tainted) and reports each with its status,
+    detail and remediation.
   - C(terraform_backend) says which backend holds the Terraform state (the one C(terraform init) last recorded in the
     workdir). For V(pg) it reads C(terraform_backend.env) and asks the database (through the system's libpq) whether
     it answers; it fails with C(terraform_backend_unreachable) or C(terraform_backend_auth) when it does not. With
@@ -90,7 +99,8 @@ options:
       - With O(action=check), the checks to run.
     type: list
     elements: str
-    choices: [proxmox_env_present, proxmox_env_valid, templates_present, terraform_backend, terraform_outputs_valid, run_lock]
+    choices: [proxmox_env_present, proxmox_env_valid, templates_present, terraform_backend, terraform_outputs_valid,
+              terraform_vms_present, run_lock]
     default: [proxmox_env_present, proxmox_env_valid, templates_present, terraform_backend, terraform_outputs_valid, run_lock]
   fail_on_error:
     description:
@@ -186,6 +196,13 @@ taken_over:
   description: The content of a lock left by a process that is gone, which this run took over; empty otherwise.
   returned: O(action=start)
   type: dict
+previous_run:
+  description:
+    - The previous run as this run found it - its C(run_id), the processes of it that were still running and were
+      stopped (C(stopped), pid to command line), and whether its record, left C(running) by a run that was killed, was
+      closed as failed with the check C(run_interrupted) (C(closed), C(step)).
+  returned: O(action=start)
+  type: dict
 summary:
   description: The run's summary table, as written to C(summary.txt).
   returned: O(action=finish)
@@ -225,7 +242,7 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._latest_env impor
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS, StateLayout, state_dir_argument_spec
 
 CHECKS = ('proxmox_env_present', 'proxmox_env_valid', 'templates_present', 'terraform_backend', 'terraform_outputs_valid',
-          'run_lock')
+          'terraform_vms_present', 'run_lock')
 
 
 def start(module: AnsibleModule, layout: StateLayout) -> dict:
@@ -252,6 +269,7 @@ def start(module: AnsibleModule, layout: StateLayout) -> dict:
         module.warn(f'run_lock: took over the lock of run {old.get("run_id", "unknown")} (pid {old.get("pid", "?")}), '
                     'whose process is gone')
     try:
+        result['previous_run'] = end_previous_run(module, layout, record, current)
         record.write(content, before_text)
     except BaseException:
         lock.release(run_id)
@@ -261,6 +279,39 @@ def start(module: AnsibleModule, layout: StateLayout) -> dict:
     result['swept'] = (_tempfiles.sweep_ansible(_tempfiles.ansible_temp_dir())
                        + _tempfiles.sweep(_tempfiles.TERRAFORM_PREFIX))
     return result
+
+
+def end_previous_run(module: AnsibleModule, layout: StateLayout, record: LatestEnv, current: dict) -> dict:
+    """Before a new run goes on: what is left of the previous one is stopped, and a record it left
+    ``running`` (it was killed) is closed in its own copy as failed with the check run_interrupted."""
+    previous = current.get('RUN_ID', '')
+    if not previous:
+        return {}
+    out = {'run_id': previous, 'stopped': {}, 'closed': False}
+    stopped = _pipeline.stop_run_processes(previous)
+    if stopped['alive']:
+        raise _pipeline.orphans_error(previous, stopped['alive'], layout.lock)
+    if stopped['stopped']:
+        out['stopped'] = {str(pid): cmd for pid, cmd in stopped['stopped'].items()}
+        module.warn(f'run_lock: stopped {len(stopped["stopped"])} processes left by run {previous}: '
+                    + '; '.join(f'pid {pid}: {cmd}' for pid, cmd in sorted(stopped['stopped'].items())))
+    if current.get('RUN_STATUS') == 'running':
+        run_dir = record.run_dir(previous)
+        step = _pipeline.interrupted_step(current, run_dir)
+        closed = dict(current, RUN_STATUS='failed', LAST_STEP_FAILED=step, LAST_FAILED_CHECK='run_interrupted')
+        copy = LatestEnv(layout, path=os.path.join(run_dir, 'latest.env'))
+        copy_text, dummy = copy.read()
+        copy.write(closed, copy_text)
+        steps = _pipeline.normalise_steps({}, [{'step': step, 'status': 'failed', 'failed_check': 'run_interrupted'}])
+        text = _pipeline.render_summary(previous, 'failed', current.get('DRY_RUN') == 'true', steps, closed)
+        _pipeline.write_summary(run_dir, {'run_id': previous, 'status': 'failed', 'steps': steps,
+                                          'last_step_completed': closed.get('LAST_STEP_COMPLETED', ''),
+                                          'last_step_failed': step, 'last_failed_check': 'run_interrupted'}, text)
+        out.update(closed=True, step=step)
+        module.warn(f'run_interrupted: run {previous} ended without closing its record (killed?) during step {step}; '
+                    f'recorded as failed in {run_dir}/latest.env. LAST_STEP_COMPLETED stays '
+                    f'{current.get("LAST_STEP_COMPLETED") or "empty"}; a resume re-validates what that run left')
+    return out
 
 
 def finish(module: AnsibleModule, layout: StateLayout) -> dict:
@@ -315,6 +366,9 @@ def run_checks(module: AnsibleModule, layout: StateLayout) -> dict:
                 found = _pipeline.check_terraform_outputs(layout)
                 entry['detail'] = f'{len(found["nodes"])} SSH-managed nodes; matches {found["state"]}'
                 entry['nodes'] = found['nodes']
+            elif check == 'terraform_vms_present':
+                found = _pipeline.check_terraform_vms(layout)
+                entry['detail'] = f'{len(found["vms"])} VMs of the Terraform state on node {found["node"]}, none tainted'
             elif check == 'run_lock':
                 holder = _pipeline.RunLock(layout.lock).holder()
                 lock = _pipeline.RunLock(layout.lock)
@@ -342,7 +396,7 @@ def main() -> None:
         status=dict(type='str', choices=['succeeded', 'failed'], default='succeeded'),
         plan=dict(type='dict', default={}),
         steps=dict(type='list', elements='dict', default=[]),
-        checks=dict(type='list', elements='str', choices=list(CHECKS), default=list(CHECKS)),
+        checks=dict(type='list', elements='str', choices=list(CHECKS), default=[c for c in CHECKS if c != 'terraform_vms_present']),
         fail_on_error=dict(type='bool', default=True),
     )
     argument_spec.update(state_dir_argument_spec())

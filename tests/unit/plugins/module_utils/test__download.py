@@ -10,6 +10,7 @@ import hashlib
 import os
 import socket
 import ssl
+import subprocess
 import sys
 import urllib.error
 
@@ -340,3 +341,24 @@ def test_disk_image_types_are_placed_as_import_content():
     for kind in ('vm', 'qcow2', 'img', 'raw'):
         assert CONTENT_FOR_TYPE[kind] == 'import'
     assert CONTENT_FOR_TYPE['iso'] == 'iso'
+
+
+def test_a_download_has_one_writer(tmp_path):
+    """A second writer of the same artefact waits for the first, then fails naming its pid."""
+    dest = str(tmp_path / 'ubuntu.img')
+    code = ('import fcntl, os, sys, time; fd = os.open(sys.argv[1] + ".part.lock", os.O_RDWR | os.O_CREAT); '
+            'fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); print(1, flush=True); time.sleep(60)')
+    holder = subprocess.Popen([sys.executable, '-c', code, dest], stdout=subprocess.PIPE)
+    try:
+        holder.stdout.readline()
+        with pytest.raises(_download.DownloadError) as err:
+            with _download.writer_lock(dest, wait=0.3):
+                pass
+        assert err.value.check == 'template_download' and f'pid {holder.pid}' in str(err.value)
+        assert f'{dest}.part' in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    with _download.writer_lock(dest, wait=0.3):  # the holder is gone: the flock went with it
+        assert open(f'{dest}.part.lock', encoding='ascii').read().strip() == str(os.getpid())
+    assert not os.path.exists(f'{dest}.part.lock')  # nothing is left behind

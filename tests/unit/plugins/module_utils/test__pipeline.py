@@ -124,13 +124,69 @@ def test_a_lock_of_another_boot_is_stale(tmp_path):
     assert _pipeline.RunLock(str(path)).acquire('new', os.getpid())['taken_over']['run_id'] == 'old'
 
 
-def test_a_fresh_unreadable_lock_is_respected(tmp_path, monkeypatch):
-    monkeypatch.setattr(_pipeline, 'LOCK_WAIT_SECONDS', 0.2)
+@pytest.mark.parametrize('content', ['', '{"run_id": "half', 'not json at all\n', '[1, 2]'],
+                         ids=['empty', 'torn', 'garbage', 'not_an_object'])
+def test_an_empty_or_damaged_lock_is_taken_over_like_a_stale_one(tmp_path, content):
+    """Locks appear with their content (written aside, then linked): an unreadable one holds nobody."""
     path = tmp_path / 'run.lock'
-    path.write_text('')  # created, not yet written
-    with pytest.raises(CheckError) as err:
-        _pipeline.RunLock(str(path)).acquire('new', os.getpid())
-    assert err.value.check == 'run_lock'
+    path.write_text(content)
+    taken = _pipeline.RunLock(str(path)).acquire('new', os.getpid())
+    assert taken['taken_over'] == {}
+    assert _pipeline.RunLock(str(path)).holder()['run_id'] == 'new'
+    assert os.listdir(tmp_path) == ['run.lock']
+
+
+def test_a_lock_appears_with_its_content(tmp_path, monkeypatch):
+    """While the lock is being written it is not yet there: no reader ever sees an empty lock."""
+    path = str(tmp_path / 'run.lock')
+    seen = []
+    real_link = os.link
+
+    def link(src, dst):
+        seen.append(os.path.exists(path))
+        real_link(src, dst)
+    monkeypatch.setattr(os, 'link', link)
+    _pipeline.RunLock(path).acquire('new', os.getpid())
+    assert seen == [False] and json.loads(open(path, encoding='utf-8').read())['run_id'] == 'new'
+
+
+def test_run_processes_are_found_by_the_run_marker_and_stopped(tmp_path):
+    """A background job of a dead run (its controller gone) is found by EMINFRA_RUN_ID and stopped."""
+    env = dict(os.environ, EMINFRA_RUN_ID='20260101T000000Z-orphan')
+    orphan = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], env=env)
+    other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        found = _pipeline.run_processes('20260101T000000Z-orphan')
+        assert list(found) == [orphan.pid] and 'time.sleep(60)' in found[orphan.pid]
+        result = _pipeline.stop_run_processes('20260101T000000Z-orphan', wait=10)
+        assert list(result['stopped']) == [orphan.pid] and result['alive'] == {}
+        assert orphan.wait(5) == -15 and other.poll() is None
+    finally:
+        for proc in (orphan, other):
+            proc.kill()
+            proc.wait()
+
+
+def test_run_processes_that_ignore_sigterm_are_named(tmp_path):
+    env = dict(os.environ, EMINFRA_RUN_ID='20260101T000000Z-stubbn')
+    code = 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)'
+    stubborn = subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.PIPE)
+    try:
+        stubborn.stdout.readline()
+        result = _pipeline.stop_run_processes('20260101T000000Z-stubbn', wait=0.5)
+        assert list(result['alive']) == [stubborn.pid]
+        err = _pipeline.orphans_error('20260101T000000Z-stubbn', result['alive'], 'state/runs/run.lock')
+        assert err.check == 'run_lock' and f'pid {stubborn.pid}' in str(err) and f'kill {stubborn.pid}' in str(err)
+    finally:
+        stubborn.kill()
+        stubborn.wait()
+
+
+def test_interrupted_step_is_the_last_logged_step(tmp_path):
+    (tmp_path / 'tasks.log').write_text('{"step": ""}\n{"step": "templates"}\n{"step": "terraform_apply"}\nnot json\n')
+    assert _pipeline.interrupted_step({'LAST_STEP_COMPLETED': 'templates'}, str(tmp_path)) == 'terraform_apply'
+    assert _pipeline.interrupted_step({'LAST_STEP_COMPLETED': 'templates'}, str(tmp_path / 'none')) == 'terraform_apply'
+    assert _pipeline.interrupted_step({}, str(tmp_path / 'none')) == 'proxmox_access'
 
 
 def test_only_one_of_many_simultaneous_takers_wins(tmp_path):
@@ -317,3 +373,48 @@ def test_summary_lists_every_step_with_status_duration_and_artefacts(tmp_path):
     assert lines[4].split() == ['terraform_apply', 'failed', '1m15.2s', 'templates_present']
     files = _pipeline.write_summary(str(tmp_path / 'RID'), {'steps': steps}, text)
     assert [os.path.basename(f) for f in files] == ['steps.json', 'summary.txt']
+
+
+class NodeVMs:
+    """The one API call terraform_vms_present makes, answered like Proxmox would."""
+
+    def __init__(self, vmids):
+        self.vmids = vmids
+        self.calls = []
+
+    def get(self, endpoint):
+        self.calls.append(endpoint)
+        return [{'vmid': vmid, 'status': 'running'} for vmid in self.vmids]
+
+
+def write_vm_state(layout: StateLayout, vms: dict, tainted=()) -> None:
+    os.makedirs(os.path.dirname(layout.terraform_state), exist_ok=True)
+    with open(layout.terraform_state, 'w', encoding='utf-8') as handle:
+        json.dump({'version': 4, 'resources': [{'mode': 'managed', 'type': 'proxmox_virtual_environment_vm', 'name': 'vm',
+                                                'instances': [{'index_key': name, 'status': 'tainted' if name in tainted else None,
+                                                               'attributes': {'vm_id': vmid}} for name, vmid in vms.items()]}]},
+                  handle)
+    with open(layout.proxmox_env, 'w', encoding='utf-8') as handle:
+        handle.write('PROXMOX_API_URL=https://127.0.0.1:8006/api2/json\nPROXMOX_NODE=pve\n'
+                     'PROXMOX_TOKEN_ID=pipeline@pve!full\nPROXMOX_TOKEN_SECRET=unit-secret\n')
+    os.chmod(layout.proxmox_env, 0o600)
+
+
+def test_terraform_vms_present_asks_the_node(tmp_path):
+    layout = make_layout(tmp_path)
+    write_vm_state(layout, {'cp-01': 7701, 'worker-01': 7702})
+    client = NodeVMs([7701, 7702, 9999])
+    found = _pipeline.check_terraform_vms(layout, client=client)
+    assert found['vms'] == ['cp-01', 'worker-01'] and client.calls == ['nodes/pve/qemu']
+    with pytest.raises(CheckError) as err:
+        _pipeline.check_terraform_vms(layout, client=NodeVMs([7701]))
+    assert err.value.check == 'terraform_vms_present' and 'worker-01 (vmid 7702)' in str(err.value)
+    assert 'eminfra_start_at=terraform_apply' in str(err.value)
+
+
+def test_terraform_vms_present_refuses_a_tainted_vm(tmp_path):
+    layout = make_layout(tmp_path)
+    write_vm_state(layout, {'cp-01': 7701}, tainted=('cp-01',))
+    with pytest.raises(CheckError) as err:
+        _pipeline.check_terraform_vms(layout, client=NodeVMs([7701]))
+    assert err.value.check == 'terraform_vms_present' and 'cp-01 is tainted' in str(err.value)

@@ -531,3 +531,108 @@ def test_intent_read_two_ways_never_reaches_terraform(tmp_path):
     assert err.value.check == 'intent_valid'
     assert "nodes[4].vmid (line " in str(err.value) and "'7_704'" in str(err.value)
     assert not os.path.exists(tmp_path / 'work' / 'intent')
+# ------------------------------------------------------------------ recovery after a crash
+def _vm_state(names_vmids, tainted=()):
+    return json.dumps({'version': 4, 'resources': [{
+        'mode': 'managed', 'type': 'proxmox_virtual_environment_vm', 'name': 'vm', 'instances': [
+            {'index_key': name, 'status': 'tainted' if name in tainted else None, 'attributes': {'vm_id': vmid}}
+            for name, vmid in names_vmids.items()]}]})
+
+
+class RecordingTerraform(FakeTerraform):
+    """Also answers import and untaint."""
+
+    def __call__(self, argv, env, cwd, timeout):
+        if argv[2] in ('import', 'untaint'):
+            self.calls.append({'argv': list(argv), 'env': dict(env), 'cwd': cwd, 'timeout': timeout})
+            return 0, '', ''
+        return super().__call__(argv, env, cwd, timeout)
+
+
+def _intent_vms():
+    return _terraform.intent_vms(os.path.join(FIXTURES, 'nodes.yaml'))
+
+
+@pytest.mark.parametrize('damage', [b'', b'{"version": 4, "resour'], ids=['empty', 'torn'])
+def test_a_damaged_state_is_restored_from_the_snapshot_before_the_apply(project, damage):
+    runner = make_runner(project, FakeTerraform())
+    runner.prepare()
+    good = _vm_state({'cp-1': 201}).encode()
+    with open(runner.state_path, 'wb') as handle:
+        handle.write(good)
+    runner.snapshot_state()
+    with open(runner.state_path, 'wb') as handle:
+        handle.write(damage)  # what kill -9 during the apply left
+    restored = runner.restore_state()
+    assert restored['from'] == runner.pre_apply_path
+    assert open(runner.state_path, 'rb').read() == good
+    assert open(runner.state_path + '.damaged', 'rb').read() == damage
+
+
+def test_a_damaged_first_state_means_no_state_and_a_state_without_a_good_copy_is_refused(project):
+    runner = make_runner(project, FakeTerraform())
+    runner.prepare()
+    runner.snapshot_state()  # no state yet: the snapshot says so
+    with open(runner.state_path, 'wb'):
+        pass
+    assert runner.restore_state()['detail'] == 'there was no state before the apply that crashed'
+    assert not os.path.exists(runner.state_path)
+    os.unlink(runner.pre_apply_path)
+    with open(runner.state_path, 'wb'):
+        pass
+    with pytest.raises(CheckError) as err:
+        runner.restore_state()
+    assert err.value.check == 'terraform_state_valid' and 'no good copy' in str(err.value)
+    assert 'Remediation' in str(err.value)
+
+
+def test_the_snapshot_stays_until_an_apply_succeeds(project, monkeypatch):
+    failing = make_runner(project, FakeTerraform(apply_rc=1))
+    with pytest.raises(CheckError):
+        failing.execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
+    assert os.path.exists(failing.pre_apply_path)  # the next run checks the node for VMs the state lost
+    runner = make_runner(project, FakeTerraform())
+    monkeypatch.setattr(runner, 'proxmox_vms', lambda: {})
+    runner.execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
+    assert not os.path.exists(runner.pre_apply_path)
+
+
+def test_after_a_killed_apply_the_pipelines_vms_are_adopted_and_others_refused(project, monkeypatch):
+    intent = _intent_vms()
+    first, second = sorted(intent)[:2]
+    fake = RecordingTerraform()
+    runner = make_runner(project, fake)
+    runner.prepare()
+    with open(runner.state_path, 'w', encoding='utf-8') as handle:
+        handle.write(_vm_state({}))
+    runner.snapshot_state()  # the apply was killed: its snapshot is still there
+    managed = 'Managed by eminfra.pipeline (Terraform); talos controlplane.'
+    node = {intent[first]: {'name': first, 'description': managed}}
+    monkeypatch.setattr(runner, 'proxmox_vms', lambda: node)
+    out = runner.recover(os.path.join(FIXTURES, 'nodes.yaml'))
+    assert out['adopted'] == [{'name': first, 'vmid': intent[first], 'address': f'proxmox_virtual_environment_vm.vm["{first}"]'}]
+    imported = [c['argv'] for c in fake.calls if c['argv'][2] == 'import']
+    assert imported == [[BIN, f'-chdir={runner.chdir}', 'import', '-input=false', '-no-color', '-lock-timeout=0s',
+                         f'proxmox_virtual_environment_vm.vm["{first}"]', f'pve/{intent[first]}']]
+    assert fake.calls[-1]['env']['PROXMOX_VE_API_TOKEN'].endswith(SECRET)  # the provider's env, never argv
+    # a VM with the intent's vmid that the pipeline did not create is never adopted
+    node[intent[second]] = {'name': 'someone-elses', 'description': ''}
+    with pytest.raises(CheckError) as err:
+        runner.recover(os.path.join(FIXTURES, 'nodes.yaml'))
+    assert err.value.check == 'terraform_vm_adopt' and f'VM {intent[second]}' in str(err.value)
+
+
+def test_without_a_killed_apply_nothing_is_adopted_and_a_tainted_vm_that_exists_is_untainted(project, monkeypatch):
+    intent = _intent_vms()
+    name = sorted(intent)[0]
+    fake = RecordingTerraform()
+    runner = make_runner(project, fake)
+    runner.prepare()
+    with open(runner.state_path, 'w', encoding='utf-8') as handle:
+        handle.write(_vm_state({name: intent[name]}, tainted=(name,)))
+    monkeypatch.setattr(runner, 'proxmox_vms', lambda: {vmid: {'name': n, 'description': ''} for n, vmid in intent.items()})
+    out = runner.recover(os.path.join(FIXTURES, 'nodes.yaml'))
+    assert out == {'adopted': [], 'untainted': [{'name': name, 'vmid': intent[name],
+                                                 'address': f'proxmox_virtual_environment_vm.vm["{name}"]'}]}
+    address = f'proxmox_virtual_environment_vm.vm["{name}"]'
+    assert [c['argv'][2:] for c in fake.calls] == [['untaint', '-no-color', '-lock-timeout=0s', address]]
