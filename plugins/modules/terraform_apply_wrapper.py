@@ -260,7 +260,7 @@ plan_path:
   returned: unless O(validate_only=true)
   type: str
 state_path:
-  description: The local Terraform state.
+  description: The local Terraform state file (with O(backend=pg) the state is in PostgreSQL instead, see RV(backend)).
   returned: always
   type: str
 workdir:

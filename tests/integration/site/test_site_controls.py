@@ -85,8 +85,9 @@ def test_failed_ansible_step_resume_templates_removed_and_diagnostics(site, ssh_
     assert healthy.rc == 0, healthy.output
     table = diagnostics_table(healthy)
     every_check = ('latest_env_valid', 'last_run', 'proxmox_env_valid', 'templates_present',
-                   'terraform_outputs_valid', 'token_valid', 'hosts_reachable')
+                   'terraform_backend', 'terraform_outputs_valid', 'token_valid', 'hosts_reachable')
     assert all(' ok ' in row(table, check) for check in every_check), table
+    assert 'local state ' in row(table, 'terraform_backend'), table
 
     # Broken: an artefact is gone. A resume stops at the templates re-validation.
     manifest = json.loads(open(site.path('cache', 'templates', 'manifest.json'), encoding='utf-8').read())
