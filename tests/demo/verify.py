@@ -151,8 +151,8 @@ def check_vms(ctx: Context) -> str:
 def check_no_vms(ctx: Context) -> str:
     vms = ctx.sim('vms')
     if vms:
-        raise Failed(f'the simulator holds VMs: {sorted(vm["vmid"] for vm in vms)}')
-    return 'no VM in the simulator'
+        raise Failed(f'the simulator holds VMs or containers: {sorted(vm["vmid"] for vm in vms)}')
+    return 'no VM and no container in the simulator'
 
 
 NODE_PROBES = {
