@@ -312,6 +312,22 @@ outputs_valid:
   description: outputs.json meets the contract and matches the Terraform state.
   returned: when O(validate_only=true)
   type: bool
+state_restored:
+  description:
+    - When the Terraform state was empty or not JSON (an apply killed while Terraform wrote it) - where it was
+      restored from (C(terraform.tfstate.pre-apply), the snapshot taken before that apply, or Terraform's
+      C(terraform.tfstate.backup)), why, and where the damaged file is kept. Empty otherwise.
+  returned: when not O(validate_only)
+  type: dict
+recovered:
+  description:
+    - What was done to converge the Terraform state with the node before the plan - C(adopted), the VMs of the intent
+      that a failed or killed apply created and the state lost, imported with C(terraform import); C(untainted), the
+      VMs tainted by a failed create that exist on the node. A VM with an intent's vmid that is not the pipeline's
+      fails the task with the check C(terraform_vm_adopt) instead.
+  returned: when not O(validate_only)
+  type: dict
+  sample: {adopted: [{name: cp-1, vmid: 201, address: 'proxmox_virtual_environment_vm.vm["cp-1"]'}], untainted: []}
 failed_check:
   description:
     - The check that failed (C(templates_present), C(intent_valid), C(plan_destroys_vm), C(terraform_apply),
