@@ -801,20 +801,21 @@ class TerraformRunner:
     def recover(self, intent_nodes_file: str | None) -> dict:
         """Converge Terraform's state with the node after a crash or a failed create, deliberately.
 
-        * after an apply that failed or was killed (its ``.pre-apply`` snapshot is still there), when
-          the provider may have made a VM and lost it (a create whose task-status read failed):
-          a VM the intent names, missing from the state, that exists on the node with the intent's name
+        * a VM the intent names, missing from the state, that exists on the node with the intent's name
           and the pipeline's description (``Managed by eminfra.pipeline``) was created by a run whose
-          state was lost: it is adopted (``terraform import``), never created twice;
-        * such a VM that is not the pipeline's (another name or description) is refused with the check
-          ``terraform_vm_adopt``: it is neither adopted nor touched;
+          state was lost (an apply that failed or was killed, its ``.pre-apply`` snapshot still there; a
+          create whose task-status read failed; a state file removed): it is adopted (``terraform
+          import``) and reported, never created twice;
+        * a VM on the node with the vmid of such a node that is not the pipeline's (another name or
+          description) is refused with the check ``terraform_vm_adopt``, on a first run too: it is neither
+          adopted nor touched (the provider would otherwise take over any VM whose vmid it was told to
+          create, since it reads Proxmox's "already exists" as a create already done);
         * a tainted VM (its create failed after Proxmox made it) that exists on the node is untainted
           (``terraform untaint``): the plan then updates it in place instead of destroying it.
         """
         intent = intent_vms(intent_nodes_file)
         state = self.state_vms()
-        crashed = os.path.exists(self.pre_apply_path)
-        missing = {name: vmid for name, vmid in intent.items() if name not in state} if crashed else {}
+        missing = {name: vmid for name, vmid in intent.items() if name not in state}
         tainted = [name for name, entry in state.items() if entry['status'] == 'tainted']
         out = {'adopted': [], 'untainted': []}
         if not (missing or tainted) or not self.proxmox:

@@ -274,6 +274,35 @@ def test_apply_failure_in_pvesim_names_the_log(sim_project, terraform_bin):
     assert not os.path.exists(project.outputs), 'a failed apply leaves no outputs.json behind'
 
 
+def test_a_vm_not_the_pipelines_holding_an_intent_vmid_is_never_taken_over(sim_project, terraform_bin):
+    """The provider reads Proxmox's "VM 231 already exists" on create as a create already done, and
+    would manage (and later change) whatever VM holds that vmid. A first run refuses it instead; the
+    pipeline's own VM whose state was lost is adopted (terraform import) and reported."""
+    project, api = sim_project, sim_project.api
+    response = api.session.post(f'{api.base}/nodes/pve/qemu', data={'vmid': 231, 'name': 'db-01', 'memory': 512},
+                                timeout=30, verify=api.ca)
+    response.raise_for_status()
+    api.wait(response.json()['data'])
+    refused = project.run_module()
+    assert refused['failed'] is True and refused['failed_check'] == 'terraform_vm_adopt', refused['_stdout']
+    assert 'VM 231' in refused['msg'] and "'db-01'" in refused['msg']
+    assert 'another vmid' in refused['remediation']
+    assert api.vmids() == [231], 'nothing was created'
+    assert api.get('/nodes/pve/qemu/231/config')['name'] == 'db-01', 'the VM was not touched'
+    api.delete_vm(231)
+
+    created = project.run_module()
+    assert created.get('failed') is not True, created['_stdout']
+    assert api.vmids() == ALL_VMIDS
+    os.unlink(created['state_path'])  # the state is lost; the VMs are the pipeline's
+    adopted = project.run_module()
+    assert adopted.get('failed') is not True, adopted['_stdout']
+    assert sorted(vm['vmid'] for vm in adopted['recovered']['adopted']) == ALL_VMIDS
+    assert adopted['counts']['add'] == 0 and adopted['counts']['destroy'] == 0
+    assert api.vmids() == ALL_VMIDS, 'no VM created twice'
+    assert project.secret not in json.dumps(refused) + json.dumps(adopted)
+
+
 def test_secret_absent_from_ansible_playbook_at_vvvv(sim_project, terraform_bin, tmp_path):
     project = sim_project
     playbook = tmp_path / 'play.yml'

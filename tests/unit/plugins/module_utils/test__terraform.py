@@ -108,6 +108,8 @@ def make_runner(project, fake, **kw):
     runner = _terraform.TerraformRunner(**params)
     # PLAN_JSON replaces and deletes VMs: unless a test says otherwise, the operator allowed it.
     runner.allow_replace = allow_replace
+    # The fake Terraform has no Proxmox node beside it: an empty node (recovery tests set their own).
+    runner.proxmox_vms = dict
     return runner
 
 
@@ -622,7 +624,7 @@ def test_after_a_killed_apply_the_pipelines_vms_are_adopted_and_others_refused(p
     assert err.value.check == 'terraform_vm_adopt' and f'VM {intent[second]}' in str(err.value)
 
 
-def test_without_a_killed_apply_nothing_is_adopted_and_a_tainted_vm_that_exists_is_untainted(project, monkeypatch):
+def test_a_tainted_vm_that_exists_is_untainted(project, monkeypatch):
     intent = _intent_vms()
     name = sorted(intent)[0]
     fake = RecordingTerraform()
@@ -630,9 +632,34 @@ def test_without_a_killed_apply_nothing_is_adopted_and_a_tainted_vm_that_exists_
     runner.prepare()
     with open(runner.state_path, 'w', encoding='utf-8') as handle:
         handle.write(_vm_state({name: intent[name]}, tainted=(name,)))
-    monkeypatch.setattr(runner, 'proxmox_vms', lambda: {vmid: {'name': n, 'description': ''} for n, vmid in intent.items()})
+    monkeypatch.setattr(runner, 'proxmox_vms', lambda: {intent[name]: {'name': name, 'description': ''}})
     out = runner.recover(os.path.join(FIXTURES, 'nodes.yaml'))
     assert out == {'adopted': [], 'untainted': [{'name': name, 'vmid': intent[name],
                                                  'address': f'proxmox_virtual_environment_vm.vm["{name}"]'}]}
     address = f'proxmox_virtual_environment_vm.vm["{name}"]'
     assert [c['argv'][2:] for c in fake.calls] == [['untaint', '-no-color', '-lock-timeout=0s', address]]
+
+
+def test_on_a_first_run_a_vm_holding_an_intent_vmid_is_refused_unless_it_is_the_pipelines(project, monkeypatch):
+    """The provider reads Proxmox's "already exists" on create as done: without this check a first run
+    would silently take over whatever VM holds a vmid of the intent."""
+    intent = _intent_vms()
+    first, second = sorted(intent)[:2]
+    fake = RecordingTerraform()
+    runner = make_runner(project, fake)
+    runner.prepare()
+    assert not os.path.exists(runner.pre_apply_path) and not os.path.exists(runner.state_path)
+    node = {intent[first]: {'name': 'someone-elses', 'description': 'a database'}}
+    monkeypatch.setattr(runner, 'proxmox_vms', lambda: node)
+    with pytest.raises(CheckError) as err:
+        runner.recover(os.path.join(FIXTURES, 'nodes.yaml'))
+    assert err.value.check == 'terraform_vm_adopt' and f'VM {intent[first]}' in str(err.value)
+    assert 'Remediation' in str(err.value)
+    assert not fake.calls  # nothing imported, nothing touched
+    # the pipeline's own VM whose state was lost (no crash recorded) is adopted and reported
+    node = {intent[second]: {'name': second, 'description': 'Managed by eminfra.pipeline (Terraform); ubuntu.'}}
+    monkeypatch.setattr(runner, 'proxmox_vms', lambda: node)
+    out = runner.recover(os.path.join(FIXTURES, 'nodes.yaml'))
+    assert out['adopted'] == [{'name': second, 'vmid': intent[second],
+                               'address': f'proxmox_virtual_environment_vm.vm["{second}"]'}]
+    assert [c['argv'][2] for c in fake.calls] == ['import']
