@@ -941,13 +941,9 @@ def _fetch_verified(params: dict, url: str, dest: str, checksum, old: dict | Non
         expected, source = old['sha256'], old.get('checksum_source') or 'first_fetch'
     else:
         expected, source = None, 'first_fetch'
-    # The streaming pass computes sha256; a sha512 reference is checked in a second pass over
-    # the file (a container template is a few hundred MiB), and recorded beside it.
-    extra = {}
-
     with writer_lock(dest, wait=timeout * 2):
         return _fetch_verified_locked(params, url, dest, expected, source, checksum_url, timeout, retries,
-                                      validate_certs, ca_path, sleep)
+                                      validate_certs, ca_path, sleep, algo)
 
 
 def writer_lock(dest: str, wait: float = 60.0, sleep=time.sleep):
@@ -1007,8 +1003,11 @@ class _WriterLock:
 
 
 def _fetch_verified_locked(params: dict, url: str, dest: str, expected, source, checksum_url, timeout, retries,
-                           validate_certs, ca_path, sleep) -> tuple[dict, dict]:
+                           validate_certs, ca_path, sleep, algo: str = 'sha256') -> tuple[dict, dict]:
     began = time.monotonic()
+    # The streaming pass computes sha256; a sha512 reference is checked in a second pass over
+    # the file (a container template is a few hundred MiB), and recorded beside it.
+    extra = {}
     if expected and not params.get('force') and os.path.isfile(dest) and not os.path.exists(dest + '.part'):
         reference, size = hash_path(dest, algo)
         if reference == expected:
