@@ -125,6 +125,43 @@ def test_interrupt_during_apply_closes_the_run(site, ssh_node, reference_end_sta
     _resume(site, reference_end_state)
 
 
+# ------------------------------------------------------------------ every other step
+def _running_after(site, previous: str) -> bool:
+    """The run is under way and ``previous`` is its last completed step ('' : none yet)."""
+    try:
+        latest = Invariants(site).latest()
+    except (OSError, ValueError, KeyError):
+        return False
+    return latest.get('RUN_STATUS') == 'running' and latest.get('LAST_STEP_COMPLETED', '') == previous
+
+
+@pytest.mark.parametrize('step,previous', [('proxmox_access', ''), ('ansible_inventory', 'terraform_apply'),
+                                           ('ansible_base', 'ansible_inventory'), ('ansible_docker', 'ansible_base')],
+                         ids=['proxmox_access', 'ansible_inventory', 'ansible_base', 'ansible_docker'])
+def test_kill9_tree_during_a_step_then_resume_converges(site, ssh_node, reference_end_state, step, previous):
+    """kill -9 of the whole process tree while ``step`` runs (the templates and terraform_apply steps have
+    their own probes above): the records stay parseable, the next run closes the killed one as
+    run_interrupted at that step, and a resume converges to the clean run's end state."""
+    ssh_node.start()
+    check = Invariants(site)
+    run = Run(site)
+    try:
+        run.wait_for(lambda: _running_after(site, previous), what=f'the {step} step')
+        run_id = check.latest()['RUN_ID']
+        run.kill_tree()
+    finally:
+        run.close()
+    check.always()
+    assert check.latest()['RUN_STATUS'] == 'running', 'kill -9 leaves the record as it was; the next run closes it'
+    result = _resume(site, reference_end_state)
+    previous_run = result.result("Plan the run, take the run lock and record the run's start")['previous_run']
+    assert previous_run['run_id'] == run_id and previous_run['closed'], previous_run
+    with open(site.path('runs', run_id, 'latest.env'), encoding='utf-8') as handle:
+        killed = handle.read()
+    assert "RUN_STATUS='failed'" in killed and 'run_interrupted' in killed, killed
+    assert not processes_with_env('EMINFRA_RUN_ID', run_id)
+
+
 # ------------------------------------------------------------------ templates
 def test_kill9_controller_during_download_leaves_one_writer(site, ssh_node, reference_end_state):
     """Defect 2: the controller dies, its background download lives on; the next run must not race it."""
