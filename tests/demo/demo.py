@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     started = time.monotonic()
     lab_args = argparse.Namespace(lab_dir=args.lab_dir, state_dir=args.state_dir, prefix=args.prefix, token='full',
-                                  hosts='no' if os.environ.get('DEMO_HOSTS') == 'no' else 'auto', artefact_mib=args.artefact_mib, fresh=True)
+                                  hosts='no' if os.environ.get('DEMO_HOSTS') == 'no' else 'auto', artefact_mib=args.artefact_mib, fresh=True,
+                                  intent=lablib.INTENT_DIR)
     rc = 1
     try:
         banner(f'Starting the lab: Proxmox VE simulator, artefact mirror ({args.artefact_mib} MiB images)'

@@ -285,7 +285,7 @@ def up(args) -> dict:
     for name in ('pvesim', 'pvesim-data', 'mirror', 'runs'):
         shutil.rmtree(os.path.join(lab_dir, name), ignore_errors=True)
     lab: dict = {'lab_dir': lab_dir, 'state_dir': state_dir, 'prefix': args.prefix, 'token': args.token,
-                 'intent_dir': os.path.abspath(args.intent),
+                 'intent_dir': os.path.abspath(getattr(args, 'intent', None) or INTENT_DIR),
                  'started_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
     record = os.path.join(lab_dir, LAB_FILE)
 
