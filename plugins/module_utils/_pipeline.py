@@ -503,24 +503,21 @@ def check_terraform_backend(layout: StateLayout) -> dict:
         raise CheckError(check, f'pg backend: the database does not answer ({answer["detail"]})', where=where,
                          remediation=f'start the database or fix PG_CONN_STR in {layout.terraform_backend_env}')
     return {'backend': 'pg', 'detail': f'pg: {answer["detail"]}, schema {backend.schema_name}'}
+
+
 def check_terraform_vms(layout: StateLayout, client=None) -> dict:
     """terraform_vms_present: what the Terraform state holds is really on the Proxmox node - every VM of the
     state exists there, and none is tainted (a create that failed). Read-only; ``client`` for tests."""
     # Imported here: planning and the local checks must not need the API client.
     from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import ProxmoxClient  # pylint: disable=import-outside-toplevel
     from ansible_collections.eminfra.pipeline.plugins.module_utils._token_check import load_proxmox_env  # pylint: disable=import-outside-toplevel
+    from ansible_collections.eminfra.pipeline.plugins.module_utils._terraform import state_vm_instances  # pylint: disable=import-outside-toplevel
 
     remediation = REMEDIATION_RESUME.format(step='terraform_apply')
     state_path, tfstate = read_terraform_state(layout, remediation, check='terraform_vms_present')
-    vms, tainted = {}, []
-    for resource in tfstate.get('resources') or []:
-        if resource.get('mode') != 'managed' or resource.get('type') != 'proxmox_virtual_environment_vm':
-            continue
-        for instance in resource.get('instances') or []:
-            name = str(instance.get('index_key'))
-            vms[name] = (instance.get('attributes') or {}).get('vm_id')
-            if instance.get('status') == 'tainted':
-                tainted.append(name)
+    instances = state_vm_instances(tfstate)
+    vms = {name: entry['vmid'] for name, entry in instances.items()}
+    tainted = [name for name, entry in instances.items() if entry['status'] == 'tainted']
     if tainted:
         raise CheckError('terraform_vms_present', f'VM {", ".join(sorted(tainted))} is tainted in the Terraform state '
                          '(its create failed)', where=state_path, remediation=remediation)

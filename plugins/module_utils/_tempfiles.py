@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import tempfile
 
 #: Terraform's TMPDIR for one run of the terraform_apply step (its provider's plugin sockets and
@@ -71,9 +72,9 @@ def _remove(path: str) -> bool:
     return True
 
 
-def sweep(prefix: str, parent: str | None = None) -> list[str]:
-    """Remove ``<parent>/<prefix><pid>-*`` entries whose process is gone; return what was removed."""
-    parent = parent or tempfile.gettempdir()
+def _sweep_dead(parent: str, match, dirs_only: bool = False) -> list[str]:
+    """Remove the entries of ``parent`` that ``match`` (name -> re match with a ``pid`` group, or None)
+    claims for a process that is gone and that this user owns; return what was removed."""
     removed = []
     try:
         names = os.listdir(parent)
@@ -81,18 +82,27 @@ def sweep(prefix: str, parent: str | None = None) -> list[str]:
         return removed
     uid = os.getuid()
     for name in sorted(names):
-        match = _OWN.match(name)
-        if not match or match.group('prefix') != prefix or pid_alive(int(match.group('pid'))):
+        found = match(name)
+        if not found or pid_alive(int(found.group('pid'))):
             continue
         path = os.path.join(parent, name)
         try:
-            if os.lstat(path).st_uid != uid:
-                continue
+            info = os.lstat(path)
         except OSError:
+            continue
+        if info.st_uid != uid or (dirs_only and not stat.S_ISDIR(info.st_mode)):
             continue
         if _remove(path):
             removed.append(path)
     return removed
+
+
+def sweep(prefix: str, parent: str | None = None) -> list[str]:
+    """Remove ``<parent>/<prefix><pid>-*`` entries whose process is gone; return what was removed."""
+    def match(name):
+        found = _OWN.match(name)
+        return found if found and found.group('prefix') == prefix else None
+    return _sweep_dead(parent or tempfile.gettempdir(), match)
 
 
 def ansible_temp_dir(environ: dict | None = None) -> str:
@@ -104,23 +114,4 @@ def ansible_temp_dir(environ: dict | None = None) -> str:
 def sweep_ansible(parent: str) -> list[str]:
     """Remove what killed Ansible processes left in ``parent``: ``ansible-local-<pid>…`` and
     ``ansible-tmp-…-<pid>-…`` directories of processes that are gone; return what was removed."""
-    removed = []
-    try:
-        names = os.listdir(parent)
-    except OSError:
-        return removed
-    uid = os.getuid()
-    for name in sorted(names):
-        match = _ANSIBLE_LOCAL.match(name) or _ANSIBLE_TASK.match(name)
-        if not match or pid_alive(int(match.group('pid'))):
-            continue
-        path = os.path.join(parent, name)
-        try:
-            info = os.lstat(path)
-        except OSError:
-            continue
-        if info.st_uid != uid or not os.path.isdir(path) or os.path.islink(path):
-            continue
-        if _remove(path):
-            removed.append(path)
-    return removed
+    return _sweep_dead(parent, lambda name: _ANSIBLE_LOCAL.match(name) or _ANSIBLE_TASK.match(name), dirs_only=True)

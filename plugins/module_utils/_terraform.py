@@ -289,6 +289,23 @@ def refuse_destroyed_vms(found: list[dict], plan_path: str, log_path: str | None
                            where=plan_path, remediation=ALLOW_REPLACE_REMEDIATION, log_path=log_path)
     error.destroyed_vms = found
     raise error
+
+
+def state_vm_instances(tfstate: dict) -> dict:
+    """The VMs of a Terraform state: node name -> {'vmid', 'status', 'address'} (status 'tainted' after a
+    failed create)."""
+    out = {}
+    for resource in tfstate.get('resources') or []:
+        if resource.get('mode') != 'managed' or resource.get('type') != VM_RESOURCE_TYPE:
+            continue
+        for instance in resource.get('instances') or []:
+            key = instance.get('index_key')
+            if isinstance(key, str):
+                out[key] = {'vmid': _int((instance.get('attributes') or {}).get('vm_id')),
+                            'status': instance.get('status') or 'ok', 'address': f'{VM_ADDRESS}["{key}"]'}
+    return out
+
+
 def intent_vms(intent_nodes_file: str | None) -> dict:
     """The VMs the intent names: node name -> vmid, for the enabled VM nodes (not containers) with an integer vmid."""
     if not intent_nodes_file:
@@ -654,31 +671,27 @@ class TerraformRunner:
             raise self.fail('plan', rc)
         return rc == 2
 
+    def read_plan(self) -> dict:
+        """The saved plan as ``terraform show -json`` prints it, read once per run (the destroy guard and
+        the counts both use it)."""
+        if self.shown_plan is None:
+            rc_show, out = self.run(['show', '-json', '-no-color', self.plan_path], capture=True)
+            if rc_show != 0:
+                raise self.fail('show -json (of the saved plan)', rc_show)
+            try:
+                self.shown_plan = json.loads(out)
+            except ValueError:
+                raise TerraformError('terraform_apply', 'terraform show -json did not print JSON', log_path=self.log_path,
+                                     remediation='check the Terraform version (>= 1.6, < 2.0)') from None
+        return self.shown_plan
+
     def show_plan(self) -> dict:
         """Counts and drift of the saved plan, from terraform show -json."""
-        if self.shown_plan is not None:  # the destroy guard read this plan already
-            return summarise_plan(self.shown_plan)
-        rc_show, out = self.run(['show', '-json', '-no-color', self.plan_path], capture=True)
-        if rc_show != 0:
-            raise self.fail('show -json (of the saved plan)', rc_show)
-        try:
-            return summarise_plan(json.loads(out))
-        except ValueError:
-            raise TerraformError('terraform_apply', 'terraform show -json did not print JSON', log_path=self.log_path,
-                                 remediation='check the Terraform version (>= 1.6, < 2.0)') from None
+        return summarise_plan(self.read_plan())
 
     def guard_destroyed_vms(self) -> None:
         """Before anything is applied (and in check mode): refuse a plan that deletes or replaces a VM."""
-        rc_show, out = self.run(['show', '-json', '-no-color', self.plan_path], capture=True)
-        if rc_show != 0:
-            raise self.fail('show -json (of the saved plan)', rc_show)
-        try:
-            plan = json.loads(out)
-        except ValueError:
-            raise TerraformError('terraform_apply', 'terraform show -json did not print JSON', log_path=self.log_path,
-                                 remediation='check the Terraform version (>= 1.6, < 2.0)') from None
-        self.shown_plan = plan
-        refuse_destroyed_vms(destroyed_vms(plan), self.plan_path, self.log_path)
+        refuse_destroyed_vms(destroyed_vms(self.read_plan()), self.plan_path, self.log_path)
 
     def apply(self) -> None:
         rc, dummy = self.run(['apply', '-input=false', '-no-color', f'-lock-timeout={self.lock_timeout}',
@@ -767,20 +780,11 @@ class TerraformRunner:
             pass
 
     def state_vms(self) -> dict:
-        """The VMs of the state: node name -> {'vmid', 'status'} (status 'tainted' after a failed create)."""
+        """The VMs of the local state (``state_vm_instances``); none when there is no good state."""
         raw = _atomic.read_bytes(self.state_path)
         if not raw or not self._state_ok(raw):
             return {}
-        out = {}
-        for resource in json.loads(raw).get('resources') or []:
-            if resource.get('mode') != 'managed' or resource.get('type') != VM_RESOURCE_TYPE:
-                continue
-            for instance in resource.get('instances') or []:
-                key = instance.get('index_key')
-                if isinstance(key, str):
-                    out[key] = {'vmid': _int((instance.get('attributes') or {}).get('vm_id')),
-                                'status': instance.get('status') or 'ok', 'address': f'{VM_ADDRESS}["{key}"]'}
-        return out
+        return state_vm_instances(json.loads(raw))
 
     def proxmox_vms(self) -> dict:
         """The node's VMs as the Proxmox API lists them: vmid -> {'name', 'description'}."""

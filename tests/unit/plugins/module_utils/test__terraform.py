@@ -533,6 +533,8 @@ def test_intent_read_two_ways_never_reaches_terraform(tmp_path):
     assert err.value.check == 'intent_valid'
     assert "nodes[4].vmid (line " in str(err.value) and "'7_704'" in str(err.value)
     assert not os.path.exists(tmp_path / 'work' / 'intent')
+
+
 # ------------------------------------------------------------------ recovery after a crash
 def _vm_state(names_vmids, tainted=()):
     return json.dumps({'version': 4, 'resources': [{
