@@ -16,7 +16,7 @@ import urllib.parse
 
 import pytest
 
-from tests.pvesim.api import _assert_file_validity
+from tests.pvesim.api.base import _assert_file_validity
 from tests.pvesim.mirror import QCOW2_VIRTUAL_SIZE, Artefact, parse_range, parse_size
 from tests.pvesim.mirror_fixtures import (TALOS_DIR, TALOS_ISO_PATH, TALOS_QCOW2_PATH, TALOS_RAW_PATH, UBUNTU_DIR,
                                           UBUNTU_PATH, MirrorProcess)
