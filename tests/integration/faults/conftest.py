@@ -27,8 +27,9 @@ import pytest
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
 from tests.ansible_run import BIN, ROOT, ansible_env, with_results_callback
-from tests.integration.site.conftest import ARTEFACT_SIZE, SITE, Site, SshNode, terraform_found
-from tests.pvesim.mirror_fixtures import TALOS_QCOW2_PATH, UBUNTU_PATH, MirrorProcess
+from tests.integration._procs import proc_files
+from tests.integration.site.conftest import SITE, Site, SshNode, serve_site_mirror, terraform_found
+from tests.integration.site.conftest import site  # noqa: F401  pylint: disable=unused-import
 from tests.pvesim.fixtures import pvesim  # noqa: F401  pylint: disable=unused-import
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -52,16 +53,10 @@ def pytest_terminal_summary(terminalreporter) -> None:
 # ------------------------------------------------------------------ processes
 def _children() -> dict[int, list[int]]:
     tree: dict[int, list[int]] = {}
-    for name in os.listdir('/proc'):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f'/proc/{name}/stat', encoding='utf-8', errors='replace') as handle:
-                text = handle.read()
-        except OSError:
-            continue
+    for pid, data in proc_files('stat'):
+        text = data.decode('utf-8', errors='replace')
         fields = text[text.rindex(')') + 2:].split()
-        tree.setdefault(int(fields[1]), []).append(int(name))
+        tree.setdefault(int(fields[1]), []).append(pid)
     return tree
 
 
@@ -79,17 +74,7 @@ def descendants(pid: int) -> list[int]:
 def processes_with_env(key: str, value: str) -> list[int]:
     """Processes whose environment holds ``key=value`` (the run's own processes)."""
     needle = f'{key}={value}'.encode()
-    found = []
-    for name in os.listdir('/proc'):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f'/proc/{name}/environ', 'rb') as handle:
-                if needle in handle.read().split(b'\0'):
-                    found.append(int(name))
-        except OSError:
-            continue
-    return found
+    return [pid for pid, data in proc_files('environ') if needle in data.split(b'\0')]
 
 
 class Run:
@@ -249,11 +234,7 @@ class Invariants:
 @pytest.fixture(scope='module')
 def site_mirror():
     """The site suite's mirror (1 MiB artefacts); this suite's own, so its faults never reach another suite."""
-    process = MirrorProcess.start(artefacts={UBUNTU_PATH: ARTEFACT_SIZE, TALOS_QCOW2_PATH: ARTEFACT_SIZE})
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from serve_site_mirror()
 
 
 @pytest.fixture(scope='module')
@@ -264,18 +245,6 @@ def ssh_node(tmp_path_factory):
     node = SshNode(str(tmp_path_factory.mktemp('sshnode')))
     yield node
     node.stop()
-
-
-@pytest.fixture
-def site(pvesim, site_mirror, tmp_path):  # noqa: F811
-    if not terraform_found():
-        pytest.skip('no terraform or tofu (make setup installs the embedded Terraform)')
-    pvesim.reset()
-    site_mirror.reset()
-    state = tempfile.mkdtemp(prefix='state-', dir=str(tmp_path))
-    project = Site(state, pvesim, site_mirror)
-    project.write_proxmox_env()
-    return project
 
 
 @pytest.fixture(scope='module')

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -15,6 +16,8 @@ import subprocess
 import sys
 
 import pytest
+
+from tests.integration._procs import proc_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 SCRIPT = os.path.join(REPO, 'tests', 'hosts', 'testhosts.py')
@@ -33,12 +36,19 @@ def root_skip_reason() -> str | None:
 requires_root = pytest.mark.skipif(root_skip_reason() is not None, reason=root_skip_reason() or '')
 
 
-class LabCli:
-    """Runs testhosts.py for one lab prefix and state directory."""
+def load_testhosts():
+    """tests/hosts/testhosts.py as a module (it is a script, run by path)."""
+    spec = importlib.util.spec_from_file_location('testhosts_under_test', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def __init__(self, state_dir: str, prefix: str) -> None:
-        self.state_dir = state_dir
-        self.prefix = prefix
+
+testhosts = load_testhosts()
+
+
+class LabCli(testhosts.Lab):
+    """Runs testhosts.py for one lab prefix and state directory (its paths: ``testhosts.Lab``)."""
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, SCRIPT, '--state-dir', self.state_dir, '--prefix', self.prefix, *args]
@@ -54,14 +64,6 @@ class LabCli:
 
     def down(self) -> dict:
         return json.loads(self.run('down').stdout)
-
-    @property
-    def key(self) -> str:
-        return os.path.join(self.state_dir, 'id_ed25519')
-
-    @property
-    def known_hosts(self) -> str:
-        return os.path.join(self.state_dir, f'known_hosts-{self.prefix}')
 
     def ssh(self, address: str, command: str, user: str = 'root', check: bool = True) -> subprocess.CompletedProcess:
         argv = ['ssh', '-i', self.key, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
@@ -80,17 +82,14 @@ def leftovers(prefix: str, state_dir: str) -> dict:
     with open('/proc/self/mountinfo', encoding='utf-8') as handle:
         mounts = [line.split()[4] for line in handle if state_dir in line.split()[4] or f'/{prefix}-' in line]
     processes = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
+    for pid, raw in proc_files('cmdline'):
+        cmdline = raw.replace(b'\0', b' ').decode(errors='replace')
         try:
-            with open(f'/proc/{entry}/cmdline', 'rb') as handle:
-                cmdline = handle.read().replace(b'\0', b' ').decode(errors='replace')
-            root = os.readlink(f'/proc/{entry}/root')
+            root = os.readlink(f'/proc/{pid}/root')
         except OSError:
             continue
         if state_dir in cmdline or root.startswith(state_dir):
-            processes.append((int(entry), cmdline))
+            processes.append((pid, cmdline))
     return {
         'netns': [line.split()[0] for line in netns.splitlines() if line.startswith(f'{prefix}-')],
         'links': re.findall(rf'^\d+: ({re.escape(prefix)}[^:@ ]*)', links, flags=re.M),

@@ -7,7 +7,6 @@ that answer SSH, stay isolated, and leave nothing behind."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -18,17 +17,9 @@ import time
 
 import pytest
 
-from tests.integration.hosts.conftest import SCRIPT, LabCli, leftovers, requires_root
+from tests.integration.hosts.conftest import SCRIPT, LabCli, leftovers, load_testhosts, requires_root
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location('testhosts_under_test', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-th = load_script()
+th = load_testhosts()
 
 
 def test_apt_sources_deb822_and_one_line(tmp_path):
