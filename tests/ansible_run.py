@@ -113,3 +113,15 @@ def run_tool(tool: str, *args: str, env: dict[str, str] | None = None, cwd: str 
 def run_doc(name: str, *args: str, env: dict[str, str] | None = None) -> AnsibleRun:
     """``ansible-doc [args] name``."""
     return run_tool('ansible-doc', *args, name, env=env)
+
+
+def without_unsafe(value):
+    """ansible-inventory --list output without its ``__ansible_unsafe`` markers (on data from an
+    API or a plugin; a static YAML inventory's values are trusted and carry none)."""
+    if isinstance(value, dict):
+        if set(value) == {'__ansible_unsafe'}:
+            return value['__ansible_unsafe']
+        return {key: without_unsafe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_unsafe(item) for item in value]
+    return value

@@ -10,6 +10,7 @@ import os
 
 import yaml
 
+from tests.ansible_run import without_unsafe
 from tests.integration.inventory.conftest import GOLDEN, write_source
 
 STRICT_SOURCE = {'ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED': 'true'}
@@ -60,17 +61,6 @@ def test_each_host_gets_its_own_result(inventory_run, tmp_path):
     assert sorted(listed['racks']['children']) == ['rack_r1', 'rack_r2']
 
 
-def _plain(value):
-    """--list output without the unsafe markers (a static YAML inventory's values are trusted)."""
-    if isinstance(value, dict):
-        if set(value) == {'__ansible_unsafe'}:
-            return value['__ansible_unsafe']
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
-
-
 def _groups(listed: dict) -> dict:
     return {name: (sorted(body.get('hosts', [])), sorted(body.get('children', [])))
             for name, body in listed.items() if name not in ('_meta', 'all')}
@@ -89,7 +79,7 @@ def test_same_result_as_ansible_builtin_constructed(inventory_run, tmp_path):
     ours, dummy = inventory_run.list(write_source(tmp_path / 'ours', outputs,
                                                   config='include_talos: true\n' + yaml.safe_dump(constructed)))
 
-    hostvars = _plain(plain['_meta']['hostvars'])
+    hostvars = without_unsafe(plain['_meta']['hostvars'])
     static = {'all': {'hosts': hostvars, 'children': {
         name: {'hosts': {host: None for host in body.get('hosts', [])}}
         for name, body in plain.items() if name not in ('_meta', 'all', 'ungrouped')}}}
@@ -104,5 +94,5 @@ def test_same_result_as_ansible_builtin_constructed(inventory_run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     stock = json.loads(proc.stdout)
 
-    assert _plain(ours['_meta']['hostvars']) == _plain(stock['_meta']['hostvars'])
+    assert without_unsafe(ours['_meta']['hostvars']) == without_unsafe(stock['_meta']['hostvars'])
     assert _groups(ours) == _groups(stock)

@@ -19,6 +19,7 @@ import time
 import pytest
 from proxmoxer import ResourceException
 
+from tests.ansible_run import without_unsafe
 from tests.integration.pvesim.conftest import proxmox, wait_task
 from tests.integration.pvesim.test_lxc import create, upload_template
 
@@ -67,18 +68,7 @@ def run_inventory(sim, tmp_path, token: str = 'full', expect_ok: bool = True, **
     if not expect_ok:
         return result
     assert result.returncode == 0, result.stderr
-    return _plain(json.loads(result.stdout)), result.stderr
-
-
-def _plain(value):
-    """The values without ansible-inventory's tagging of data from the API as unsafe text."""
-    if isinstance(value, dict):
-        if set(value) == {'__ansible_unsafe'}:
-            return value['__ansible_unsafe']
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
+    return without_unsafe(json.loads(result.stdout)), result.stderr
 
 
 def _wait_agent(api, vmid: int) -> None:

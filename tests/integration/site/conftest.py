@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -43,14 +44,19 @@ LOCATION_VARS = ('templates_ubuntu_base_url', 'templates_talos_factory_url', 'te
                  'terraform_apply_ssh_public_key', 'proxmox_access_cluster_file', 'proxmox_access_nodes_file')
 
 
-@pytest.fixture(scope='session')
-def site_mirror():
-    """The artefact mirror with 1 MiB qcow2 artefacts where the templates defaults fetch them."""
+def serve_site_mirror():
+    """The artefact mirror with 1 MiB qcow2 artefacts where the templates defaults fetch them, for a
+    fixture to yield from: stopped when the fixture ends."""
     process = MirrorProcess.start(artefacts={UBUNTU_PATH: ARTEFACT_SIZE, TALOS_QCOW2_PATH: ARTEFACT_SIZE})
     try:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope='session')
+def site_mirror():
+    yield from serve_site_mirror()
 
 
 def terraform_found() -> bool:
@@ -178,6 +184,36 @@ def site(pvesim, site_mirror, tmp_path):  # noqa: F811
     project = Site(state, pvesim, site_mirror)
     project.write_proxmox_env()
     return project
+
+
+TESTHOSTS = os.path.join(ROOT, 'tests', 'hosts', 'testhosts.py')
+TESTHOSTS_TOOLS = ('ip', 'unshare', 'ssh', 'ssh-keygen', 'debootstrap')
+
+
+def hosts_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return 'needs root: the SSH test hosts live in network namespaces'
+    missing = [tool for tool in TESTHOSTS_TOOLS if shutil.which(tool) is None]
+    return f'missing {", ".join(missing)}: run `make setup` as root' if missing else None
+
+
+@pytest.fixture
+def lab(request, tmp_path):
+    """SSH test hosts for the test module's intent (its ``INTENT_DIR``) on its own lab prefix (its
+    ``PREFIX``): their key and known_hosts; taken down at the end."""
+    reason = hosts_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    prefix, intent_dir = request.module.PREFIX, request.module.INTENT_DIR
+    state_dir = str(tmp_path / 'lab')
+    argv = [sys.executable, TESTHOSTS, '--state-dir', state_dir, '--prefix', prefix]
+    proc = subprocess.run([*argv, 'up', '--json', '--intent', intent_dir], capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    try:
+        yield {'key': os.path.join(state_dir, 'id_ed25519'), 'known_hosts': os.path.join(state_dir, f'known_hosts-{prefix}')}
+    finally:
+        subprocess.run([*argv, 'down'], capture_output=True, text=True, timeout=300, check=False)
 
 
 def summary_of(result) -> str:

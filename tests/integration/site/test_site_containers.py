@@ -10,35 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.integration.site.conftest import HERE
-from tests.integration.site.test_site_hosts import TESTHOSTS, skip_reason
 from tests.pvesim.mirror_fixtures import LXC_INDEX_DIR
 
 pytestmark = pytest.mark.slow
 
+# the lab fixture (site/conftest.py) starts the SSH test hosts of INTENT_DIR on lab prefix PREFIX
 INTENT_DIR = os.path.join(HERE, 'intent-hosts-lxc')
 PREFIX = 'emsct'
-
-
-@pytest.fixture
-def lab(tmp_path):
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    state_dir = str(tmp_path / 'lab')
-    argv = [sys.executable, TESTHOSTS, '--state-dir', state_dir, '--prefix', PREFIX]
-    proc = subprocess.run([*argv, 'up', '--json', '--intent', INTENT_DIR], capture_output=True, text=True,
-                          timeout=900, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    try:
-        yield {'key': os.path.join(state_dir, 'id_ed25519'), 'known_hosts': os.path.join(state_dir, f'known_hosts-{PREFIX}')}
-    finally:
-        subprocess.run([*argv, 'down'], capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_an_ubuntu_vm_and_an_ubuntu_container_configured_over_ssh(site, lab):

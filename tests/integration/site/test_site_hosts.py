@@ -8,45 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.ansible_run import ROOT
 from tests.integration.site.conftest import HERE
 
 pytestmark = pytest.mark.slow
 
+# the lab fixture (site/conftest.py) starts the SSH test hosts of INTENT_DIR on lab prefix PREFIX
 INTENT_DIR = os.path.join(HERE, 'intent-hosts')
-TESTHOSTS = os.path.join(ROOT, 'tests', 'hosts', 'testhosts.py')
 PREFIX = 'emsite'
-TOOLS = ('ip', 'unshare', 'ssh', 'ssh-keygen', 'debootstrap')
-
-
-def skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return 'needs root: the SSH test hosts live in network namespaces'
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    return f'missing {", ".join(missing)}: run `make setup` as root' if missing else None
-
-
-@pytest.fixture
-def lab(tmp_path):
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    state_dir = str(tmp_path / 'lab')
-    argv = [sys.executable, TESTHOSTS, '--state-dir', state_dir, '--prefix', PREFIX]
-    proc = subprocess.run([*argv, 'up', '--json', '--intent', INTENT_DIR], capture_output=True, text=True,
-                          timeout=900, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    try:
-        yield {'key': os.path.join(state_dir, 'id_ed25519'), 'known_hosts': os.path.join(state_dir, f'known_hosts-{PREFIX}')}
-    finally:
-        subprocess.run([*argv, 'down'], capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_full_pipeline_configures_the_node(site, lab):

@@ -98,6 +98,32 @@ def project(tmp_path):
     return Project(str(root))
 
 
+def run_wrapper_playbook(project: Project, title: str, tasks: list[tuple[str, dict[str, str], bool]]) -> str:
+    """ansible-playbook -vvvv over terraform_apply_wrapper tasks (name, extra options as YAML text,
+    check mode) for the dev intent and the project's state directory; returns its output."""
+    lines = ['---', f'- name: {title}', '  hosts: localhost', '  gather_facts: false', '  tasks:']
+    for name, options, check_mode in tasks:
+        lines += [f'    - name: {name}', '      eminfra.pipeline.terraform_apply_wrapper:',
+                  '        intent_cluster_file: inventory/dev/cluster.yaml',
+                  '        intent_nodes_file: inventory/dev/nodes.yaml', f'        state_dir: {project.state}']
+        lines += [f'        {key}: {value}' for key, value in options.items()]
+        if check_mode:
+            lines.append('      check_mode: true')
+    playbook = os.path.join(project.root, 'play.yml')
+    with open(playbook, 'w', encoding='utf-8') as handle:
+        handle.write('\n'.join(lines) + '\n')
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, EMINFRA_PROJECT_ROOT=project.root,
+               ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'), ANSIBLE_LOCALHOST_WARNING='false',
+               ANSIBLE_INVENTORY_UNPARSED_WARNING='false')
+    env.pop('EMINFRA_STATE_DIR', None)
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-vvvv', '-i',
+                           'localhost,', '-c', 'local', '-e', f'ansible_python_interpreter={sys.executable}', playbook],
+                          cwd=project.root, env=env, capture_output=True, text=True, timeout=900, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    return output
+
+
 def files_under(directory: str) -> list[str]:
     return sorted(os.path.join(d, f) for d, dummy, fs in os.walk(directory) for f in fs)
 

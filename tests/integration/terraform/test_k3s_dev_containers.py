@@ -17,10 +17,9 @@ import pytest
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
 from tests.integration.terraform.conftest import FIXTURES, files_under
-from tests.integration.terraform.test_k3s_dev_lifecycle import Api, read_outputs
+from tests.integration.terraform.test_k3s_dev_lifecycle import read_outputs, wire_to_simulator
 from tests.pvesim.appliance import container_template
 from tests.pvesim.fixtures import pvesim, pvesim_fresh  # noqa: F401  pylint: disable=unused-import
-from tests.pvesim.state import qcow2_image
 
 pytestmark = pytest.mark.slow
 
@@ -30,22 +29,13 @@ def lxc_project(project, pvesim_fresh):  # noqa: F811
     """The project with the VM-and-container intent, wired to a fresh simulator holding the artefacts."""
     shutil.copy(os.path.join(FIXTURES, 'nodes-lxc.yaml'), project.nodes)
     shutil.copy(os.path.join(FIXTURES, 'manifest-lxc.json'), project.manifest)
-    shutil.copy(pvesim_fresh.env_files['full'], project.proxmox_env)
-    os.chmod(project.proxmox_env, 0o600)
-    api = Api(pvesim_fresh)
-    with open(project.manifest, encoding='utf-8') as handle:
-        manifest = json.load(handle)
-    for name in ('ubuntu', 'talos'):
-        filename = manifest[name]['proxmox_volid'].split('/', 1)[1]
-        api.upload_import(filename, qcow2_image(1 << 30, f'{name} image bytes\n'.encode() * 4096))
+    manifest = wire_to_simulator(project, pvesim_fresh)
+    api = project.api
     filename = manifest['ubuntu_lxc']['proxmox_volid'].split('/', 1)[1]
     response = api.session.post(f'{api.base}/nodes/pve/storage/local/upload', data={'content': 'vztmpl'},
                                 files={'filename': (filename, container_template())}, timeout=60, verify=api.ca)
     response.raise_for_status()
     api.wait(response.json()['data'])
-    project.api = api
-    project.secret = pvesim_fresh.token('full')[1]
-    project.sim = pvesim_fresh
     return project
 
 

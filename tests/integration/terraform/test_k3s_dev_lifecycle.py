@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
@@ -21,7 +19,7 @@ import requests
 import yaml
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
-from tests.integration.terraform.conftest import COLLECTIONS, REPO, files_under, tree_snapshot
+from tests.integration.terraform.conftest import REPO, files_under, run_wrapper_playbook, tree_snapshot
 from tests.pvesim.fixtures import pvesim, pvesim_fresh  # noqa: F401  pylint: disable=unused-import
 from tests.pvesim.state import qcow2_image
 
@@ -75,12 +73,11 @@ class Api:
         self.wait(response.json()['data'])
 
 
-@pytest.fixture()
-def sim_project(project, pvesim_fresh):  # noqa: F811
-    """The project wired to a fresh simulator: proxmox.env from the `full` token, artefacts uploaded."""
-    shutil.copy(pvesim_fresh.env_files['full'], project.proxmox_env)
+def wire_to_simulator(project, sim) -> dict:
+    """proxmox.env from the simulator's `full` token, the manifest's VM images uploaded; returns the manifest."""
+    shutil.copy(sim.env_files['full'], project.proxmox_env)
     os.chmod(project.proxmox_env, 0o600)
-    api = Api(pvesim_fresh)
+    api = Api(sim)
     with open(project.manifest, encoding='utf-8') as handle:
         manifest = json.load(handle)
     for name in ('ubuntu', 'talos'):
@@ -92,8 +89,15 @@ def sim_project(project, pvesim_fresh):  # noqa: F811
             body = qcow2_image(1 << 30, body)
         api.upload_import(filename, body)
     project.api = api
-    project.secret = pvesim_fresh.token('full')[1]
-    project.sim = pvesim_fresh
+    project.secret = sim.token('full')[1]
+    project.sim = sim
+    return manifest
+
+
+@pytest.fixture()
+def sim_project(project, pvesim_fresh):  # noqa: F811
+    """The project wired to a fresh simulator: proxmox.env from the `full` token, artefacts uploaded."""
+    wire_to_simulator(project, pvesim_fresh)
     return project
 
 
@@ -303,42 +307,12 @@ def test_a_vm_not_the_pipelines_holding_an_intent_vmid_is_never_taken_over(sim_p
     assert project.secret not in json.dumps(refused) + json.dumps(adopted)
 
 
-def test_secret_absent_from_ansible_playbook_at_vvvv(sim_project, terraform_bin, tmp_path):
+def test_secret_absent_from_ansible_playbook_at_vvvv(sim_project, terraform_bin):
     project = sim_project
-    playbook = tmp_path / 'play.yml'
-    playbook.write_text(f'''---
-- name: terraform_apply through Ansible
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Apply the k3s-dev environment
-      eminfra.pipeline.terraform_apply_wrapper:
-        intent_cluster_file: inventory/dev/cluster.yaml
-        intent_nodes_file: inventory/dev/nodes.yaml
-        state_dir: {project.state}
-    - name: Plan again in check mode
-      eminfra.pipeline.terraform_apply_wrapper:
-        intent_cluster_file: inventory/dev/cluster.yaml
-        intent_nodes_file: inventory/dev/nodes.yaml
-        state_dir: {project.state}
-      check_mode: true
-    - name: Remove the VMs
-      eminfra.pipeline.terraform_apply_wrapper:
-        intent_cluster_file: inventory/dev/cluster.yaml
-        intent_nodes_file: inventory/dev/nodes.yaml
-        state_dir: {project.state}
-        state: absent
-''')
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, EMINFRA_PROJECT_ROOT=project.root,
-               ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'), ANSIBLE_LOCALHOST_WARNING='false',
-               ANSIBLE_INVENTORY_UNPARSED_WARNING='false')
-    env.pop('EMINFRA_STATE_DIR', None)
-    playbook_bin = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    proc = subprocess.run([playbook_bin, '-vvvv', '-i', 'localhost,', '-c', 'local',
-                           '-e', f'ansible_python_interpreter={sys.executable}', str(playbook)],
-                          cwd=project.root, env=env, capture_output=True, text=True, timeout=900, check=False)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
+    output = run_wrapper_playbook(project, 'terraform_apply through Ansible', [
+        ('Apply the k3s-dev environment', {}, False),
+        ('Plan again in check mode', {}, True),
+        ('Remove the VMs', {'state': 'absent'}, False)])
     assert 'changed=2' in output  # the apply and the destroy; the check-mode plan changes nothing
     assert project.secret not in output
     assert project.api.vmids() == []

@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend
-from tests.integration.terraform.conftest import COLLECTIONS, MODULE, REPO, Project, files_under
+from tests.integration.terraform.conftest import COLLECTIONS, MODULE, REPO, Project, files_under, run_wrapper_playbook
 from tests.integration.terraform.test_k3s_dev_lifecycle import ALL_VMIDS, read_outputs, sim_project  # noqa: F401  pylint: disable=unused-import
 from tests.postgres.fixtures import closed_port, postgres  # noqa: F401  pylint: disable=unused-import
 from tests.pvesim.fixtures import pvesim, pvesim_fresh  # noqa: F401  pylint: disable=unused-import
@@ -174,39 +174,10 @@ def pipeline_checks(project: Project) -> dict:
 
 
 def run_playbook_vvvv(project: Project) -> str:
-    playbook = os.path.join(project.root, 'play.yml')
-    with open(playbook, 'w', encoding='utf-8') as handle:
-        handle.write(f'''---
-- name: terraform_apply on the pg backend through Ansible
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Plan in check mode
-      eminfra.pipeline.terraform_apply_wrapper:
-        intent_cluster_file: inventory/dev/cluster.yaml
-        intent_nodes_file: inventory/dev/nodes.yaml
-        state_dir: {project.state}
-        backend: pg
-        variables: {{ssh_public_key: "{project.args()['variables']['ssh_public_key']}"}}
-      check_mode: true
-    - name: Remove the VMs
-      eminfra.pipeline.terraform_apply_wrapper:
-        intent_cluster_file: inventory/dev/cluster.yaml
-        intent_nodes_file: inventory/dev/nodes.yaml
-        state_dir: {project.state}
-        backend: pg
-        state: absent
-''')
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, EMINFRA_PROJECT_ROOT=project.root,
-               ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'), ANSIBLE_LOCALHOST_WARNING='false',
-               ANSIBLE_INVENTORY_UNPARSED_WARNING='false')
-    env.pop('EMINFRA_STATE_DIR', None)
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-vvvv', '-i',
-                           'localhost,', '-c', 'local', '-e', f'ansible_python_interpreter={sys.executable}', playbook],
-                          cwd=project.root, env=env, capture_output=True, text=True, timeout=900, check=False)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
-    return output
+    key = project.args()['variables']['ssh_public_key']
+    return run_wrapper_playbook(project, 'terraform_apply on the pg backend through Ansible', [
+        ('Plan in check mode', {'backend': 'pg', 'variables': f'{{ssh_public_key: "{key}"}}'}, True),
+        ('Remove the VMs', {'backend': 'pg', 'state': 'absent'}, False)])
 
 
 def start_module(project: Project, **kw) -> tuple[subprocess.Popen, str]:
