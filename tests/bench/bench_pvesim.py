@@ -29,6 +29,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, '.collections')]
 
 import requests  # noqa: E402
 
+from tests.bench._report import write_output  # noqa: E402
 from tests.pvesim import tls  # noqa: E402
 from tests.pvesim.fixtures import start, stop  # noqa: E402
 from tests.pvesim.load import run_load  # noqa: E402
@@ -156,10 +157,7 @@ def main() -> int:
                 f"{res['ratio_vs_baseline']}")
     print(load_line)
     print(res_line)
-    out_dir = os.path.join(ROOT, 'tests', 'output', 'bench')
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, 'pvesim.json'), 'w', encoding='utf-8') as handle:
-        json.dump(results, handle, indent=2)
+    write_output('pvesim.json', results)
     return 1 if load['errors'] or baseline['errors'] else 0
 
 

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ sys.path[:0] = [os.path.join(ROOT, '.collections'), ROOT, os.path.join(ROOT, 'te
 import lab as lablib  # noqa: E402
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform  # noqa: E402
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import TERRAFORM_PROJECT_PATH  # noqa: E402
+from tests.bench._report import ratio_report  # noqa: E402
 
 NODE_ROLES = '''---
 - name: node_base, as the ansible_base step runs it
@@ -116,23 +116,9 @@ def main() -> int:
             order = ((pipeline, pipeline_times), (raw, raw_times))
             for one, times in (order if index % 2 == 0 else order[::-1]):
                 times.append(one())
-        ratio = statistics.median(pipeline_times) / statistics.median(raw_times)
-        report = {
-            'benchmark': 'no-op site.yml re-run vs raw terraform plan + node roles in check mode (same lab)',
-            'test_hosts': bool(lab['hosts']),
-            'rounds': args.rounds,
-            'pipeline_seconds': [round(t, 2) for t in pipeline_times],
-            'raw_seconds': [round(t, 2) for t in raw_times],
-            'pipeline_median': round(statistics.median(pipeline_times), 2),
-            'raw_median': round(statistics.median(raw_times), 2),
-            'ratio': round(ratio, 3),
-            'load_average': [round(x, 2) for x in os.getloadavg()],
-        }
-        print(json.dumps(report, indent=2))
-        out_dir = os.path.join(ROOT, 'tests', 'output', 'bench')
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, 'bench_site_noop.json'), 'w', encoding='utf-8') as handle:
-            json.dump(report, handle, indent=2)
+        ratio_report('bench_site_noop', 'no-op site.yml re-run vs raw terraform plan + node roles in check mode (same lab)',
+                     {'pipeline': pipeline_times, 'raw': raw_times}, ('pipeline', 'raw'), digits=2,
+                     test_hosts=bool(lab['hosts']), rounds=args.rounds)
         return 0
     finally:
         lablib.down(lab_args)

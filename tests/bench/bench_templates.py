@@ -35,6 +35,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path[:0] = [ROOT, os.path.join(ROOT, '.collections')]
 
+from tests.bench._report import write_output  # noqa: E402
 from tests.pvesim.mirror import parse_size  # noqa: E402
 from tests.pvesim.mirror_fixtures import MirrorProcess  # noqa: E402
 
@@ -181,11 +182,8 @@ def main() -> int:
             print(f'{key:45s} {value}')
         for goal, met in goals.items():
             print(f'goal {goal:40s} {"met" if met else "NOT met"}')
-        out_dir = os.path.join(ROOT, 'tests', 'output', 'bench')
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, 'bench_templates.json'), 'w', encoding='utf-8') as handle:
-            json.dump({'figures': figures, 'goals': goals, 'cpus': os.cpu_count(),
-                       'loadavg': os.getloadavg()}, handle, indent=2)
+        write_output('bench_templates.json', {'figures': figures, 'goals': goals, 'cpus': os.cpu_count(),
+                                              'loadavg': os.getloadavg()})
     finally:
         mirror.stop()
         shutil.rmtree(work, ignore_errors=True)

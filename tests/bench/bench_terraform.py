@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ sys.path[:0] = [os.path.join(ROOT, '.collections'), ROOT]
 
 # pylint: disable=wrong-import-position
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform  # noqa: E402
+from tests.bench._report import ratio_report  # noqa: E402
 from tests.pvesim import fixtures as pvesim_fixtures  # noqa: E402
 from tests.pvesim.state import qcow2_image  # noqa: E402
 
@@ -118,28 +118,10 @@ def main() -> int:
             for one in ((raw_round, wrapper_round) if index % 2 == 0 else (wrapper_round, raw_round)):
                 one()
 
-        raw_median = statistics.median(raw_times)
-        wrapper_median = statistics.median(wrapper_times)
-        ratio = wrapper_median / raw_median
-        report = {
-            'benchmark': 'terraform_apply_wrapper vs raw terraform plan -out + apply (k3s-dev, bpg/proxmox, 4 VMs in pvesim)',
-            'terraform': binary,
-            'rounds': args.rounds,
-            'raw_seconds': [round(t, 3) for t in raw_times],
-            'wrapper_seconds': [round(t, 3) for t in wrapper_times],
-            'raw_median': round(raw_median, 3),
-            'wrapper_median': round(wrapper_median, 3),
-            'ratio': round(ratio, 3),
-            'ratio_of_fastest': round(min(wrapper_times) / min(raw_times), 3),
-            'load_average': [round(x, 2) for x in os.getloadavg()],
-            'goal': '<= 1.10',
-            'meets_goal': ratio <= 1.10,
-        }
-        print(json.dumps(report, indent=2))
-        out_dir = os.path.join(ROOT, 'tests', 'output', 'bench')
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, 'bench_terraform.json'), 'w', encoding='utf-8') as handle:
-            json.dump(report, handle, indent=2)
+        ratio_report('bench_terraform', 'terraform_apply_wrapper vs raw terraform plan -out + apply (k3s-dev, '
+                     'bpg/proxmox, 4 VMs in pvesim)', {'raw': raw_times, 'wrapper': wrapper_times}, ('wrapper', 'raw'),
+                     goal=1.10, terraform=binary, rounds=args.rounds,
+                     ratio_of_fastest=round(min(wrapper_times) / min(raw_times), 3))
         return 0
     finally:
         pvesim_fixtures.stop(sim)

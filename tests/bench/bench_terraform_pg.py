@@ -13,10 +13,8 @@ Run: python tests/bench/bench_terraform_pg.py [--rounds N]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -27,6 +25,7 @@ sys.path[:0] = [os.path.join(ROOT, '.collections'), ROOT]
 # pylint: disable=wrong-import-position
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform  # noqa: E402
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend  # noqa: E402
+from tests.bench._report import ratio_report  # noqa: E402
 from tests.bench.bench_terraform import FIXTURES, make_runner, upload_artefacts  # noqa: E402
 from tests.postgres import fixtures as pg_fixtures  # noqa: E402
 from tests.pvesim import fixtures as pvesim_fixtures  # noqa: E402
@@ -72,29 +71,9 @@ def main() -> int:
             for backend in (('local', 'pg') if index % 2 == 0 else ('pg', 'local')):
                 round_of(backend)
 
-        local_median = statistics.median(times['local'])
-        pg_median = statistics.median(times['pg'])
-        ratio = pg_median / local_median
-        report = {
-            'benchmark': 'terraform_apply_wrapper create + no-change run, pg backend vs local state '
-                         '(k3s-dev, bpg/proxmox, 4 VMs in pvesim, PostgreSQL on loopback)',
-            'terraform': binary,
-            'postgresql': server.version,
-            'rounds': args.rounds,
-            'local_seconds': [round(t, 3) for t in times['local']],
-            'pg_seconds': [round(t, 3) for t in times['pg']],
-            'local_median': round(local_median, 3),
-            'pg_median': round(pg_median, 3),
-            'ratio': round(ratio, 3),
-            'load_average': [round(x, 2) for x in os.getloadavg()],
-            'goal': '<= 1.25',
-            'meets_goal': ratio <= 1.25,
-        }
-        print(json.dumps(report, indent=2))
-        out_dir = os.path.join(ROOT, 'tests', 'output', 'bench')
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, 'bench_terraform_pg.json'), 'w', encoding='utf-8') as handle:
-            json.dump(report, handle, indent=2)
+        ratio_report('bench_terraform_pg', 'terraform_apply_wrapper create + no-change run, pg backend vs local state '
+                     '(k3s-dev, bpg/proxmox, 4 VMs in pvesim, PostgreSQL on loopback)', times, ('pg', 'local'),
+                     goal=1.25, terraform=binary, postgresql=server.version, rounds=args.rounds)
         return 0
     finally:
         pg_fixtures.stop(server)
