@@ -49,12 +49,13 @@ def snapshot_list(vm: VM) -> list:
              'running': 1 if vm.status == 'running' else 0}]
 
 
-def guest_summary(vm: VM, name: str, **fields: object) -> dict:
-    """The status fields a VM and a container report alike; ``fields`` are the type's own."""
-    running = vm.status == 'running'
-    entry = {'vmid': vm.vmid, 'name': name, 'status': vm.status, **fields,
-             'uptime': int(time.time() - vm.started_at) if running and vm.started_at else 0,
-             'netin': 0, 'netout': 0, 'diskread': 0, 'diskwrite': 0}
+_NO_IO = {'netin': 0, 'netout': 0, 'diskread': 0, 'diskwrite': 0}
+
+
+def guest_summary(vm: VM, entry: dict) -> dict:
+    """``entry`` (a VM's or a container's own status fields) completed with those both report alike."""
+    entry['uptime'] = int(time.time() - vm.started_at) if vm.status == 'running' and vm.started_at else 0
+    entry.update(_NO_IO)
     if vm.template:
         entry['template'] = 1
     if vm.config.get('tags'):

@@ -91,11 +91,12 @@ def _ct_summary(ct: VM) -> dict:
     """PVE::LXC::vmstatus for one container."""
     running = ct.status == 'running'
     maxmem = _mib(ct.config.get('memory', 512), 512)
-    return guest_summary(ct, str(ct.config.get('hostname') or f'CT{ct.vmid}'),
-                         type='lxc', maxmem=maxmem, maxswap=_mib(ct.config.get('swap', 512), 512),
-                         maxdisk=_ct_rootfs_size(ct), cpus=int(ct.config.get('cores', 1)),
-                         cpu=0.01 if running else 0, mem=maxmem // 8 if running else 0,
-                         disk=_ct_rootfs_size(ct) // 10 if running else 0)
+    return guest_summary(ct, {
+        'vmid': ct.vmid, 'name': str(ct.config.get('hostname') or f'CT{ct.vmid}'), 'status': ct.status,
+        'type': 'lxc', 'maxmem': maxmem, 'maxswap': _mib(ct.config.get('swap', 512), 512),
+        'maxdisk': _ct_rootfs_size(ct), 'cpus': int(ct.config.get('cores', 1)),
+        'cpu': 0.01 if running else 0, 'mem': maxmem // 8 if running else 0,
+        'disk': _ct_rootfs_size(ct) // 10 if running else 0})
 
 
 def list_lxc(ctx: Ctx) -> object:

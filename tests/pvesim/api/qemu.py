@@ -96,10 +96,11 @@ def _vm_maxdisk(vm: VM) -> int:
 
 def _vm_summary(vm: VM) -> dict:
     running = vm.status == 'running'
-    entry = guest_summary(vm, str(vm.config.get('name', f'VM {vm.vmid}')),
-                          maxmem=_vm_memory(vm), maxdisk=_vm_maxdisk(vm),
-                          cpus=int(vm.config.get('cores', 1)) * int(vm.config.get('sockets', 1)),
-                          cpu=0.01 if running else 0, mem=_vm_memory(vm) // 4 if running else 0, disk=0)
+    entry = guest_summary(vm, {
+        'vmid': vm.vmid, 'name': str(vm.config.get('name', f'VM {vm.vmid}')), 'status': vm.status,
+        'maxmem': _vm_memory(vm), 'maxdisk': _vm_maxdisk(vm),
+        'cpus': int(vm.config.get('cores', 1)) * int(vm.config.get('sockets', 1)),
+        'cpu': 0.01 if running else 0, 'mem': _vm_memory(vm) // 4 if running else 0, 'disk': 0})
     if running:
         entry['pid'] = vm.pid
     return entry
@@ -143,23 +144,21 @@ def _check_modify_perms(ctx: Ctx, vmid: int, keys, pool: object = None) -> None:
             raise ApiError(500, f"only root can set '{key}' config")
 
 
+def _device_keys(ctx: Ctx, settings: dict[str, object], pattern: str) -> list[str]:
+    """The settings' device keys to check: none for root@pam, who may pass any device."""
+    return [] if ctx.authid == 'root@pam' else [key for key in settings if re.fullmatch(pattern, key)]
+
+
 def _check_serial(ctx: Ctx, vmid: int, settings: dict[str, object], pool: object = None) -> None:
-    if ctx.authid == 'root@pam':
-        return
-    for key in settings:
-        if re.fullmatch(r'serial\d+', key):
-            if settings[key] == 'socket':
-                _vm_perm(ctx, vmid, pool, ['VM.Config.HWType'])
-            else:
-                raise ApiError(500, f"only root can set '{key}' config for real devices")
+    for key in _device_keys(ctx, settings, r'serial\d+'):
+        if settings[key] == 'socket':
+            _vm_perm(ctx, vmid, pool, ['VM.Config.HWType'])
+        else:
+            raise ApiError(500, f"only root can set '{key}' config for real devices")
 
 
 def _check_hostpci(ctx: Ctx, vmid: int, settings: dict[str, object], pool: object = None) -> None:
-    if ctx.authid == 'root@pam':
-        return
-    for key in settings:
-        if not re.fullmatch(r'hostpci\d+', key):
-            continue
+    for key in _device_keys(ctx, settings, r'hostpci\d+'):
         device, dummy = parse_property_string(str(settings[key]), HOSTPCI)
         if device.get('host'):
             raise ApiError(500, f"only root can set '{key}' config for non-mapped devices")
