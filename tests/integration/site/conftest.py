@@ -24,6 +24,7 @@ import pytest
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
 from tests.ansible_run import ROOT, run_playbook
+from tests.integration.hosts.conftest import SCRIPT as TESTHOSTS_SCRIPT, root_skip_reason
 from tests.pvesim.fixtures import pvesim  # noqa: F401  pylint: disable=unused-import
 from tests.pvesim.mirror_fixtures import TALOS_FACTORY_PATH, TALOS_QCOW2_PATH, UBUNTU_DIR, UBUNTU_PATH, MirrorProcess
 
@@ -186,27 +187,16 @@ def site(pvesim, site_mirror, tmp_path):  # noqa: F811
     return project
 
 
-TESTHOSTS = os.path.join(ROOT, 'tests', 'hosts', 'testhosts.py')
-TESTHOSTS_TOOLS = ('ip', 'unshare', 'ssh', 'ssh-keygen', 'debootstrap')
-
-
-def hosts_skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return 'needs root: the SSH test hosts live in network namespaces'
-    missing = [tool for tool in TESTHOSTS_TOOLS if shutil.which(tool) is None]
-    return f'missing {", ".join(missing)}: run `make setup` as root' if missing else None
-
-
 @pytest.fixture
 def lab(request, tmp_path):
     """SSH test hosts for the test module's intent (its ``INTENT_DIR``) on its own lab prefix (its
     ``PREFIX``): their key and known_hosts; taken down at the end."""
-    reason = hosts_skip_reason()
+    reason = root_skip_reason()
     if reason:
         pytest.skip(reason)
     prefix, intent_dir = request.module.PREFIX, request.module.INTENT_DIR
     state_dir = str(tmp_path / 'lab')
-    argv = [sys.executable, TESTHOSTS, '--state-dir', state_dir, '--prefix', prefix]
+    argv = [sys.executable, TESTHOSTS_SCRIPT, '--state-dir', state_dir, '--prefix', prefix]
     proc = subprocess.run([*argv, 'up', '--json', '--intent', intent_dir], capture_output=True, text=True,
                           timeout=900, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
