@@ -1,7 +1,8 @@
 # Copyright (c) 2026 EM-Infra maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""What every handler shares: the request context, the route record, the common parameter formats, permission and file helpers."""
+"""What every handler shares: the request context, the route record, the common parameter
+formats, permission and file helpers."""
 
 from __future__ import annotations
 

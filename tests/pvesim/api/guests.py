@@ -1,7 +1,8 @@
 # Copyright (c) 2026 EM-Infra maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""What QEMU guests and containers share: summaries, config digests, create/start/stop/destroy task plumbing."""
+"""What QEMU guests and containers share: status summaries, config digests, and the create, start,
+reboot and destroy plumbing."""
 
 from __future__ import annotations
 
