@@ -402,8 +402,8 @@ def _describe(error) -> str:
 def _jsonschema():
     """(the jsonschema module or None, the import error's traceback or None), imported on first use.
 
-    Importing jsonschema costs about 40 ms of CPU, which every ``ansible-inventory`` run would pay
-    for nothing when the inventory plugin's own checker accepts the outputs file.
+    Importing jsonschema costs about 40 ms of CPU, which a module or plugin that never validates
+    a contract file should not pay.
     """
     try:
         import jsonschema  # pylint: disable=import-outside-toplevel

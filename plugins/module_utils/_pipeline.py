@@ -33,7 +33,7 @@ import socket
 import stat
 import time
 
-from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts, _manifest
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts, _manifest, _outputs
 from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import atomic_write, read_bytes
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS, StateLayout
@@ -433,26 +433,12 @@ def check_templates(layout: StateLayout, verify_checksums: bool = True) -> dict:
 
 def check_terraform_outputs(layout: StateLayout) -> dict:
     """terraform_outputs_valid: outputs.json is valid and equals the outputs of the current Terraform state."""
-    # Imported here: diagnostics and planning must not need what the Terraform runner needs.
-    from ansible_collections.eminfra.pipeline.plugins.module_utils._terraform import normalise_outputs
-
     remediation = REMEDIATION_RESUME.format(step='terraform_apply')
     path = layout.outputs_json
-    raw = read_bytes(path)
-    if raw is None:
-        raise CheckError('terraform_outputs_valid', 'outputs.json does not exist', where=path, remediation=remediation)
-    try:
-        outputs = json.loads(raw.decode('utf-8'))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CheckError('terraform_outputs_valid', f'not JSON ({exc})', where=path, remediation=remediation) from None
-    _contracts.validate(outputs, _contracts.OUTPUTS_SCHEMA, 'terraform_outputs_valid', source=path,
-                        remediation=remediation)
+    outputs = _outputs.read(path, remediation=remediation)
     state_path, tfstate = read_terraform_state(layout, remediation)
-    expected = normalise_outputs(tfstate.get('outputs') or {})
-    if expected != outputs:
-        differing = sorted(key for key in set(expected) | set(outputs) if expected.get(key) != outputs.get(key))
-        raise CheckError('terraform_outputs_valid', f'outputs.json differs from the Terraform state in {", ".join(differing)}',
-                         where=f'{path} (state {state_path})', remediation=remediation)
+    _outputs.compare(outputs, _outputs.normalise(tfstate.get('outputs') or {}), f'{path} (state {state_path})',
+                     remediation=remediation)
     return {'outputs': path, 'state': state_path, 'nodes': [node['name'] for node in outputs.get('nodes', [])]}
 
 

@@ -51,6 +51,7 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils import _atomic
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _intent
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _outputs
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _tempfiles
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _token_check as token_check
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
@@ -301,7 +302,7 @@ def state_vm_instances(tfstate: dict) -> dict:
         for instance in resource.get('instances') or []:
             key = instance.get('index_key')
             if isinstance(key, str):
-                out[key] = {'vmid': _int((instance.get('attributes') or {}).get('vm_id')),
+                out[key] = {'vmid': _outputs.as_int((instance.get('attributes') or {}).get('vm_id')),
                             'status': instance.get('status') or 'ok', 'address': f'{VM_ADDRESS}["{key}"]'}
     return out
 
@@ -341,62 +342,6 @@ def summarise_plan(plan: dict) -> dict:
     output_changes = sorted(name for name, change in (plan.get('output_changes') or {}).items()
                             if (change.get('actions') or ['no-op']) != ['no-op'])
     return {'counts': counts, 'replaced': replaced, 'drift': drift, 'output_changes': output_changes}
-
-
-def _int(value, default=None):
-    if isinstance(value, bool):
-        return default
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return default
-
-
-def normalise_outputs(raw: dict) -> dict:
-    """``terraform output -json`` to the outputs.json contract; sensitive outputs are dropped."""
-    values = {name: out.get('value') for name, out in (raw or {}).items()
-              if isinstance(out, dict) and not out.get('sensitive')}
-    nodes = []
-    for node in values.get('nodes') or []:
-        if not isinstance(node, dict):
-            continue
-        entry = {
-            'name': node.get('name'),
-            'ipv4': node.get('ipv4'),
-            'ssh_user': node.get('ssh_user'),
-            'ssh_port': _int(node.get('ssh_port'), 22),
-            'groups': list(node.get('groups') or []),
-        }
-        for key in ('vmid', 'role'):
-            if node.get(key) is not None:
-                entry[key] = _int(node[key], node[key]) if key == 'vmid' else node[key]
-        nodes.append(entry)
-    talos_nodes = [{'name': n.get('name'), 'ipv4': n.get('ipv4'), 'role': n.get('role'), 'vmid': _int(n.get('vmid'))}
-                   for n in values.get('talos_nodes') or [] if isinstance(n, dict)]
-    return {
-        'schema_version': _contracts.OUTPUTS_SCHEMA_VERSION,
-        'nodes': sorted(nodes, key=lambda n: str(n['name'])),
-        'talos_nodes': sorted(talos_nodes, key=lambda n: str(n['name'])),
-    }
-
-
-def render_outputs(outputs: dict, outputs_path: str, secret: str | None) -> str:
-    """Validate the normalised outputs and render them; refuse any that carry the secret."""
-    _contracts.validate(outputs, _contracts.OUTPUTS_SCHEMA, 'terraform_outputs_valid', source=outputs_path,
-                        remediation='fix the environment\'s outputs (terraform/environments/*/outputs.tf)')
-    reserved = _contracts.reserved_name_problems(outputs)
-    if reserved:
-        raise _contracts.ContractError('terraform_outputs_valid', reserved, source=outputs_path,
-                                       remediation='rename the node or group in the intent (inventory/dev/nodes.yaml)')
-    text = json.dumps(outputs, indent=2, sort_keys=True) + '\n'
-    if secret and secret in text:
-        raise CheckError('terraform_outputs_valid', 'a Terraform output holds the Proxmox token secret; '
-                         'nothing was written', where=outputs_path,
-                         remediation='remove that output from terraform/environments/*/outputs.tf')
-    return text
 
 
 # ------------------------------------------------------------------ the runner
@@ -708,11 +653,10 @@ class TerraformRunner:
         except ValueError:
             raise TerraformError('terraform_outputs_valid', 'terraform output -json did not print JSON',
                                  log_path=self.log_path, remediation='check the Terraform version') from None
-        return normalise_outputs(raw)
+        return _outputs.normalise(raw)
 
     def write_outputs(self, outputs: dict) -> bool:
-        text = render_outputs(outputs, self.outputs_path, self.secret)
-        return _atomic.write_if_changed(self.outputs_path, text, mode=0o644)
+        return _outputs.write(self.outputs_path, outputs, self.secret)
 
     def prune_logs(self) -> None:
         directory = os.path.dirname(self.log_path)
@@ -795,7 +739,7 @@ class TerraformRunner:
                                ca_bundle=proxmox.ca_bundle)
         out = {}
         for vm in client.get(f'nodes/{proxmox.node}/qemu') or []:
-            vmid = _int(vm.get('vmid'))
+            vmid = _outputs.as_int(vm.get('vmid'))
             if vmid is None:
                 continue
             config = client.get(f'nodes/{proxmox.node}/qemu/{vmid}/config') or {}
@@ -861,17 +805,7 @@ class TerraformRunner:
     def validate_outputs(self) -> dict:
         """Before a resume skips the step: outputs.json is valid and matches the Terraform state."""
         remediation = 'ansible-playbook playbooks/site.yml -e eminfra_start_at=terraform_apply'
-        try:
-            with open(self.outputs_path, encoding='utf-8') as handle:
-                recorded = json.load(handle)
-        except FileNotFoundError:
-            raise CheckError('terraform_outputs_valid', 'outputs.json does not exist', where=self.outputs_path,
-                             remediation=remediation) from None
-        except ValueError as exc:
-            raise CheckError('terraform_outputs_valid', f'not JSON: {exc}', where=self.outputs_path,
-                             remediation=remediation) from None
-        _contracts.validate(recorded, _contracts.OUTPUTS_SCHEMA, 'terraform_outputs_valid', source=self.outputs_path,
-                            remediation=remediation)
+        recorded = _outputs.read(self.outputs_path, remediation=remediation)
         if self.backend_type == 'local' and not os.path.isfile(self.state_path):
             raise CheckError('terraform_outputs_valid', 'there is no Terraform state to compare with',
                              where=self.state_path, remediation=remediation)
@@ -880,10 +814,7 @@ class TerraformRunner:
         self._log(f'# terraform_apply_wrapper: environment {self.env_name}, validate outputs.json\n')
         initialised = self.init()
         current = self.outputs()
-        differing = sorted(key for key in set(current) | set(recorded) if current.get(key) != recorded.get(key))
-        if differing:
-            raise CheckError('terraform_outputs_valid', f'outputs.json differs from the Terraform state in: '
-                             f'{", ".join(differing)}', where=self.outputs_path, remediation=remediation)
+        _outputs.compare(recorded, current, self.outputs_path, remediation=remediation)
         self.prune_logs()
         return {'changed': False, 'outputs_valid': True, 'outputs': current, 'initialised': initialised,
                 'log_path': self.log_path, 'state_path': self.state_path, 'workdir': self.workdir,
