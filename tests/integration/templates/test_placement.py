@@ -12,7 +12,8 @@ import os
 import pytest
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest
-from ansible_collections.eminfra.pipeline.plugins.module_utils._download import DownloadError, run
+from ansible_collections.eminfra.pipeline.plugins.module_utils._download import DownloadError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._templates import run
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
 from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import ProxmoxClient
 from tests.pvesim.mirror_fixtures import TALOS_ISO_PATH, TALOS_QCOW2_PATH, UBUNTU_DIR, UBUNTU_PATH
