@@ -167,14 +167,8 @@ def digest_from_sums(text: str, filename: str, source: str) -> str:
         match = _BSD_LINE.match(line)
         if match and match.group(1) == filename:
             found.append(match.group(2).lower())
-    if not found:
-        raise DownloadError('template_checksum', f'{filename} is not listed', where=source,
-                            remediation='check that the checksum URL belongs to the same release directory '
-                            'as the image URL, or pin the digest with checksum: sha256:<hex>')
-    if len(set(found)) > 1:
-        raise DownloadError('template_checksum', f'{filename} is listed with {len(set(found))} different digests',
-                            where=source, remediation='pin the digest with checksum: sha256:<hex>')
-    return found[0]
+    return _one_digest(found, filename, source, 'sha256', 'is not listed',
+                       'check that the checksum URL belongs to the same release directory as the image URL, or ')
 
 
 def digest_from_aplinfo(text: str, filename: str, source: str) -> str:
@@ -195,14 +189,9 @@ def digest_from_aplinfo(text: str, filename: str, source: str) -> str:
         if fields.get('location', '').rsplit('/', 1)[-1] == filename and 'sha512sum' in fields:
             found.append(fields['sha512sum'].lower())
     found = [digest for digest in found if SHA512_RE.match(digest)]
-    if not found:
-        raise DownloadError('template_checksum', f'{filename} is not listed with a sha512sum', where=source,
-                            remediation='check that the template URL is the Location of an entry of this '
-                            'appliance index (same version), or pin the digest with checksum: sha512:<hex>')
-    if len(set(found)) > 1:
-        raise DownloadError('template_checksum', f'{filename} is listed with {len(set(found))} different digests',
-                            where=source, remediation='pin the digest with checksum: sha512:<hex>')
-    return found[0]
+    return _one_digest(found, filename, source, 'sha512', 'is not listed with a sha512sum',
+                       'check that the template URL is the Location of an entry of this appliance index '
+                       '(same version), or ')
 
 
 def published_digest(text: str, filename: str, source: str, algo: str = 'sha256') -> str:
@@ -211,16 +200,23 @@ def published_digest(text: str, filename: str, source: str, algo: str = 'sha256'
         return digest_from_sums(text, filename, source)
     if re.search(r'^sha512sum:', text, re.IGNORECASE | re.MULTILINE):
         return digest_from_aplinfo(text, filename, source)
-    found = set()
+    found = []
     for raw in text.splitlines():
         parts = raw.strip().split(None, 1)
         if len(parts) == 2 and SHA512_RE.match(parts[0]) and parts[1].lstrip('*').removeprefix('./') == filename:
-            found.add(parts[0].lower())
-    if len(found) != 1:
-        raise DownloadError('template_checksum', f'{filename} is ' + ('not listed' if not found else
-                            f'listed with {len(found)} different digests'), where=source,
-                            remediation='pin the digest with checksum: sha512:<hex>')
-    return found.pop()
+            found.append(parts[0].lower())
+    return _one_digest(found, filename, source, 'sha512', 'is not listed', '')
+
+
+def _one_digest(found: list[str], filename: str, source: str, algo: str, missing: str, hint: str) -> str:
+    """The one digest a checksum file lists for ``filename``: none or several different ones are refused."""
+    if not found:
+        raise DownloadError('template_checksum', f'{filename} {missing}', where=source,
+                            remediation=f'{hint}pin the digest with checksum: {algo}:<hex>')
+    if len(set(found)) > 1:
+        raise DownloadError('template_checksum', f'{filename} is listed with {len(set(found))} different digests',
+                            where=source, remediation=f'pin the digest with checksum: {algo}:<hex>')
+    return found[0]
 
 
 # ---------------------------------------------------------------------------------- transport
