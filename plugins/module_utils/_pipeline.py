@@ -32,7 +32,7 @@ import socket
 import time
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts, _manifest, _proxmox_env
-from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import atomic_write, read_bytes
+from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import atomic_write, read_bytes, read_json
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS, StateLayout
 
@@ -429,12 +429,7 @@ def read_terraform_state(layout: StateLayout, remediation: str, check: str = 'te
     if not os.path.isfile(state_path):
         raise CheckError(check, 'there is no Terraform state',
                          where=state_path, remediation=remediation)
-    try:
-        with open(state_path, encoding='utf-8') as handle:
-            return state_path, json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise CheckError(check, f'the Terraform state cannot be read ({exc})', where=state_path,
-                         remediation=remediation) from None
+    return state_path, read_json(state_path, check, remediation, what='the Terraform state')
 
 
 def check_terraform_backend(layout: StateLayout) -> dict:

@@ -362,15 +362,15 @@ def test_tls_and_endpoint_reach_the_provider_as_the_api_client_reads_them(tmp_pa
     env_file.chmod(0o600)
     settings = _proxmox_env.load(str(env_file))
     assert _terraform.provider_env(settings) == {'PROXMOX_VE_ENDPOINT': 'https://pve.example:8006/',
-                                       'PROXMOX_VE_API_TOKEN': f'pipeline@pve!full={SECRET}'}
+                                                 'PROXMOX_VE_API_TOKEN': f'pipeline@pve!full={SECRET}'}
     assert _terraform.provider_env(settings)['PROXMOX_VE_ENDPOINT'] == parse_api_url('https://pve.example/')[3] + '/'
     # The same file, read by the API client the token check and the templates step use.
     client = ProxmoxClient.from_env(read_env_file(str(env_file)))
     assert f'{client.base_url}/' == _terraform.provider_env(settings)['PROXMOX_VE_ENDPOINT']
     insecure = _proxmox_env.ProxmoxSettings('https://10.0.0.5:8006/api2/json', 'pve', 'a@pve!t', SECRET,
-                                          tls_verify=False, ca_bundle='/ignored/ca.pem')
+                                            tls_verify=False, ca_bundle='/ignored/ca.pem')
     assert _terraform.provider_env(insecure) == {'PROXMOX_VE_ENDPOINT': 'https://10.0.0.5:8006/',
-                                       'PROXMOX_VE_API_TOKEN': f'a@pve!t={SECRET}', 'PROXMOX_VE_INSECURE': 'true'}
+                                                 'PROXMOX_VE_API_TOKEN': f'a@pve!t={SECRET}', 'PROXMOX_VE_INSECURE': 'true'}
     proxied = _proxmox_env.ProxmoxSettings('https://[fd00::5]/pve/api2/json', 'pve', 'a@pve!t', SECRET)
     assert _terraform.provider_env(proxied)['PROXMOX_VE_ENDPOINT'] == 'https://[fd00::5]:8006/pve/'
     with pytest.raises(CheckError) as err:
