@@ -136,7 +136,7 @@ options:
       env_file:
         description:
           - The C(proxmox.env) file (API URL, node, token) to use; defaults to C(proxmox.env) under the state root.
-          - It is read before any download and checked as every step checks it (mode 0600, the contract's keys):
+          - It is read before any download and checked as every step checks it (mode 0600, the contract's keys);
             otherwise the module fails with C(proxmox_env_present) or C(proxmox_env_valid). The token secret is
             masked in everything the module returns.
         type: path
