@@ -182,10 +182,10 @@ def read_env_file(path: str, allow_empty: bool = False, check: str = 'env_file_s
         raise
 
 
-def read_private_env_file(path: str, present_check: str, valid_check: str, secret_name: str,
-                          missing_remediation: str) -> dict[str, str]:
-    """Read an env file that holds a secret (proxmox.env, terraform_backend.env): it must exist, be a
-    regular file and have no group or other permissions (0600); failures name ``path``."""
+def check_private_file(path: str, present_check: str, valid_check: str, secret_name: str,
+                       missing_remediation: str) -> None:
+    """An env file that holds a secret (proxmox.env, terraform_backend.env) must exist, be a regular
+    file and have no group or other permissions (0600); failures name ``path``."""
     name = os.path.basename(path)
     if not os.path.lexists(path):
         raise CheckError(present_check, 'the file does not exist', where=path, remediation=missing_remediation)
@@ -201,6 +201,12 @@ def read_private_env_file(path: str, present_check: str, valid_check: str, secre
     if mode & 0o077:
         raise CheckError(valid_check, f'mode {mode:04o} lets the group or others read {secret_name}; '
                          'the file is refused', where=path, remediation=f'chmod 600 {path}')
+
+
+def read_private_env_file(path: str, present_check: str, valid_check: str, secret_name: str,
+                          missing_remediation: str) -> dict[str, str]:
+    """Read an env file that holds a secret, after ``check_private_file``."""
+    check_private_file(path, present_check, valid_check, secret_name, missing_remediation)
     try:
         return read_env_file(path, check=valid_check)
     except EnvFileError as exc:

@@ -289,6 +289,18 @@ def read_intent_file(path: str, source: str | None = None):
     return parse_intent_text(text, source)
 
 
+def enabled_nodes(path: str, source: str | None = None) -> list[dict]:
+    """The enabled nodes of a nodes intent file as written (``read_intent_file``; not checked against
+    the schema: the templates step and Terraform's preconditions ask only which nodes are on and what
+    they run, and ``intent_valid`` reports the rest)."""
+    data = read_intent_file(path, source)
+    nodes = data.get('nodes') if isinstance(data, dict) else None
+    if not isinstance(nodes, list):
+        raise CheckError(CHECK, 'no top-level "nodes" list', where=path,
+                         remediation='fix the nodes intent (see schema.json), then validate it with: make validate-intent')
+    return [node for node in nodes if isinstance(node, dict) and node.get('enabled', True)]
+
+
 # ---------------------------------------------------------------- checks
 def _node_label(nodes, index: int) -> str:
     node = nodes[index] if isinstance(nodes, list) and index < len(nodes) else None

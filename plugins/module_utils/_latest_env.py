@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import os
 
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _proxmox_env
 from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import atomic_write, read_bytes
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import (
     LATEST_ENV_REQUIRED,
@@ -36,7 +37,6 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import (
     EnvFileError,
     check_value,
     parse_env,
-    read_env_file,
     render_env,
 )
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
@@ -202,12 +202,7 @@ class LatestEnv:
 
         A missing or unreadable proxmox.env yields none: the proxmox_access step reports its problems.
         """
-        try:
-            env = read_env_file(self.layout.proxmox_env)
-        except (OSError, EnvFileError):
-            return []
-        return [value for key, value in env.items()
-                if value and (key in PROXMOX_ENV_SECRET_KEYS or is_secret_key(key))]
+        return _proxmox_env.secret_values(self.layout.proxmox_env)
 
     def _check_secrets(self, merged: dict[str, str], secrets: list[str]) -> None:
         for key in merged:

@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import datetime
 import fcntl
-import hashlib
 import json
 import os
 import signal
 import socket
-import stat
 import time
 
-from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts, _manifest, _outputs
-from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import atomic_write, read_bytes
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts, _manifest, _outputs, _proxmox_env
+from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import atomic_write, read_bytes, read_json
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS, StateLayout
 
@@ -44,8 +42,6 @@ REVALIDATED_STEPS = ('proxmox_access', 'templates', 'terraform_apply', 'ansible_
 RERUN_STEPS = ('ansible_base', 'ansible_docker')
 
 REMEDIATION_RESUME = 'ansible-playbook playbooks/site.yml -e eminfra_start_at={step}'
-REMEDIATION_ENV = ('write state/proxmox.env (mode 0600) with PROXMOX_API_URL, PROXMOX_NODE, PROXMOX_TOKEN_ID and '
-                   'PROXMOX_TOKEN_SECRET; or run `make demo` to try the pipeline against the Proxmox simulator')
 #: The variable that marks every process of a run (site.yml sets it for the run's local tasks).
 RUN_ENV_KEY = 'EMINFRA_RUN_ID'
 #: How long a new run waits for the processes of an ended run to stop.
@@ -376,59 +372,16 @@ def interrupted_step(values: dict[str, str], run_dir: str) -> str:
 # ------------------------------------------------------------------ checks (read-only)
 
 def check_proxmox_env_present(layout: StateLayout) -> None:
-    """proxmox_env_present: the run cannot start without the credentials file."""
-    if not os.path.lexists(layout.proxmox_env):
-        raise CheckError('proxmox_env_present', 'the file does not exist', where=layout.proxmox_env,
-                         remediation=REMEDIATION_ENV)
-
-
-def _artefact_path(layout: StateLayout, entry: dict, name: str = '') -> str:
-    """The artefact's file, contained in the state root (``_manifest.artefact_path``)."""
-    return _manifest.artefact_path(entry, layout.root, layout.project_root, name, source=layout.manifest)
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+    """proxmox_env_present: the run cannot start without the credentials file (``_proxmox_env``)."""
+    _proxmox_env.check_present(layout.proxmox_env)
 
 
 def check_templates(layout: StateLayout, verify_checksums: bool = True) -> dict:
-    """templates_present: the manifest is valid and every artefact is on disk with its recorded sha256."""
-    remediation = REMEDIATION_RESUME.format(step='templates')
-    if not os.path.isfile(layout.manifest):
-        raise CheckError('templates_present', 'the template manifest does not exist', where=layout.manifest,
-                         remediation=remediation)
-    try:
-        manifest = _manifest.load(layout.manifest) or {}
-        _manifest.validate_complete(manifest, source=layout.manifest)
-    except CheckError as exc:
-        raise CheckError('templates_present', exc.detail, where=exc.where or layout.manifest,
-                         remediation=remediation) from None
-    found = {}
-    for name, entry in sorted(_manifest.artefacts(manifest).items()):
-        try:
-            path = _artefact_path(layout, entry, name)
-        except _contracts.ContractError as exc:
-            raise CheckError('templates_present', '; '.join(message for dummy, message in exc.errors),
-                             where=f'{layout.manifest}: {name}.path', remediation=remediation) from None
-        try:
-            info = os.stat(path)
-        except FileNotFoundError:
-            raise CheckError('templates_present', f'artefact {name} is missing', where=f'{layout.manifest}: {name}.path ({path})',
-                             remediation=remediation) from None
-        if entry.get('size') is not None and info.st_size != entry['size']:
-            raise CheckError('templates_present', f'artefact {name} has {info.st_size} bytes, the manifest records {entry["size"]}',
-                             where=f'{layout.manifest}: {name}.size ({path})', remediation=remediation)
-        if verify_checksums and entry.get('sha256'):
-            digest = sha256_file(path)
-            if digest != entry['sha256']:
-                raise CheckError('templates_present', f'artefact {name} has sha256 {digest}, the manifest records {entry["sha256"]}',
-                                 where=f'{layout.manifest}: {name}.sha256 ({path})', remediation=remediation)
-        found[name] = path
-    return found
+    """templates_present (``_manifest.templates_present``): the manifest is valid and every artefact is on
+    disk, inside the state root, with its recorded sha256."""
+    return _manifest.templates_present(layout.manifest, state_root=layout.root, project_root=layout.project_root,
+                                       verify_checksums=verify_checksums,
+                                       remediation=REMEDIATION_RESUME.format(step='templates'))
 
 
 def check_terraform_outputs(layout: StateLayout) -> dict:
@@ -462,12 +415,7 @@ def read_terraform_state(layout: StateLayout, remediation: str, check: str = 'te
     if not os.path.isfile(state_path):
         raise CheckError(check, 'there is no Terraform state',
                          where=state_path, remediation=remediation)
-    try:
-        with open(state_path, encoding='utf-8') as handle:
-            return state_path, json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise CheckError(check, f'the Terraform state cannot be read ({exc})', where=state_path,
-                         remediation=remediation) from None
+    return state_path, read_json(state_path, check, remediation, what='the Terraform state')
 
 
 def check_terraform_backend(layout: StateLayout) -> dict:
@@ -495,8 +443,6 @@ def check_terraform_vms(layout: StateLayout, client=None) -> dict:
     """terraform_vms_present: what the Terraform state holds is really on the Proxmox node - every VM of the
     state exists there, and none is tainted (a create that failed). Read-only; ``client`` for tests."""
     # Imported here: planning and the local checks must not need the API client.
-    from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import ProxmoxClient  # pylint: disable=import-outside-toplevel
-    from ansible_collections.eminfra.pipeline.plugins.module_utils._token_check import load_proxmox_env  # pylint: disable=import-outside-toplevel
     from ansible_collections.eminfra.pipeline.plugins.module_utils._terraform import state_vm_instances  # pylint: disable=import-outside-toplevel
 
     remediation = REMEDIATION_RESUME.format(step='terraform_apply')
@@ -507,9 +453,9 @@ def check_terraform_vms(layout: StateLayout, client=None) -> dict:
     if tainted:
         raise CheckError('terraform_vms_present', f'VM {", ".join(sorted(tainted))} is tainted in the Terraform state '
                          '(its create failed)', where=state_path, remediation=remediation)
-    values = load_proxmox_env(layout.proxmox_env)
-    client = client or ProxmoxClient.from_env(values)
-    node = values['PROXMOX_NODE']
+    settings = _proxmox_env.load(layout.proxmox_env)
+    client = client or settings.client()
+    node = settings.node
     present = {int(vm['vmid']) for vm in client.get(f'nodes/{node}/qemu') or [] if str(vm.get('vmid', '')).isdigit()}
     missing = sorted(f'{name} (vmid {vmid})' for name, vmid in vms.items() if vmid not in present)
     if missing:
@@ -520,15 +466,7 @@ def check_terraform_vms(layout: StateLayout, client=None) -> dict:
 
 def check_proxmox_env_mode(layout: StateLayout) -> None:
     """proxmox_env_valid (the part that needs no network): a regular file, mode 0600 or stricter."""
-    check_proxmox_env_present(layout)
-    info = os.stat(layout.proxmox_env)
-    if not stat.S_ISREG(info.st_mode):
-        raise CheckError('proxmox_env_valid', 'not a regular file', where=layout.proxmox_env,
-                         remediation='write proxmox.env as a regular file with mode 0600')
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        raise CheckError('proxmox_env_valid', f'mode {mode:04o} lets the group or others read the token secret',
-                         where=layout.proxmox_env, remediation=f'chmod 600 {layout.proxmox_env}')
+    _proxmox_env.check_file(layout.proxmox_env)
 
 
 # ------------------------------------------------------------------ the summary

@@ -52,12 +52,11 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _intent
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _outputs
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _tempfiles
-from ansible_collections.eminfra.pipeline.plugins.module_utils import _token_check as token_check
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
-from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import parse_api_url
+from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox_env import ProxmoxSettings
 
-TEMPLATES_REMEDIATION = 'ansible-playbook playbooks/site.yml -e eminfra_start_at=templates'
 SECRET_MASK = '********'
 LOGS_KEPT = 20
 
@@ -95,52 +94,22 @@ class TerraformError(CheckError):
 
 
 # ------------------------------------------------------------------ Proxmox settings
-class ProxmoxSettings:
-    """What Terraform needs from state/proxmox.env; the secret never leaves the environment."""
+def provider_env(settings: ProxmoxSettings) -> dict[str, str]:
+    """The environment of plan and apply, as the bpg/proxmox provider reads it.
 
-    def __init__(self, api_url: str, node: str, token_id: str, token_secret: str,
-                 tls_verify: bool = True, ca_bundle: str | None = None) -> None:
-        # The API client's parser: no port means 8006 here too, never the https default 443.
-        try:
-            self.api_url = parse_api_url(api_url)[3]
-        except ValueError as exc:
-            raise CheckError('proxmox_env_valid', f'PROXMOX_API_URL: {exc}', where='PROXMOX_API_URL',
-                             remediation='write the API URL as https://HOST:8006') from None
-        self.node = node
-        self.token_id = token_id
-        self.token_secret = token_secret
-        self.tls_verify = tls_verify
-        self.ca_bundle = ca_bundle
-
-    def provider_env(self) -> dict[str, str]:
-        """The environment of plan and apply, as the bpg/proxmox provider reads it.
-
-        The certificate is verified unless proxmox.env says ``PROXMOX_TLS_VERIFY=false`` (only then
-        ``PROXMOX_VE_INSECURE``); a private CA reaches Go's certificate pool as ``SSL_CERT_FILE``,
-        which replaces the system bundle for Terraform and its provider only."""
-        env = {
-            'PROXMOX_VE_ENDPOINT': f'{self.api_url}/',
-            'PROXMOX_VE_API_TOKEN': f'{self.token_id}={self.token_secret}',
-        }
-        if not self.tls_verify:
-            env['PROXMOX_VE_INSECURE'] = 'true'
-        elif self.ca_bundle:
-            env['SSL_CERT_FILE'] = self.ca_bundle
-        return env
-
-
-def load_proxmox_env(path: str) -> ProxmoxSettings:
-    """Read and check state/proxmox.env with the pipeline's shared loader (mode 0600, contract keys)."""
-    values = token_check.load_proxmox_env(path)
-    ca_bundle = values.get('PROXMOX_CA_BUNDLE') or None
-    return ProxmoxSettings(
-        api_url=values['PROXMOX_API_URL'],
-        node=values['PROXMOX_NODE'],
-        token_id=values['PROXMOX_TOKEN_ID'],
-        token_secret=values['PROXMOX_TOKEN_SECRET'],
-        tls_verify=values.get('PROXMOX_TLS_VERIFY', 'true').strip().lower() != 'false',
-        ca_bundle=ca_bundle,
-    )
+    The endpoint is the API's base URL as ``_proxmox_env`` parsed it (no port means 8006, never the
+    https default 443). The certificate is verified unless proxmox.env says ``PROXMOX_TLS_VERIFY=false``
+    (only then ``PROXMOX_VE_INSECURE``); a private CA reaches Go's certificate pool as ``SSL_CERT_FILE``,
+    which replaces the system bundle for Terraform and its provider only."""
+    env = {
+        'PROXMOX_VE_ENDPOINT': f'{settings.api_url}/',
+        'PROXMOX_VE_API_TOKEN': f'{settings.token_id}={settings.token_secret}',
+    }
+    if not settings.tls_verify:
+        env['PROXMOX_VE_INSECURE'] = 'true'
+    elif settings.ca_bundle:
+        env['SSL_CERT_FILE'] = settings.ca_bundle
+    return env
 
 
 def resolve_cli_config(base_env: dict, project_root: str, fallback: str) -> str:
@@ -153,63 +122,6 @@ def resolve_cli_config(base_env: dict, project_root: str, fallback: str) -> str:
     if os.path.isfile(project):
         return project
     return fallback
-
-
-# ------------------------------------------------------------------ manifest and intent
-def _load_yaml(path: str):
-    # The pipeline's one intent reader: bounded, and refusing what YAML 1.1 and 1.2 read differently.
-    return _intent.read_intent_file(path)
-
-
-def needed_artefacts(intent_nodes_file: str | None) -> list[str]:
-    """The artefacts (by OS; ``ubuntu_lxc`` for a container) the enabled nodes of the intent need;
-    both OS artefacts when no intent is given."""
-    if not intent_nodes_file:
-        return list(_contracts.NODE_OS)
-    try:
-        data = _load_yaml(intent_nodes_file)
-    except CheckError:
-        raise
-    except (OSError, ValueError, ImportError) as exc:
-        raise CheckError('intent_valid', f'cannot read the nodes intent: {exc}', where=intent_nodes_file,
-                         remediation='fix the file (see schema.json)') from None
-    except Exception as exc:  # yaml.YAMLError without importing yaml at module level
-        raise CheckError('intent_valid', f'not YAML: {exc}', where=intent_nodes_file,
-                         remediation='fix the file (see schema.json)') from None
-    nodes = data.get('nodes') if isinstance(data, dict) else None
-    if not isinstance(nodes, list):
-        raise CheckError('intent_valid', 'no top-level "nodes" list', where=intent_nodes_file,
-                         remediation='fix the file (see schema.json)')
-    return sorted({_contracts.artefact_for(n) for n in nodes
-                   if isinstance(n, dict) and n.get('enabled', True) and n.get('os') in _contracts.NODE_OS})
-
-
-def check_templates(manifest_path: str, intent_nodes_file: str | None) -> dict:
-    """The templates_present check: the manifest exists, is valid and has what the intent needs."""
-    if not os.path.isfile(manifest_path):
-        raise CheckError('templates_present', 'the template manifest does not exist', where=manifest_path,
-                         remediation=TEMPLATES_REMEDIATION)
-    try:
-        with open(manifest_path, encoding='utf-8') as handle:
-            manifest = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise CheckError('templates_present', f'the manifest is not JSON: {exc}', where=manifest_path,
-                         remediation=TEMPLATES_REMEDIATION) from None
-    errors = _contracts.schema_errors(manifest, _contracts.MANIFEST_SCHEMA)
-    if errors:
-        raise _contracts.ContractError('templates_present', errors, source=manifest_path,
-                                       remediation=TEMPLATES_REMEDIATION)
-    missing = [os_name for os_name in needed_artefacts(intent_nodes_file)
-               if not isinstance(manifest.get(os_name), dict) or not manifest[os_name].get('filename')]
-    if missing:
-        raise CheckError('templates_present', f'no artefact for {", ".join(missing)} (needed by enabled nodes '
-                         f'of {intent_nodes_file})', where=manifest_path, remediation=TEMPLATES_REMEDIATION)
-    unplaced = [os_name for os_name in needed_artefacts(intent_nodes_file) if not manifest[os_name].get('proxmox_volid')]
-    if unplaced:
-        raise CheckError('templates_present', f'{", ".join(unplaced)}: no proxmox_volid, the artefact is not on Proxmox '
-                         'storage and a VM disk would have nothing to import', where=manifest_path,
-                         remediation=TEMPLATES_REMEDIATION)
-    return manifest
 
 
 # ------------------------------------------------------------------ the validated intent Terraform reads
@@ -312,13 +224,11 @@ def intent_vms(intent_nodes_file: str | None) -> dict:
     if not intent_nodes_file:
         return {}
     try:
-        data = _load_yaml(intent_nodes_file)
+        nodes = _intent.enabled_nodes(intent_nodes_file)
     except Exception:  # noqa: BLE001 - the templates and intent checks report a broken intent
         return {}
-    nodes = data.get('nodes') if isinstance(data, dict) else None
-    return {node['name']: node['vmid'] for node in nodes or []
-            if isinstance(node, dict) and node.get('enabled', True) and isinstance(node.get('name'), str)
-            and node.get('guest', 'vm') == 'vm'
+    return {node['name']: node['vmid'] for node in nodes
+            if isinstance(node.get('name'), str) and node.get('guest', 'vm') == 'vm'
             and isinstance(node.get('vmid'), int) and not isinstance(node.get('vmid'), bool)}
 
 
@@ -467,7 +377,7 @@ class TerraformRunner:
         if self.tmp_dir:
             env['TMPDIR'] = self.tmp_dir
         if with_provider and self.proxmox:
-            env.update(self.proxmox.provider_env())
+            env.update(provider_env(self.proxmox))
         return self.backend_env(env)
 
     def tf_variables(self) -> dict[str, str]:
@@ -732,11 +642,8 @@ class TerraformRunner:
 
     def proxmox_vms(self) -> dict:
         """The node's VMs as the Proxmox API lists them: vmid -> {'name', 'description'}."""
-        # Imported here: only a recovery needs the API client.
-        from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import ProxmoxClient  # pylint: disable=import-outside-toplevel
         proxmox = self.proxmox
-        client = ProxmoxClient(proxmox.api_url, proxmox.token_id, proxmox.token_secret, verify=proxmox.tls_verify,
-                               ca_bundle=proxmox.ca_bundle)
+        client = proxmox.client()
         out = {}
         for vm in client.get(f'nodes/{proxmox.node}/qemu') or []:
             vmid = _outputs.as_int(vm.get('vmid'))
@@ -827,7 +734,7 @@ class TerraformRunner:
         self.check_inputs()
         self.check_migration_mode(check_mode)
         if state == 'present':
-            check_templates(self.manifest, intent_nodes_file)
+            _manifest.templates_present(self.manifest, intent_nodes_file, placed=True)
         self.prepare()
         self._log(f'# terraform_apply_wrapper: environment {self.env_name}, state {state}, '
                   f'check_mode {check_mode}\n')

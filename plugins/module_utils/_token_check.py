@@ -6,7 +6,7 @@
 
 This is a private module_utils file of eminfra.pipeline; its API may change at any time.
 
-``load_proxmox_env`` validates ``state/proxmox.env`` without any network call (presence, mode,
+``_proxmox_env.load`` validates ``state/proxmox.env`` without any network call (presence, mode,
 syntax, contract). ``TokenCheck.run`` then asks the API, read-only, and returns every check with
 its status; ``TokenCheck.failure`` is the first failed check as a CheckError whose message ends
 with the remediation (for privileges: the exact pveum commands).
@@ -18,53 +18,16 @@ import os
 import re
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _privileges as privileges
-from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import PROXMOX_ENV_SCHEMA, validate
-from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_private_env_file
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._intent import load_intent
 from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import (
     ProxmoxAuthError, ProxmoxClient, ProxmoxError, ProxmoxPermissionError, ProxmoxTLSError,
-    ProxmoxUnreachable, parse_api_url,
+    ProxmoxUnreachable,
 )
+from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox_env import ProxmoxSettings
 
 MIN_VERSION = (8, 0)
 IMPORT_MIN_VERSION = (8, 4)
-ENV_KEYS_TEMPLATE = ("PROXMOX_API_URL=https://HOST:8006, PROXMOX_NODE=<node name>, "
-                     "PROXMOX_TOKEN_ID=user@realm!tokenid, PROXMOX_TOKEN_SECRET=<secret> "
-                     "(optional: PROXMOX_TLS_VERIFY=true|false, PROXMOX_CA_BUNDLE=/path/ca.pem)")
-#: Non-secret keys of proxmox.env, the ones a step may record in latest.env.
-PUBLIC_ENV_KEYS = ('PROXMOX_API_URL', 'PROXMOX_NODE', 'PROXMOX_TOKEN_ID', 'PROXMOX_TLS_VERIFY', 'PROXMOX_CA_BUNDLE')
-
-
-def load_proxmox_env(path: str) -> dict[str, str]:
-    """Read and validate proxmox.env; every failure is a CheckError raised before any network use."""
-    values = read_private_env_file(
-        path, 'proxmox_env_present', 'proxmox_env_valid', 'the token secret',
-        missing_remediation=f'write it with mode 0600 and the keys {ENV_KEYS_TEMPLATE}; '
-        'or run `make demo` to try the pipeline against the Proxmox simulator')
-    secret = values.get('PROXMOX_TOKEN_SECRET', '')
-    try:
-        validate_env_values(values, source=path)
-    except CheckError as exc:
-        if secret:
-            exc.detail = exc.detail.replace(secret, '<secret>')
-        raise
-    return values
-
-
-def validate_env_values(values: dict[str, str], source: str) -> None:
-    """The contract schema plus what a schema cannot say (URL form, CA bundle readable)."""
-    validate(values, PROXMOX_ENV_SCHEMA, 'proxmox_env_valid', source=source,
-             remediation=f'fix the named keys; the file holds {ENV_KEYS_TEMPLATE}')
-    try:
-        parse_api_url(values['PROXMOX_API_URL'])
-    except ValueError as exc:
-        raise CheckError('proxmox_env_valid', f'PROXMOX_API_URL: {exc}', where=source,
-                         remediation='write the base URL, e.g. PROXMOX_API_URL=https://pve.example.org:8006') from None
-    bundle = values.get('PROXMOX_CA_BUNDLE')
-    if bundle and not (os.path.isfile(bundle) and os.access(bundle, os.R_OK)):
-        raise CheckError('proxmox_env_valid', f'PROXMOX_CA_BUNDLE: {bundle} is not a readable file', where=source,
-                         remediation='copy /etc/pve/pve-root-ca.pem from the Proxmox host to that path, or fix the path')
 
 
 def load_intent_context(cluster_file: str, nodes_file: str) -> dict:
@@ -121,14 +84,14 @@ def remediation_line(lines: list[str]) -> str:
 class TokenCheck:
     """Read-only preflight of a token for the pipeline's later steps."""
 
-    def __init__(self, env: dict[str, str], context: dict, steps, timeout: float = 10.0,
+    def __init__(self, settings: ProxmoxSettings, context: dict, steps, timeout: float = 10.0,
                  retries: int = 3, client: ProxmoxClient | None = None) -> None:
-        self.env = env
+        self.settings = settings
         self.context = context
         self.steps = [step for step in privileges.STEP_ORDER if step in steps]
-        self.node = env['PROXMOX_NODE']
-        self.token_id = env['PROXMOX_TOKEN_ID']
-        self.client = client or ProxmoxClient.from_env(env, timeout=timeout, retries=retries)
+        self.node = settings.node
+        self.token_id = settings.token_id
+        self.client = client or settings.client(timeout=timeout, retries=retries)
         self.checks: list[dict] = []
         self.errors: dict[str, CheckError] = {}
         self.version: dict = {}

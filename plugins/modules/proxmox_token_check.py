@@ -198,11 +198,11 @@ proxmox_env:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.eminfra.pipeline.plugins.module_utils import _proxmox
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _proxmox, _proxmox_env
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout, find_project_root, state_dir_argument_spec
 from ansible_collections.eminfra.pipeline.plugins.module_utils._token_check import (
-    PUBLIC_ENV_KEYS, TokenCheck, check_pci_mappings, load_intent_context, load_proxmox_env, validate_env_values,
+    TokenCheck, check_pci_mappings, load_intent_context,
 )
 
 STEPS = ['templates', 'terraform_apply', 'ansible_inventory']
@@ -283,19 +283,19 @@ def main() -> None:
             result['remediation'] = [err.remediation]
         module.fail_json(msg=str(err), **result)
 
-    env: dict[str, str] = {}
+    settings = None
     context: dict = {}
     try:
         if params['api_url']:
             env = env_from_options(params)
-            module.no_log_values.add(env['PROXMOX_TOKEN_SECRET'])
-            validate_env_values(env, source='module options')
+            module.no_log_values.update(_proxmox_env.no_log_values(env))
+            settings = _proxmox_env.validate_values(env, source='module options')
         else:
             path = params['env_file'] or StateLayout.resolve(params['state_dir']).proxmox_env
-            env = load_proxmox_env(path)
-            module.no_log_values.add(env['PROXMOX_TOKEN_SECRET'])
-        result['node'] = env['PROXMOX_NODE']
-        result['proxmox_env'] = {key: env[key] for key in PUBLIC_ENV_KEYS if key in env}
+            settings = _proxmox_env.load(path)
+            module.no_log_values.update(settings.no_log_values())
+        result['node'] = settings.node
+        result['proxmox_env'] = settings.public()
         result['checks'].append({'id': 'proxmox_env_valid', 'status': 'pass',
                                  'detail': 'keys, token id and URL are valid'})
         context = intent_context(params)
@@ -307,7 +307,7 @@ def main() -> None:
     if not _proxmox.HAS_PROXMOXER:
         module.fail_json(msg=missing_required_lib('proxmoxer'), exception=_proxmox.PROXMOXER_IMPORT_ERROR)
 
-    check = TokenCheck(env, context, params['steps'], timeout=params['timeout'], retries=params['retries'])
+    check = TokenCheck(settings, context, params['steps'], timeout=params['timeout'], retries=params['retries'])
     check.run()
     result['checks'].extend(check.checks)
     result['missing_privileges'] = check.missing

@@ -136,6 +136,9 @@ options:
       env_file:
         description:
           - The C(proxmox.env) file (API URL, node, token) to use; defaults to C(proxmox.env) under the state root.
+          - It is read before any download and checked as every step checks it (mode 0600, the contract's keys);
+            otherwise the module fails with C(proxmox_env_present) or C(proxmox_env_valid). The token secret is
+            masked in everything the module returns.
         type: path
       storage:
         description:
@@ -306,9 +309,9 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import (
     HAS_JSONSCHEMA, JSONSCHEMA_IMPORT_ERROR)
-from ansible_collections.eminfra.pipeline.plugins.module_utils._download import run
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import state_dir_argument_spec
+from ansible_collections.eminfra.pipeline.plugins.module_utils._templates import run
 
 
 def argument_spec() -> dict:
@@ -350,7 +353,7 @@ def main() -> None:
     if not HAS_JSONSCHEMA:
         module.fail_json(msg=missing_required_lib('jsonschema'), exception=JSONSCHEMA_IMPORT_ERROR)
     try:
-        result = run(module.params, check_mode=module.check_mode)
+        result = run(module.params, check_mode=module.check_mode, no_log_values=module.no_log_values)
     except CheckError as exc:
         module.fail_json(msg=str(exc), **exc.result())
     except RuntimeError as exc:

@@ -349,6 +349,8 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _proxmox_env
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import HAS_JSONSCHEMA, JSONSCHEMA_IMPORT_ERROR
@@ -402,12 +404,14 @@ def run_module(module: AnsibleModule) -> dict:
     intent_nodes_file = _from_root(root, params['intent_nodes_file'])
     if not params['validate_only'] and params['state'] == 'present':
         # The steps' order: missing templates are reported as such, before the credentials.
-        _terraform.check_templates(manifest, intent_nodes_file)
+        _manifest.templates_present(manifest, intent_nodes_file, placed=True)
     # Plan and apply need the provider's credentials (proxmox_env_present/proxmox_env_valid when
     # they are missing or unusable); re-validation only reads the state, with or without them.
     proxmox = None
     if not params['validate_only'] or os.path.lexists(env_file):
-        proxmox = _terraform.load_proxmox_env(env_file)
+        proxmox = _proxmox_env.load(env_file)
+        # Belt and braces: Ansible masks the secret in anything the task prints.
+        module.no_log_values.update(proxmox.no_log_values())
     variables = dict(params['variables'])
     intent_cluster_file = _from_root(root, params['intent_cluster_file'])
     if (intent_cluster_file and intent_nodes_file and not params['validate_only']
@@ -432,9 +436,6 @@ def run_module(module: AnsibleModule) -> dict:
         timeout=params['timeout'],
     )
     runner.allow_replace = params['allow_replace']
-    if proxmox:
-        # Belt and braces: Ansible masks this value in anything the task prints.
-        module.no_log_values.add(proxmox.token_secret)
     configure_backend(module, runner, _from_root(root, params['backend_env_file']) or layout.terraform_backend_env)
     try:
         if params['validate_only']:

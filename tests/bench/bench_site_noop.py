@@ -34,6 +34,7 @@ sys.path[:0] = [os.path.join(ROOT, '.collections'), ROOT, os.path.join(ROOT, 'te
 
 # pylint: disable=wrong-import-position
 import lab as lablib  # noqa: E402
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _proxmox_env  # noqa: E402
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform  # noqa: E402
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import TERRAFORM_PROJECT_PATH  # noqa: E402
 from tests.bench._report import ratio_report  # noqa: E402
@@ -69,7 +70,7 @@ def main() -> int:
             raise SystemExit(f'bench_site_noop: the first pipeline run failed; see {first["log"]}')
 
         # The raw side: the wrapper's own configuration copy, data dir, state and environment.
-        proxmox = _terraform.load_proxmox_env(os.path.join(lab_args.state_dir, 'proxmox.env'))
+        proxmox = _proxmox_env.load(os.path.join(lab_args.state_dir, 'proxmox.env'))
         variables = {'intent_cluster_file': os.path.join(ROOT, 'inventory', 'dev', 'cluster.yaml'),
                      'intent_nodes_file': os.path.join(ROOT, 'inventory', 'dev', 'nodes.yaml')}
         with open(lab['vars_file'], encoding='utf-8') as handle:

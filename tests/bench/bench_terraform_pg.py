@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path[:0] = [os.path.join(ROOT, '.collections'), ROOT]
 
 # pylint: disable=wrong-import-position
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _proxmox_env  # noqa: E402
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform  # noqa: E402
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend  # noqa: E402
 from tests.bench._report import ratio_report  # noqa: E402
@@ -47,7 +48,7 @@ def main() -> int:
         manifest = os.path.join(tmp, 'manifest.json')
         shutil.copy(os.path.join(FIXTURES, 'manifest.json'), manifest)
         upload_artefacts(sim, manifest)
-        proxmox = _terraform.load_proxmox_env(sim.env_files['full'])
+        proxmox = _proxmox_env.load(sim.env_files['full'])
         pg = tf_backend.PgBackend(server.conn_str(), 'bench')
 
         def runner(backend):

@@ -15,7 +15,8 @@ import pytest
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import MANIFEST_SCHEMA, schema_errors
-from ansible_collections.eminfra.pipeline.plugins.module_utils._download import DownloadError, run
+from ansible_collections.eminfra.pipeline.plugins.module_utils._download import DownloadError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._templates import run
 from tests.pvesim.mirror_fixtures import (APLINFO_PATH, CONTAINER_TEMPLATE_PATH, TALOS_ISO_PATH, TALOS_RAW_PATH, UBUNTU_DIR,
                                           UBUNTU_PATH)
 

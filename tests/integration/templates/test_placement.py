@@ -12,9 +12,12 @@ import os
 import pytest
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest
-from ansible_collections.eminfra.pipeline.plugins.module_utils._download import DownloadError, run
+from ansible_collections.eminfra.pipeline.plugins.module_utils._download import DownloadError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._templates import run
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
+from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._proxmox import ProxmoxClient
+from tests.ansible_run import run_playbook
 from tests.pvesim.mirror_fixtures import TALOS_ISO_PATH, TALOS_QCOW2_PATH, UBUNTU_DIR, UBUNTU_PATH
 
 
@@ -152,3 +155,63 @@ def test_wrong_extension_for_content_is_refused(clean_mirror, sim, tmp_path):
         run({'name': 'talos', 'type': 'iso', 'url': clean_mirror.url_for(TALOS_ISO_PATH), 'dest_dir': str(tmp_path),
              'proxmox': {'env_file': sim.env_files['full'], 'storage': 'local', 'content': 'import'}})
     assert str(info.value).startswith('template_placement') and '.qcow2, .raw' in str(info.value)
+
+
+# ------------------------------------------------------------------ proxmox.env through _proxmox_env
+
+PLACE_PLAYBOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'place_module.yml')
+
+
+def test_a_group_readable_env_file_is_refused_before_any_transfer(clean_mirror, sim, tmp_path):
+    """Placement reads proxmox.env like every other consumer: mode 0600 or the step fails with
+    proxmox_env_valid, naming the file, before a byte is downloaded."""
+    env_file = tmp_path / 'proxmox.env'
+    env_file.write_bytes(open(sim.env_files['full'], 'rb').read())
+    env_file.chmod(0o640)
+    params = ubuntu(clean_mirror, tmp_path / 'templates', sim)
+    params['proxmox']['env_file'] = str(env_file)
+    with pytest.raises(CheckError) as info:
+        run(params)
+    assert info.value.check == 'proxmox_env_valid' and info.value.where == str(env_file)
+    assert 'mode 0640' in info.value.detail and info.value.remediation == f'chmod 600 {env_file}'
+    assert secret_of(sim) not in str(info.value)
+    assert clean_mirror.log() == [] and not (tmp_path / 'templates').exists()
+
+
+def test_the_secret_is_registered_for_no_log(clean_mirror, sim, tmp_path):
+    registered: set = set()
+    run({'name': 'talos', 'type': 'iso', 'url': clean_mirror.url_for(TALOS_ISO_PATH), 'dest_dir': str(tmp_path),
+         'filename': 'talos-v1.11.5-nocloud-amd64.iso',
+         'proxmox': {'env_file': sim.env_files['full'], 'storage': 'local', 'method': 'upload'}},
+        no_log_values=registered)
+    assert registered == {secret_of(sim)}
+
+
+def test_the_module_masks_the_secret_wherever_it_would_show(clean_mirror, sim, tmp_path):
+    """Through Ansible at -vvvv: a file name that happens to contain the secret reaches the result
+    (the volume id) and the invocation, and Ansible masks it there because the module registered it."""
+    secret = secret_of(sim)
+    filename = f'{secret}.iso'
+    # The variables in a file: -vvvv echoes the command line, which is not the module's to mask.
+    extra_vars = tmp_path / 'vars.json'
+    extra_vars.write_text(json.dumps({'fetch_url': clean_mirror.url_for(TALOS_ISO_PATH), 'fetch_filename': filename,
+                                      'fetch_dest_dir': str(tmp_path / 'templates'),
+                                      'fetch_env_file': sim.env_files['full']}))
+    run_ = run_playbook(PLACE_PLAYBOOK, '-vvvv', '-e', f'@{extra_vars}', state_dir=str(tmp_path / 'state'))
+    assert run_.rc == 0, run_.output
+    result = run_.result('Fetch and place the artefact')
+    assert result['proxmox']['volid'] == 'local:iso/********.iso'
+    assert f'local:iso/{filename}' in storage_content(sim, 'iso')
+    assert secret not in run_.stdout + run_.stderr + json.dumps(run_.results)
+
+    env_file = tmp_path / 'proxmox.env'
+    env_file.write_bytes(open(sim.env_files['full'], 'rb').read())
+    env_file.chmod(0o644)
+    refused = run_playbook(PLACE_PLAYBOOK, '-vvvv', '-e', json.dumps({
+        'fetch_url': clean_mirror.url_for(TALOS_ISO_PATH), 'fetch_filename': 'talos.iso',
+        'fetch_dest_dir': str(tmp_path / 'other'), 'fetch_env_file': str(env_file)}),
+        state_dir=str(tmp_path / 'state'))
+    entry, = refused.task('Fetch and place the artefact')
+    assert entry['status'] == 'failed' and entry['result']['failed_check'] == 'proxmox_env_valid'
+    assert entry['result']['remediation'] == f'chmod 600 {env_file}'
+    assert secret not in refused.stdout + refused.stderr

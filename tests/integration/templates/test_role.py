@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest
-from ansible_collections.eminfra.pipeline.plugins.module_utils._download import CONTENT_FOR_TYPE
+from ansible_collections.eminfra.pipeline.plugins.module_utils._templates import CONTENT_FOR_TYPE
 from ansible_collections.eminfra.pipeline.plugins.module_utils._envfile import read_env_file
 from tests.ansible_run import ROOT, run_playbook
 from tests.pvesim.mirror_fixtures import (CONTAINER_TEMPLATE_PATH, LXC_INDEX_DIR, TALOS_FACTORY_PATH, TALOS_QCOW2_PATH,

@@ -18,9 +18,10 @@ import pytest
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _download
 from ansible_collections.eminfra.pipeline.plugins.module_utils._download import (
-    CONTENT_FOR_TYPE, DownloadError, _content_range, check_filename, check_url, classify, digest_from_sums,
-    checksum_algorithm, digest_from_aplinfo, filename_from_url, parse_checksum, placement_spec, published_digest,
-    pve_filename)
+    DownloadError, _content_range, check_filename, check_url, classify, digest_from_sums,
+    checksum_algorithm, digest_from_aplinfo, filename_from_url, parse_checksum, published_digest)
+from ansible_collections.eminfra.pipeline.plugins.module_utils._templates import (
+    CONTENT_FOR_TYPE, placement_spec, pve_filename)
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import PROJECT_ROOT_ENV
 

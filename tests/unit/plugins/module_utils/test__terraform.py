@@ -12,6 +12,7 @@ import shutil
 import pytest
 import yaml
 
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest, _proxmox_env
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 
@@ -98,7 +99,7 @@ def make_runner(project, fake, **kw):
         manifest=str(project['state'] / 'cache' / 'templates' / 'manifest.json'),
         variables={'intent_cluster_file': os.path.join(FIXTURES, 'cluster.yaml'),
                    'intent_nodes_file': os.path.join(FIXTURES, 'nodes.yaml'), 'vm_tags': ['a', 'b']},
-        proxmox=_terraform.load_proxmox_env(project['env_file']),
+        proxmox=_proxmox_env.load(project['env_file']),
         base_env={'PATH': '/usr/bin', 'HOME': '/root', 'TF_CLI_ARGS_plan': '-var=x=1', 'TF_VAR_injected': 'x',
                   'TF_LOG': 'TRACE', 'PROXMOX_VE_API_TOKEN': 'stale=value', 'LANG': 'C.UTF-8'},
     )
@@ -283,7 +284,7 @@ def test_artefact_not_on_proxmox_storage_refused(project):
     with pytest.raises(CheckError) as err:
         make_runner(project, fake).execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes.yaml'))
     assert err.value.check == 'templates_present' and 'ubuntu: no proxmox_volid' in str(err.value)
-    assert err.value.remediation == _terraform.TEMPLATES_REMEDIATION
+    assert err.value.remediation == _manifest.TEMPLATES_REMEDIATION
     assert fake.calls == []
     # A Talos-only intent does not need the Ubuntu artefact on storage.
     make_runner(project, fake).execute(intent_nodes_file=os.path.join(FIXTURES, 'nodes-talos-only.yaml'))
@@ -291,16 +292,16 @@ def test_artefact_not_on_proxmox_storage_refused(project):
 
 
 def test_needed_artefacts_follow_enabled_nodes():
-    assert _terraform.needed_artefacts(os.path.join(FIXTURES, 'nodes.yaml')) == ['talos', 'ubuntu']
-    assert _terraform.needed_artefacts(os.path.join(FIXTURES, 'nodes-talos-only.yaml')) == ['talos']
-    assert _terraform.needed_artefacts(None) == ['talos', 'ubuntu']
+    assert _manifest.needed_artefacts(os.path.join(FIXTURES, 'nodes.yaml')) == ['talos', 'ubuntu']
+    assert _manifest.needed_artefacts(os.path.join(FIXTURES, 'nodes-talos-only.yaml')) == ['talos']
+    assert _manifest.needed_artefacts(None) == ['talos', 'ubuntu']
 
 
 def test_a_container_needs_the_container_template(project):
     """An Ubuntu container is built from the manifest's ubuntu_lxc entry: without it (or without
     its volume on Proxmox storage) nothing runs, with the templates_present check."""
     nodes = os.path.join(FIXTURES, 'nodes-lxc.yaml')
-    assert _terraform.needed_artefacts(nodes) == ['talos', 'ubuntu', 'ubuntu_lxc']
+    assert _manifest.needed_artefacts(nodes) == ['talos', 'ubuntu', 'ubuntu_lxc']
     fake = FakeTerraform()
     with pytest.raises(CheckError) as err:
         make_runner(project, fake).execute(intent_nodes_file=nodes)
@@ -342,7 +343,7 @@ def test_repository_config_stays_clean_and_copy_is_exact(project):
 def test_proxmox_env_group_readable_refused(project):
     os.chmod(project['env_file'], 0o640)
     with pytest.raises(CheckError) as err:
-        _terraform.load_proxmox_env(project['env_file'])
+        _proxmox_env.load(project['env_file'])
     assert err.value.check == 'proxmox_env_valid' and 'chmod 600' in str(err.value)
 
 
@@ -359,21 +360,21 @@ def test_tls_and_endpoint_reach_the_provider_as_the_api_client_reads_them(tmp_pa
     env_file.write_text('PROXMOX_API_URL=https://pve.example/\nPROXMOX_NODE=pve\nPROXMOX_TOKEN_ID=pipeline@pve!full\n'
                         f'PROXMOX_TOKEN_SECRET={SECRET}\n')
     env_file.chmod(0o600)
-    settings = _terraform.load_proxmox_env(str(env_file))
-    assert settings.provider_env() == {'PROXMOX_VE_ENDPOINT': 'https://pve.example:8006/',
-                                       'PROXMOX_VE_API_TOKEN': f'pipeline@pve!full={SECRET}'}
-    assert settings.provider_env()['PROXMOX_VE_ENDPOINT'] == parse_api_url('https://pve.example/')[3] + '/'
+    settings = _proxmox_env.load(str(env_file))
+    assert _terraform.provider_env(settings) == {'PROXMOX_VE_ENDPOINT': 'https://pve.example:8006/',
+                                                 'PROXMOX_VE_API_TOKEN': f'pipeline@pve!full={SECRET}'}
+    assert _terraform.provider_env(settings)['PROXMOX_VE_ENDPOINT'] == parse_api_url('https://pve.example/')[3] + '/'
     # The same file, read by the API client the token check and the templates step use.
     client = ProxmoxClient.from_env(read_env_file(str(env_file)))
-    assert f'{client.base_url}/' == settings.provider_env()['PROXMOX_VE_ENDPOINT']
-    insecure = _terraform.ProxmoxSettings('https://10.0.0.5:8006/api2/json', 'pve', 'a@pve!t', SECRET,
-                                          tls_verify=False, ca_bundle='/ignored/ca.pem')
-    assert insecure.provider_env() == {'PROXMOX_VE_ENDPOINT': 'https://10.0.0.5:8006/',
-                                       'PROXMOX_VE_API_TOKEN': f'a@pve!t={SECRET}', 'PROXMOX_VE_INSECURE': 'true'}
-    proxied = _terraform.ProxmoxSettings('https://[fd00::5]/pve/api2/json', 'pve', 'a@pve!t', SECRET)
-    assert proxied.provider_env()['PROXMOX_VE_ENDPOINT'] == 'https://[fd00::5]:8006/pve/'
+    assert f'{client.base_url}/' == _terraform.provider_env(settings)['PROXMOX_VE_ENDPOINT']
+    insecure = _proxmox_env.ProxmoxSettings('https://10.0.0.5:8006/api2/json', 'pve', 'a@pve!t', SECRET,
+                                            tls_verify=False, ca_bundle='/ignored/ca.pem')
+    assert _terraform.provider_env(insecure) == {'PROXMOX_VE_ENDPOINT': 'https://10.0.0.5:8006/',
+                                                 'PROXMOX_VE_API_TOKEN': f'a@pve!t={SECRET}', 'PROXMOX_VE_INSECURE': 'true'}
+    proxied = _proxmox_env.ProxmoxSettings('https://[fd00::5]/pve/api2/json', 'pve', 'a@pve!t', SECRET)
+    assert _terraform.provider_env(proxied)['PROXMOX_VE_ENDPOINT'] == 'https://[fd00::5]:8006/pve/'
     with pytest.raises(CheckError) as err:
-        _terraform.ProxmoxSettings('http://pve.example:8006', 'pve', 'a@pve!t', SECRET)
+        _proxmox_env.ProxmoxSettings('http://pve.example:8006', 'pve', 'a@pve!t', SECRET)
     assert err.value.check == 'proxmox_env_valid' and SECRET not in str(err.value)
 
 

@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _proxmox_env
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _token_check as tc
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 
@@ -27,8 +28,8 @@ GOOD = ("PROXMOX_API_URL=https://127.0.0.1:8006\nPROXMOX_NODE=pve\nPROXMOX_TOKEN
 
 
 def test_good_env_file(tmp_path):
-    values = tc.load_proxmox_env(_env(tmp_path, GOOD))
-    assert values['PROXMOX_TOKEN_ID'] == 'pipeline@pve!full'
+    settings = _proxmox_env.load(_env(tmp_path, GOOD))
+    assert settings.token_id == 'pipeline@pve!full'
 
 
 @pytest.mark.parametrize('text,mode,check,fragment', [
@@ -41,7 +42,7 @@ def test_good_env_file(tmp_path):
 ])
 def test_bad_env_files(tmp_path, text, mode, check, fragment):
     with pytest.raises(CheckError) as info:
-        tc.load_proxmox_env(_env(tmp_path, text, mode))
+        _proxmox_env.load(_env(tmp_path, text, mode))
     assert info.value.check == check
     assert fragment in str(info.value)
     assert SECRET not in str(info.value)
@@ -56,10 +57,10 @@ with open(os.path.join(CHECKOUT, 'inventory', 'dev', 'nodes.yaml'), encoding='ut
 
 def test_missing_and_not_regular(tmp_path):
     with pytest.raises(CheckError) as info:
-        tc.load_proxmox_env(str(tmp_path / 'nope.env'))
+        _proxmox_env.load(str(tmp_path / 'nope.env'))
     assert info.value.check == 'proxmox_env_present' and 'make demo' in str(info.value)
     with pytest.raises(CheckError) as info:
-        tc.load_proxmox_env(str(tmp_path))
+        _proxmox_env.load(str(tmp_path))
     assert info.value.check == 'proxmox_env_valid' and 'not a regular file' in str(info.value)
 
 
