@@ -278,13 +278,19 @@ steps:
   returned: O(action=start)
   type: list
   elements: dict
+step:
+  description: The entries of RV(steps) by step name.
+  returned: O(action=start)
+  type: dict
 paths:
   description: The state layout's paths (C(state_dir), C(proxmox_env), C(manifest), C(outputs_json), C(latest_env), ...).
   returned: O(action=start) and O(action=paths)
   type: dict
 ansible_facts:
-  description: The run's step records (C(eminfra_step_records)) and, for O(event=start), C(eminfra_step_started).
-  returned: O(action=step)
+  description:
+    - The run's step records (C(eminfra_step_records), none yet for O(action=start)) and, for O(event=start),
+      C(eminfra_step_started).
+  returned: O(action=start) and O(action=step)
   type: dict
 record:
   description: The step's record - C(step), C(status), C(duration), C(artefacts) and, when it failed, C(failed_check).
@@ -351,6 +357,8 @@ def start(module: AnsibleModule, layout: StateLayout) -> dict:
     run_id = content['RUN_ID']
     result = {'changed': True, 'plan': plan, 'run_id': run_id, 'run_dir': record.run_dir(run_id), 'lock': {},
               'taken_over': {}, 'steps': _run_steps.step_table(), 'paths': layout.as_dict()}
+    result['step'] = {entry['name']: entry for entry in result['steps']}
+    result['ansible_facts'] = {'eminfra_step_records': []}
     if module.check_mode:
         return result
     controller = _pipeline.find_controller()
