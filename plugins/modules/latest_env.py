@@ -32,16 +32,17 @@ author:
   - EM-Infra maintainers (@eminfra)
 extends_documentation_fragment:
   - eminfra.pipeline.state
+  - eminfra.pipeline.attributes
 attributes:
   check_mode:
     support: full
-    description: Computes the new content, RUN_ID included, and reports it without writing anything.
+    details: Computes the new content, RUN_ID included, and reports it without writing anything.
   diff_mode:
     support: full
-    description: Shows the file's text before and after.
+    details: Shows the file's text before and after.
   idempotent:
     support: partial
-    description:
+    details:
       - Merging keys and recording steps are idempotent; C(changed) is true only when the file's content changes.
       - O(start_run=true) always starts a new run with a new RUN_ID, so it always reports a change.
 requirements:

@@ -37,20 +37,24 @@ author:
   - EM-Infra maintainers (@eminfra)
 extends_documentation_fragment:
   - eminfra.pipeline.state
+  - eminfra.pipeline.attributes
 attributes:
   check_mode:
     support: full
-    description:
+    details:
       - O(action=start) and O(action=finish) compute the plan and the summary and write nothing, take no lock.
-      - O(action=check) never writes anything.
+      - O(action=check), O(action=diagnose) and O(action=paths) never write anything.
+      - O(action=step) writes in check mode too unless the task sets C(check_mode=false); C(playbooks/site.yml) does,
+        so that a dry run's records are kept.
   diff_mode:
     support: none
-    description: The run record's changes are shown by M(eminfra.pipeline.latest_env); this module reports none.
+    details: The run record's changes are shown by M(eminfra.pipeline.latest_env); this module reports none.
   idempotent:
     support: partial
-    description:
+    details:
       - O(action=start) always starts a new run with a new C(RUN_ID), so it always reports a change.
-      - O(action=check) never changes anything.
+      - O(action=step) reports a change when it writes latest.env.
+      - O(action=check), O(action=diagnose) and O(action=paths) never change anything.
 requirements:
   - jsonschema (Python library, on the host that runs the module)
 options:

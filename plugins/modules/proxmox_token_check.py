@@ -26,6 +26,8 @@ author:
   - EM-Infra maintainers (@eminfra)
 extends_documentation_fragment:
   - eminfra.pipeline.state
+  - eminfra.pipeline.attributes
+  - eminfra.pipeline.attributes.read_only
 options:
   env_file:
     description:
@@ -103,16 +105,6 @@ options:
 requirements:
   - proxmoxer >= 2.0
   - requests
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads; check mode runs the same checks.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
-  idempotent:
-    support: full
-    description: Never changes anything; C(changed) is always false.
 notes:
   - Proxmox answers a wrong secret, an unknown or expired token and a disabled user with the same
     C(401 Authentication failed!); the C(token_valid) failure names all of them.
