@@ -20,6 +20,7 @@ from ansible.module_utils.basic import env_fallback
 STATE_DIR_ENV = 'EMINFRA_STATE_DIR'
 PROJECT_ROOT_ENV = 'EMINFRA_PROJECT_ROOT'
 
+
 class Step(str):
     """One pipeline step: its name (a plain string everywhere a step name is expected) and what the
     run's bookkeeping needs to know about it."""
@@ -82,6 +83,7 @@ STEPS = (
 )
 #: Each step by its name.
 STEP = {str(step): step for step in STEPS}
+
 
 def find_project_root(start: str | None = None) -> str:
     """The nearest directory upwards from ``start`` that holds this collection's galaxy.yml."""

@@ -321,7 +321,7 @@ check_steps:
   description: The step each file check belongs to (pending until that step has completed).
   returned: O(action=diagnose)
   type: dict
-failed:
+failed_checks:
   description: The checks that failed, in the table's order.
   returned: O(action=diagnose)
   type: list
@@ -528,7 +528,7 @@ def diagnose(module: AnsibleModule, layout: StateLayout) -> dict:
     unreachable = [entry.get(entry.get('ansible_loop_var', 'item')) for entry in ssh if 'state' not in entry]
     rows = _run_steps.diagnose(latest, checks, token, params['hosts'], unreachable)
     failed = [row['check'] for row in rows if row['status'] == 'failed']
-    return {'changed': False, 'rows': rows, 'table': '\n'.join(_run_steps.render_rows(rows)), 'failed': failed,
+    return {'changed': False, 'rows': rows, 'table': '\n'.join(_run_steps.render_rows(rows)), 'failed_checks': failed,
             'check_steps': dict(_run_steps.CHECK_STEP)}
 
 
@@ -542,7 +542,7 @@ def main() -> None:
         result=dict(type='dict', default={}),
         hosts=dict(type='list', elements='str', default=[]),
         failures=dict(type='dict', default={}),
-        token=dict(type='dict', default={}),
+        token=dict(type='dict', default={}, no_log=False),  # the token check's result, never the secret
         ssh=dict(type='list', elements='raw', default=[]),
         resume=dict(type='bool', default=False),
         start_at=dict(type='str', choices=list(STEPS)),

@@ -104,8 +104,8 @@ def test_state_dir_falls_back_to_the_environment(monkeypatch, tmp_path):
 def test_steps_table():
     assert [step.role for step in STEPS] == ['proxmox_access', 'templates', 'terraform_apply', 'node_inventory',
                                              'node_base', 'node_docker']
-    assert [str(step) for step in STEPS if step.revalidated] == ['proxmox_access', 'templates', 'terraform_apply',
-                                                                  'ansible_inventory']
+    revalidated = [str(step) for step in STEPS if step.revalidated]
+    assert revalidated == ['proxmox_access', 'templates', 'terraform_apply', 'ansible_inventory']
     assert [str(step) for step in STEPS if step.token_checked] == ['templates', 'terraform_apply', 'ansible_inventory']
     assert STEP['terraform_apply'].revalidation_checks == ('terraform_outputs_valid', 'terraform_vms_present')
     assert STEP['terraform_apply'].dry_run_requires == ('templates_present',)
