@@ -33,30 +33,13 @@ description:
     workdir). For V(pg) it reads C(terraform_backend.env) and asks the database (through the system's libpq) whether
     it answers; it fails with C(terraform_backend_unreachable) or C(terraform_backend_auth) when it does not. With
     V(pg), C(terraform_outputs_valid) compares C(outputs.json) with the state stored in PostgreSQL.
+requirements:
+  - jsonschema (Python library, on the host that runs the module)
 author:
   - EM-Infra maintainers (@eminfra)
 extends_documentation_fragment:
-  - eminfra.pipeline.state
   - eminfra.pipeline.attributes
-attributes:
-  check_mode:
-    support: full
-    details:
-      - O(action=start) and O(action=finish) compute the plan and the summary and write nothing, take no lock.
-      - O(action=check), O(action=diagnose) and O(action=paths) never write anything.
-      - O(action=step) writes in check mode too unless the task sets C(check_mode=false); C(playbooks/site.yml) does,
-        so that a dry run's records are kept.
-  diff_mode:
-    support: none
-    details: The run record's changes are shown by M(eminfra.pipeline.latest_env); this module reports none.
-  idempotent:
-    support: partial
-    details:
-      - O(action=start) always starts a new run with a new C(RUN_ID), so it always reports a change.
-      - O(action=step) reports a change when it writes latest.env.
-      - O(action=check), O(action=diagnose) and O(action=paths) never change anything.
-requirements:
-  - jsonschema (Python library, on the host that runs the module)
+  - eminfra.pipeline.state
 options:
   action:
     description:
@@ -167,6 +150,23 @@ notes:
     command line, so the lock stays with the run, not with one task's process.
 seealso:
   - module: eminfra.pipeline.latest_env
+attributes:
+  check_mode:
+    support: full
+    details:
+      - O(action=start) and O(action=finish) compute the plan and the summary and write nothing, take no lock.
+      - O(action=check), O(action=diagnose) and O(action=paths) never write anything.
+      - O(action=step) writes in check mode too unless the task sets C(check_mode=false); C(playbooks/site.yml) does,
+        so that a dry run's records are kept.
+  diff_mode:
+    support: none
+    details: The run record's changes are shown by M(eminfra.pipeline.latest_env); this module reports none.
+  idempotent:
+    support: partial
+    details:
+      - O(action=start) always starts a new run with a new C(RUN_ID), so it always reports a change.
+      - O(action=step) reports a change when it writes latest.env.
+      - O(action=check), O(action=diagnose) and O(action=paths) never change anything.
 '''
 
 EXAMPLES = r'''
