@@ -120,8 +120,9 @@ def _failure(step: str, result: dict, failures: dict, revalidation: bool) -> tup
 
 def record_step(layout: StateLayout, step: str, event: str, records: list | None = None, started: float | None = None,
                 result: dict | None = None, hosts: list | None = None, failures: dict | None = None,
-                revalidation: bool = False, now: float | None = None) -> dict:
-    """Record the start, end or failure of ``step`` (see the module docstring)."""
+                revalidation: bool = False, now: float | None = None, check_mode: bool = False) -> dict:
+    """Record the start, end or failure of ``step`` (see the module docstring); in check mode the
+    record is computed and latest.env is left as it is."""
     now = time.time() if now is None else now
     records = [entry for entry in records or [] if isinstance(entry, dict)]
     if event == 'start':
@@ -140,7 +141,7 @@ def record_step(layout: StateLayout, step: str, event: str, records: list | None
         # A re-validation leaves the record as it is; a step that records keys records only when its
         # work ran (a dry run's terraform_apply without templates plans nothing).
         if not revalidation and (not info.keys or result):
-            latest.run(step=step, step_status='completed', values=_values(step, result))
+            latest.run(check_mode=check_mode, step=step, step_status='completed', values=_values(step, result))
             out['recorded'] = True
     else:
         check, msg, remediation = _failure(step, result, failures or {}, revalidation)
@@ -148,7 +149,7 @@ def record_step(layout: StateLayout, step: str, event: str, records: list | None
             check = current.get('LAST_FAILED_CHECK') or check  # already recorded: never twice
         else:
             values = dict(result.get('proxmox_env') or {}) if step == 'proxmox_access' and not revalidation else {}
-            latest.run(step=step, step_status='failed', failed_check=check, values=values)
+            latest.run(check_mode=check_mode, step=step, step_status='failed', failed_check=check, values=values)
             out['recorded'] = True
         entry.update(status='failed', failed_check=check, artefacts=[])
         out.update(failed_check=check, msg=f'{step} failed: {msg}', remediation=remediation)

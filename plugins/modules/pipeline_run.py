@@ -156,8 +156,8 @@ attributes:
     details:
       - O(action=start) and O(action=finish) compute the plan and the summary and write nothing, take no lock.
       - O(action=check), O(action=diagnose) and O(action=paths) never write anything.
-      - O(action=step) writes in check mode too unless the task sets C(check_mode=false); C(playbooks/site.yml) does,
-        so that a dry run's records are kept.
+      - O(action=step) computes the record in check mode and leaves latest.env as it is; C(playbooks/site.yml) runs it
+        with C(check_mode=false), so that a dry run (C(DRY_RUN=true)) is recorded.
   diff_mode:
     support: none
     details: The run record's changes are shown by M(eminfra.pipeline.latest_env); this module reports none.
@@ -504,7 +504,8 @@ def record_step(module: AnsibleModule, layout: StateLayout) -> dict:
                          remediation='name the step (one of the pipeline\'s steps)')
     out = _run_steps.record_step(layout, params['step'], params['event'], records=params['steps'],
                                  started=params['started'], result=params['result'], hosts=params['hosts'],
-                                 failures=params['failures'], revalidation=params['revalidation'])
+                                 failures=params['failures'], revalidation=params['revalidation'],
+                                 check_mode=module.check_mode)
     facts = {'eminfra_step_records': out.pop('records')}
     if 'started' in out:
         facts['eminfra_step_started'] = out.pop('started')

@@ -227,3 +227,15 @@ def test_module_step_returns_the_records_as_facts(tmp_path):
     assert latest(layout)['LAST_STEP_COMPLETED'] == 'ansible_inventory'
     refused = run_module(tmp_path, {'action': 'step', 'event': 'done'})
     assert refused['failed'] and refused['failed_check'] == 'pipeline_run_options'
+
+
+def test_check_mode_computes_the_record_and_writes_nothing(layout):
+    start(layout)
+    before = open(layout.latest_env, encoding='utf-8').read()
+    out = _run_steps.record_step(layout, 'ansible_inventory', 'done', started=1.0, hosts=['n1'], now=2.0,
+                                 check_mode=True)
+    assert out['record']['status'] == 'completed' and out['record']['artefacts'] == ['SSH answers on: n1']
+    failed = _run_steps.record_step(layout, 'ansible_inventory', 'failed', started=1.0, result={'msg': 'x'}, now=2.0,
+                                    check_mode=True)
+    assert failed['failed_check'] == 'hosts_reachable'
+    assert open(layout.latest_env, encoding='utf-8').read() == before
