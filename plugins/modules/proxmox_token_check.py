@@ -192,14 +192,13 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _proxmox
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
-from ansible_collections.eminfra.pipeline.plugins.module_utils._state import (
-    STEPS as ALL_STEPS, StateLayout, find_project_root, state_dir_argument_spec,
-)
+from ansible_collections.eminfra.pipeline.plugins.module_utils._privileges import STEP_ORDER
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout, find_project_root, state_dir_argument_spec
 from ansible_collections.eminfra.pipeline.plugins.module_utils._token_check import (
     PUBLIC_ENV_KEYS, TokenCheck, check_pci_mappings, load_intent_context, load_proxmox_env, validate_env_values,
 )
 
-STEPS = [str(step) for step in ALL_STEPS if step.token_checked]
+STEPS = list(STEP_ORDER)
 
 
 def argument_spec() -> dict:
