@@ -125,9 +125,16 @@ TERRAFORM_PROJECT_PATH = os.path.join('terraform', 'environments', TERRAFORM_ENV
 INVENTORY_SOURCE = os.path.join('inventory', 'proxmox_dynamic.yml')
 
 
-def state_dir_argument_spec() -> dict:
+def state_dir_argument_spec(fallback: bool = True) -> dict:
     """The ``state_dir`` option, as documented by the ``eminfra.pipeline.state`` doc fragment: without
-    it, the ``EMINFRA_STATE_DIR`` environment variable of the module's process."""
+    it, the ``EMINFRA_STATE_DIR`` environment variable of the module's process.
+
+    ``fallback=False`` is for a module whose ``state_dir`` excludes other options (proxmox_token_check's
+    ``api_url``): the environment must not make the task pass both; ``resolve_state_dir`` reads the
+    variable itself when ``state_dir`` is not set.
+    """
+    if not fallback:
+        return {'state_dir': {'type': 'path'}}
     return {'state_dir': {'type': 'path', 'fallback': (env_fallback, [STATE_DIR_ENV])}}
 
 

@@ -204,7 +204,8 @@ STEPS = list(STEP_ORDER)
 def argument_spec() -> dict:
     return {
         'env_file': {'type': 'path'},
-        **state_dir_argument_spec(),
+        # state_dir excludes api_url: EMINFRA_STATE_DIR is read when state_dir is used, never passed for it
+        **state_dir_argument_spec(fallback=False),
         'api_url': {'type': 'str'},
         'node': {'type': 'str'},
         'token_id': {'type': 'str'},

@@ -97,6 +97,8 @@ def test_state_dir_falls_back_to_the_environment(monkeypatch, tmp_path):
     assert validator.validate({}).validated_parameters['state_dir'] == str(tmp_path / 'from-env')
     explicit = validator.validate({'state_dir': str(tmp_path / 'explicit')})
     assert explicit.validated_parameters['state_dir'] == str(tmp_path / 'explicit')
+    unset = ArgumentSpecValidator(state_dir_argument_spec(fallback=False))
+    assert unset.validate({}).validated_parameters['state_dir'] is None
     monkeypatch.delenv('EMINFRA_STATE_DIR')
     assert validator.validate({}).validated_parameters['state_dir'] is None
 
