@@ -96,7 +96,7 @@ def _failure(step: str, result: dict, failures: dict, revalidation: bool) -> tup
     a node step, each failed node's)."""
     info = STEP[step]
     if failures:
-        nodes = sorted(failures)
+        nodes = list(failures)  # the play's order
         first = failures[nodes[0]] or {}
         check = first.get('failed_check') or info.check
         return check, (f'{check}: {", ".join(nodes)}: {first.get("msg") or "failed"}. Remediation: fix the cause on '

@@ -145,11 +145,15 @@ def test_an_already_recorded_failure_is_not_recorded_twice(layout):
 
 def test_node_failures_name_every_failed_node_and_the_first_check(layout):
     start(layout)
-    failures = {'n2': {'msg': 'apt failed', 'failed_check': 'packages_installed'}, 'n1': {'msg': 'sshd broken'}}
+    failures = {'n1': {'msg': 'sshd broken'}, 'n0': {'msg': 'apt failed', 'failed_check': 'packages_installed'}}
     out = _run_steps.record_step(layout, 'ansible_base', 'failed', started=1.0, failures=failures, now=2.0)
-    assert out['failed_check'] == 'node_configured'
-    assert out['msg'].startswith('ansible_base failed: node_configured: n1, n2: sshd broken. Remediation: ')
+    assert out['failed_check'] == 'node_configured'  # the first node's (in the play's order), else the step's
+    assert out['msg'].startswith('ansible_base failed: node_configured: n1, n0: sshd broken. Remediation: ')
     assert latest(layout)['LAST_FAILED_CHECK'] == 'node_configured'
+    start(layout)
+    named = _run_steps.record_step(layout, 'ansible_docker', 'failed', started=1.0, now=2.0,
+                                   failures={'n0': {'msg': 'apt failed', 'failed_check': 'packages_installed'}})
+    assert named['failed_check'] == 'packages_installed'
 
 
 def test_unreachable_nodes_fail_hosts_reachable(layout):
