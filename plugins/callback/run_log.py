@@ -41,6 +41,8 @@ import time
 
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS
+
 try:
     from ansible_collections.eminfra.pipeline.plugins.module_utils import _pipeline
     from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
@@ -50,7 +52,6 @@ try:
 except ImportError:  # jsonschema missing: pipeline_run fails first and says so
     HAS_PIPELINE = False
 
-STEPS = ('proxmox_access', 'templates', 'terraform_apply', 'ansible_inventory', 'ansible_base', 'ansible_docker')
 MSG_LIMIT = 2000
 
 

@@ -37,9 +37,9 @@ from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import Ch
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS, StateLayout
 
 #: Steps whose result a resume re-validates before it skips them (DESIGN.md's table).
-REVALIDATED_STEPS = ('proxmox_access', 'templates', 'terraform_apply', 'ansible_inventory')
+REVALIDATED_STEPS = tuple(step for step in STEPS if step.revalidated)
 #: Steps that a resume always runs again: they are idempotent, and their re-validation is a re-run.
-RERUN_STEPS = ('ansible_base', 'ansible_docker')
+RERUN_STEPS = tuple(step for step in STEPS if not step.revalidated)
 
 REMEDIATION_RESUME = 'ansible-playbook playbooks/site.yml -e eminfra_start_at={step}'
 #: The variable that marks every process of a run (site.yml sets it for the run's local tasks).

@@ -35,10 +35,13 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS
+
 #: Role name the remediation creates.
 ROLE_NAME = 'EMInfraPipeline'
 
-STEP_ORDER = ('templates', 'terraform_apply', 'ansible_inventory')
+#: The steps whose privileges the token check covers, in order (the token_checked steps of STEPS).
+STEP_ORDER = tuple(str(step) for step in STEPS if step.token_checked)
 
 VM_CONFIG_PRIVS = ('VM.Config.Disk', 'VM.Config.CDROM', 'VM.Config.CPU', 'VM.Config.Memory', 'VM.Config.Network',
                    'VM.Config.Options', 'VM.Config.Cloudinit', 'VM.Config.HWType')

@@ -15,18 +15,74 @@ from __future__ import annotations
 
 import os
 
+from ansible.module_utils.basic import env_fallback
+
 STATE_DIR_ENV = 'EMINFRA_STATE_DIR'
 PROJECT_ROOT_ENV = 'EMINFRA_PROJECT_ROOT'
 
-#: The pipeline's steps, in order (the values of LAST_STEP_COMPLETED).
+
+class Step(str):
+    """One pipeline step: its name (a plain string everywhere a step name is expected) and what the
+    run's bookkeeping needs to know about it."""
+
+    role: str
+    revalidated: bool
+    check: str
+    revalidation_checks: tuple
+    revalidation_check: str
+    keys: tuple
+    token_checked: bool
+    hosts: str
+    result: str
+    dry_run_requires: tuple
+
+    def __new__(cls, name: str, role: str, check: str, revalidation_checks: tuple = (), keys: tuple = (),
+                token_checked: bool = False, hosts: str = '', result: str = '',
+                dry_run_requires: tuple = ()) -> 'Step':
+        step = super().__new__(cls, name)
+        #: The role that does the step's work (and, in its tasks/revalidate.yml, re-validates it).
+        step.role = role
+        #: The variable the role leaves its result in (what the step records is taken from it).
+        step.result = result or f'{role}_result'
+        #: The checks a dry run needs to pass before the step's role runs (else it is not planned).
+        step.dry_run_requires = tuple(dry_run_requires)
+        step.check = check
+        #: A resume re-validates the step's result with these checks before it skips the step; a step
+        #: without them is re-run instead (it is idempotent, its re-validation is a re-run).
+        step.revalidation_checks = tuple(revalidation_checks)
+        step.revalidated = bool(revalidation_checks)
+        step.revalidation_check = revalidation_checks[0] if revalidation_checks else ''
+        #: The latest.env keys the completed step records (the contract's artefacts).
+        step.keys = tuple(keys)
+        #: Whether proxmox_token_check checks the token's privileges for this step.
+        step.token_checked = token_checked
+        #: The inventory group of the SSH-managed nodes the step configures ('' for a local step).
+        step.hosts = hosts
+        return step
+
+    def __reduce__(self):
+        return (str, (str(self),))
+
+
+#: The pipeline's steps, in order (the values of LAST_STEP_COMPLETED): each with its role, its
+#: default failing check (when the failure names none), the checks that re-validate it and the
+#: latest.env keys it records.
 STEPS = (
-    'proxmox_access',
-    'templates',
-    'terraform_apply',
-    'ansible_inventory',
-    'ansible_base',
-    'ansible_docker',
+    Step('proxmox_access', role='proxmox_access', check='proxmox_access',
+         revalidation_checks=('token_valid',), keys=('PROXMOX_API_URL', 'PROXMOX_NODE', 'PROXMOX_TOKEN_ID')),
+    Step('templates', role='templates', check='templates_present', revalidation_checks=('templates_present',),
+         keys=('TEMPLATE_UBUNTU_IMAGE', 'TEMPLATE_TALOS_IMAGE'), token_checked=True, result='templates_results'),
+    Step('terraform_apply', role='terraform_apply', check='terraform_apply',
+         revalidation_checks=('terraform_outputs_valid', 'terraform_vms_present'),
+         keys=('TERRAFORM_WORKDIR', 'TERRAFORM_OUTPUT_JSON'), token_checked=True,
+         dry_run_requires=('templates_present',)),
+    Step('ansible_inventory', role='node_inventory', check='hosts_reachable',
+         revalidation_checks=('hosts_reachable',), token_checked=True),
+    Step('ansible_base', role='node_base', check='node_configured', hosts='base'),
+    Step('ansible_docker', role='node_docker', check='node_configured', hosts='docker'),
 )
+#: Each step by its name.
+STEP = {str(step): step for step in STEPS}
 
 
 def find_project_root(start: str | None = None) -> str:
@@ -69,9 +125,17 @@ TERRAFORM_PROJECT_PATH = os.path.join('terraform', 'environments', TERRAFORM_ENV
 INVENTORY_SOURCE = os.path.join('inventory', 'proxmox_dynamic.yml')
 
 
-def state_dir_argument_spec() -> dict:
-    """The ``state_dir`` option, as documented by the ``eminfra.pipeline.state`` doc fragment."""
-    return {'state_dir': {'type': 'path'}}
+def state_dir_argument_spec(fallback: bool = True) -> dict:
+    """The ``state_dir`` option, as documented by the ``eminfra.pipeline.state`` doc fragment: without
+    it, the ``EMINFRA_STATE_DIR`` environment variable of the module's process.
+
+    ``fallback=False`` is for a module whose ``state_dir`` excludes other options (proxmox_token_check's
+    ``api_url``): the environment must not make the task pass both; ``resolve_state_dir`` reads the
+    variable itself when ``state_dir`` is not set.
+    """
+    if not fallback:
+        return {'state_dir': {'type': 'path'}}
+    return {'state_dir': {'type': 'path', 'fallback': (env_fallback, [STATE_DIR_ENV])}}
 
 
 class StateLayout:

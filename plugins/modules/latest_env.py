@@ -31,19 +31,8 @@ description:
 author:
   - EM-Infra maintainers (@eminfra)
 extends_documentation_fragment:
+  - eminfra.pipeline.attributes
   - eminfra.pipeline.state
-attributes:
-  check_mode:
-    support: full
-    description: Computes the new content, RUN_ID included, and reports it without writing anything.
-  diff_mode:
-    support: full
-    description: Shows the file's text before and after.
-  idempotent:
-    support: partial
-    description:
-      - Merging keys and recording steps are idempotent; C(changed) is true only when the file's content changes.
-      - O(start_run=true) always starts a new run with a new RUN_ID, so it always reports a change.
 requirements:
   - jsonschema (Python library, on the host that runs the module)
 options:
@@ -111,6 +100,18 @@ notes:
   - Recording a step or setting keys needs a run in the file; start one first.
   - The keys follow the pipeline's handoff contract for C(latest.env); RUN_ID and the step names are those
     the other steps of the pipeline use.
+attributes:
+  check_mode:
+    support: full
+    details: Computes the new content, RUN_ID included, and reports it without writing anything.
+  diff_mode:
+    support: full
+    details: Shows the file's text before and after.
+  idempotent:
+    support: partial
+    details:
+      - Merging keys and recording steps are idempotent; C(changed) is true only when the file's content changes.
+      - O(start_run=true) always starts a new run with a new RUN_ID, so it always reports a change.
 '''
 
 EXAMPLES = r'''

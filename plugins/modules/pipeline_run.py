@@ -33,33 +33,70 @@ description:
     workdir). For V(pg) it reads C(terraform_backend.env) and asks the database (through the system's libpq) whether
     it answers; it fails with C(terraform_backend_unreachable) or C(terraform_backend_auth) when it does not. With
     V(pg), C(terraform_outputs_valid) compares C(outputs.json) with the state stored in PostgreSQL.
+requirements:
+  - jsonschema (Python library, on the host that runs the module)
 author:
   - EM-Infra maintainers (@eminfra)
 extends_documentation_fragment:
+  - eminfra.pipeline.attributes
   - eminfra.pipeline.state
-attributes:
-  check_mode:
-    support: full
-    description:
-      - O(action=start) and O(action=finish) compute the plan and the summary and write nothing, take no lock.
-      - O(action=check) never writes anything.
-  diff_mode:
-    support: none
-    description: The run record's changes are shown by M(eminfra.pipeline.latest_env); this module reports none.
-  idempotent:
-    support: partial
-    description:
-      - O(action=start) always starts a new run with a new C(RUN_ID), so it always reports a change.
-      - O(action=check) never changes anything.
-requirements:
-  - jsonschema (Python library, on the host that runs the module)
 options:
   action:
     description:
-      - V(start) plans the run, takes the lock and starts the run; V(finish) closes it; V(check) runs read-only checks.
+      - V(start) plans the run, takes the lock and starts the run; V(finish) closes it; V(check) runs read-only checks;
+        V(step) records a step; V(diagnose) builds the diagnostics table; V(paths) returns the state layout's paths.
     type: str
     required: true
-    choices: [start, finish, check]
+    choices: [start, finish, check, step, diagnose, paths]
+  step:
+    description:
+      - With O(action=step), the step to record.
+    type: str
+    choices: [proxmox_access, templates, terraform_apply, ansible_inventory, ansible_base, ansible_docker]
+  event:
+    description:
+      - With O(action=step), what to record - the step's start, its end or its failure.
+    type: str
+    choices: [start, done, failed]
+    default: done
+  revalidation:
+    description:
+      - With O(action=step), the step was re-validated (a resume skips it), not run; its end leaves latest.env as it is.
+    type: bool
+    default: false
+  started:
+    description:
+      - With O(action=step), when the step started (the fact C(eminfra_step_started) of O(event=start)).
+    type: float
+  result:
+    description:
+      - With O(action=step), the result the step's role left (for O(event=failed), the failed task's result).
+    type: dict
+    default: {}
+  hosts:
+    description:
+      - With O(action=step), the nodes of C(ansible_inventory), C(ansible_base) or C(ansible_docker).
+      - With O(action=diagnose), the inventory's hosts.
+    type: list
+    elements: str
+    default: []
+  failures:
+    description:
+      - With O(action=step) and O(event=failed), the failed result of each node that failed, by node name.
+    type: dict
+    default: {}
+  token:
+    description:
+      - With O(action=diagnose), the result of M(eminfra.pipeline.proxmox_token_check) (skipped or empty when
+        C(proxmox.env) is missing or invalid).
+    type: dict
+    default: {}
+  ssh:
+    description:
+      - With O(action=diagnose), the results of the loop that waited for each node's SSH port.
+    type: list
+    elements: raw
+    default: []
   resume:
     description:
       - With O(action=start), continue after C(LAST_STEP_COMPLETED) of latest.env; the completed steps are
@@ -91,6 +128,7 @@ options:
     description:
       - With O(action=finish), what each step did, one dictionary per step with the keys C(step), C(status),
         C(duration) (seconds), C(artefacts) (paths) and C(failed_check).
+      - With O(action=step), the run's step records so far (the fact C(eminfra_step_records)).
     type: list
     elements: dict
     default: []
@@ -112,6 +150,23 @@ notes:
     command line, so the lock stays with the run, not with one task's process.
 seealso:
   - module: eminfra.pipeline.latest_env
+attributes:
+  check_mode:
+    support: full
+    details:
+      - O(action=start) and O(action=finish) compute the plan and the summary and write nothing, take no lock.
+      - O(action=check), O(action=diagnose) and O(action=paths) never write anything.
+      - O(action=step) computes the record in check mode and leaves latest.env as it is; C(playbooks/site.yml) runs it
+        with C(check_mode=false), so that a dry run (C(DRY_RUN=true)) is recorded.
+  diff_mode:
+    support: none
+    details: The run record's changes are shown by M(eminfra.pipeline.latest_env); this module reports none.
+  idempotent:
+    support: partial
+    details:
+      - O(action=start) always starts a new run with a new C(RUN_ID), so it always reports a change.
+      - O(action=step) reports a change when it writes latest.env.
+      - O(action=check), O(action=diagnose) and O(action=paths) never change anything.
 '''
 
 EXAMPLES = r'''
@@ -220,14 +275,65 @@ checks:
   returned: O(action=check)
   type: list
   elements: dict
+steps:
+  description: The pipeline's steps in order, each with C(name), C(role), C(result) (the variable its role leaves
+    its result in), C(hosts) (the group of its nodes, empty for a local step), C(revalidated) and
+    C(dry_run_requires) (the checks a dry run needs before the step's role runs).
+  returned: O(action=start)
+  type: list
+  elements: dict
+step:
+  description: The entries of RV(steps) by step name.
+  returned: O(action=start)
+  type: dict
+paths:
+  description: The state layout's paths (C(state_dir), C(proxmox_env), C(manifest), C(outputs_json), C(latest_env), ...).
+  returned: O(action=start) and O(action=paths)
+  type: dict
+ansible_facts:
+  description:
+    - The run's step records (C(eminfra_step_records), none yet for O(action=start)) and, for O(event=start),
+      C(eminfra_step_started).
+  returned: O(action=start) and O(action=step)
+  type: dict
+record:
+  description: The step's record - C(step), C(status), C(duration), C(artefacts) and, when it failed, C(failed_check).
+  returned: O(action=step) and O(event) is not V(start)
+  type: dict
+recorded:
+  description: Whether latest.env was written (a failure already recorded there is not recorded again).
+  returned: O(action=step)
+  type: bool
+msg:
+  description: With O(event=failed), the message the run stops with.
+  returned: O(action=step) and O(event=failed)
+  type: str
+rows:
+  description: The diagnostics table's rows, each with C(check), C(status), C(detail) and C(remediation).
+  returned: O(action=diagnose)
+  type: list
+  elements: dict
+table:
+  description: The rows rendered as a table, one line per row (and one per remediation of a row that is not ok).
+  returned: O(action=diagnose)
+  type: str
+check_steps:
+  description: The step each file check belongs to (pending until that step has completed).
+  returned: O(action=diagnose)
+  type: dict
+failed_checks:
+  description: The checks that failed, in the table's order.
+  returned: O(action=diagnose)
+  type: list
+  elements: str
 failed_check:
   description: The id of the check that failed.
-  returned: failure
+  returned: failure, and O(action=step) with O(event=failed)
   type: str
   sample: run_lock
 remediation:
   description: What the operator can do about the failure.
-  returned: failure
+  returned: failure, and O(action=step) with O(event=failed)
   type: str
 '''
 
@@ -235,7 +341,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.eminfra.pipeline.plugins.module_utils import _pipeline, _tempfiles
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _pipeline, _run_steps, _tempfiles
 from ansible_collections.eminfra.pipeline.plugins.module_utils._contracts import HAS_JSONSCHEMA, JSONSCHEMA_IMPORT_ERROR
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._latest_env import LatestEnv
@@ -254,7 +360,9 @@ def start(module: AnsibleModule, layout: StateLayout) -> dict:
     content = record.plan(current, start_run=True, dry_run=params['dry_run'])
     run_id = content['RUN_ID']
     result = {'changed': True, 'plan': plan, 'run_id': run_id, 'run_dir': record.run_dir(run_id), 'lock': {},
-              'taken_over': {}}
+              'taken_over': {}, 'steps': _run_steps.step_table(), 'paths': layout.as_dict()}
+    result['step'] = {entry['name']: entry for entry in result['steps']}
+    result['ansible_facts'] = {'eminfra_step_records': []}
     if module.check_mode:
         return result
     controller = _pipeline.find_controller()
@@ -357,7 +465,8 @@ def run_checks(module: AnsibleModule, layout: StateLayout) -> dict:
                 entry['detail'] = 'regular file, mode 0600 or stricter'
             elif check == 'templates_present':
                 found = _pipeline.check_templates(layout)
-                entry['detail'] = ', '.join(f'{name}: {path}' for name, path in found.items())
+                entry['artefacts'] = [f'{name}: {path}' for name, path in found.items()]
+                entry['detail'] = ', '.join(entry['artefacts'])
             elif check == 'terraform_backend':
                 found = _pipeline.check_terraform_backend(layout)
                 entry['detail'] = found['detail']
@@ -365,6 +474,7 @@ def run_checks(module: AnsibleModule, layout: StateLayout) -> dict:
             elif check == 'terraform_outputs_valid':
                 found = _pipeline.check_terraform_outputs(layout)
                 entry['detail'] = f'{len(found["nodes"])} SSH-managed nodes; matches {found["state"]}'
+                entry['artefacts'] = [entry['detail']]
                 entry['nodes'] = found['nodes']
             elif check == 'terraform_vms_present':
                 found = _pipeline.check_terraform_vms(layout)
@@ -387,9 +497,54 @@ def run_checks(module: AnsibleModule, layout: StateLayout) -> dict:
     return {'changed': False, 'checks': results}
 
 
+def record_step(module: AnsibleModule, layout: StateLayout) -> dict:
+    params = module.params
+    if not params['step']:
+        raise CheckError('pipeline_run_options', 'action step needs the step', where='step',
+                         remediation='name the step (one of the pipeline\'s steps)')
+    out = _run_steps.record_step(layout, params['step'], params['event'], records=params['steps'],
+                                 started=params['started'], result=params['result'], hosts=params['hosts'],
+                                 failures=params['failures'], revalidation=params['revalidation'],
+                                 check_mode=module.check_mode)
+    facts = {'eminfra_step_records': out.pop('records')}
+    if 'started' in out:
+        facts['eminfra_step_started'] = out.pop('started')
+    out['ansible_facts'] = facts
+    return out
+
+
+def diagnose(module: AnsibleModule, layout: StateLayout) -> dict:
+    params = module.params
+    latest = {}
+    try:
+        text, values = LatestEnv(layout).read()
+        latest = {'values': values, 'exists': text is not None}
+    except CheckError as err:
+        latest = {'error': str(err), 'remediation': getattr(err, 'remediation', '') or ''}
+    module.params.update(fail_on_error=False)
+    checks = run_checks(module, layout)['checks']
+    token = params['token']
+    token = None if not token or token.get('skipped') else token
+    ssh = [entry for entry in params['ssh'] if isinstance(entry, dict)]
+    unreachable = [entry.get(entry.get('ansible_loop_var', 'item')) for entry in ssh if 'state' not in entry]
+    rows = _run_steps.diagnose(latest, checks, token, params['hosts'], unreachable)
+    failed = [row['check'] for row in rows if row['status'] == 'failed']
+    return {'changed': False, 'rows': rows, 'table': '\n'.join(_run_steps.render_rows(rows)), 'failed_checks': failed,
+            'check_steps': dict(_run_steps.CHECK_STEP)}
+
+
 def main() -> None:
     argument_spec = dict(
-        action=dict(type='str', required=True, choices=['start', 'finish', 'check']),
+        action=dict(type='str', required=True, choices=['start', 'finish', 'check', 'step', 'diagnose', 'paths']),
+        step=dict(type='str', choices=list(STEPS)),
+        event=dict(type='str', choices=['start', 'done', 'failed'], default='done'),
+        revalidation=dict(type='bool', default=False),
+        started=dict(type='float'),
+        result=dict(type='dict', default={}),
+        hosts=dict(type='list', elements='str', default=[]),
+        failures=dict(type='dict', default={}),
+        token=dict(type='dict', default={}, no_log=False),  # the token check's result, never the secret
+        ssh=dict(type='list', elements='raw', default=[]),
         resume=dict(type='bool', default=False),
         start_at=dict(type='str', choices=list(STEPS)),
         dry_run=dict(type='bool', default=False),
@@ -410,6 +565,12 @@ def main() -> None:
             result = start(module, layout)
         elif action == 'finish':
             result = finish(module, layout)
+        elif action == 'step':
+            result = record_step(module, layout)
+        elif action == 'diagnose':
+            result = diagnose(module, layout)
+        elif action == 'paths':
+            result = {'changed': False, 'paths': layout.as_dict()}
         else:
             result = run_checks(module, layout)
     except CheckError as err:

@@ -26,6 +26,8 @@ author:
   - EM-Infra maintainers (@eminfra)
 extends_documentation_fragment:
   - eminfra.pipeline.state
+  - eminfra.pipeline.attributes
+  - eminfra.pipeline.attributes.read_only
 options:
   env_file:
     description:
@@ -103,16 +105,6 @@ options:
 requirements:
   - proxmoxer >= 2.0
   - requests
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads; check mode runs the same checks.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
-  idempotent:
-    support: full
-    description: Never changes anything; C(changed) is always false.
 notes:
   - Proxmox answers a wrong secret, an unknown or expired token and a disabled user with the same
     C(401 Authentication failed!); the C(token_valid) failure names all of them.
@@ -200,18 +192,20 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _proxmox, _proxmox_env
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
+from ansible_collections.eminfra.pipeline.plugins.module_utils._privileges import STEP_ORDER
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import StateLayout, find_project_root, state_dir_argument_spec
 from ansible_collections.eminfra.pipeline.plugins.module_utils._token_check import (
     TokenCheck, check_pci_mappings, load_intent_context,
 )
 
-STEPS = ['templates', 'terraform_apply', 'ansible_inventory']
+STEPS = list(STEP_ORDER)
 
 
 def argument_spec() -> dict:
     return {
         'env_file': {'type': 'path'},
-        **state_dir_argument_spec(),
+        # state_dir excludes api_url: EMINFRA_STATE_DIR is read when state_dir is used, never passed for it
+        **state_dir_argument_spec(fallback=False),
         'api_url': {'type': 'str'},
         'node': {'type': 'str'},
         'token_id': {'type': 'str'},

@@ -35,6 +35,7 @@ author:
   - EM-Infra maintainers (@eminfra)
 extends_documentation_fragment:
   - eminfra.pipeline.state
+  - eminfra.pipeline.attributes
 options:
   name:
     description:
@@ -197,13 +198,13 @@ requirements:
 attributes:
   check_mode:
     support: full
-    description: Reports what it would fetch and place (from the manifest and the file on disk) without transferring anything.
+    details: Reports what it would fetch and place (from the manifest and the file on disk) without transferring anything.
   diff_mode:
     support: full
-    description: Shows the manifest entry before and after.
+    details: Shows the manifest entry before and after.
   idempotent:
     support: full
-    description: A second run with the same options finds the artefact recorded and present and transfers nothing.
+    details: A second run with the same options finds the artefact recorded and present and transfers nothing.
 notes:
   - The SHA256SUMS file is read only when the artefact is fetched; a recorded artefact with the same
     checksum URL is trusted without asking the mirror again, so a second run works offline.

@@ -32,18 +32,17 @@ author:
   - EM-Infra maintainers (@eminfra)
 extends_documentation_fragment:
   - eminfra.pipeline.state
+  - eminfra.pipeline.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Check mode runs the plan only and returns its counts and drift; nothing is applied and
       O(outputs_path) is not written. The workdir still gets the configuration copy, C(terraform init)
       when needed, the VM observation, the saved plan and the log.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
+    details: The plan's counts and drift are returned instead.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details: A second run with the same intent, manifest and infrastructure plans no change and reports
       C(changed=false).

@@ -55,8 +55,10 @@ def write_intent(directory: pathlib.Path, cluster: str | None = None, nodes: str
 
 
 def run_module(tmp_path: pathlib.Path, state_dir: pathlib.Path, args: dict, role: bool = False,
-               extra_vars: dict | None = None, check_mode: bool = False, start_run: bool = True) -> PlaybookRun:
-    """Run proxmox_token_check (or the proxmox_access role) at -vvvv; keep the task result."""
+               extra_vars: dict | None = None, check_mode: bool = False, start_run: bool = True,
+               close_run: bool = False) -> PlaybookRun:
+    """Run proxmox_token_check (or the proxmox_access role, recorded by pipeline_run the way site.yml records
+    it) at -vvvv; keep the task result."""
     work = tmp_path / 'run'
     work.mkdir(parents=True, exist_ok=True)
     result_file = work / 'result.json'
@@ -67,11 +69,17 @@ def run_module(tmp_path: pathlib.Path, state_dir: pathlib.Path, args: dict, role
              'eminfra.pipeline.latest_env': {'start_run': True, 'state_dir': '{{ eminfra_state_dir }}'}},
             {'name': 'Run the proxmox_access role', 'block': [
                 {'name': 'Include the role', 'ansible.builtin.include_role': {'name': 'eminfra.pipeline.proxmox_access'}},
+                {'name': 'Record the step', 'eminfra.pipeline.pipeline_run': {
+                    'action': 'step', 'step': 'proxmox_access', 'result': '{{ proxmox_access_result }}'}},
             ], 'rescue': [
                 {'name': 'Keep the failure', 'ansible.builtin.copy': {
                     'content': '{{ ansible_failed_result | to_json }}', 'dest': str(result_file), 'mode': '0600'}},
+                {'name': 'Record the failed step', 'eminfra.pipeline.pipeline_run': {
+                    'action': 'step', 'step': 'proxmox_access', 'event': 'failed', 'result': '{{ ansible_failed_result }}'}},
                 {'name': 'Fail again', 'ansible.builtin.fail': {'msg': '{{ ansible_failed_result.msg }}'}},
             ]},
+            {'name': 'Close the run', 'when': close_run,
+             'eminfra.pipeline.latest_env': {'run_status': 'succeeded'}},
             {'name': 'Keep the result', 'ansible.builtin.copy': {
                 'content': '{{ proxmox_access_result | to_json }}', 'dest': str(result_file), 'mode': '0600'}},
         ]

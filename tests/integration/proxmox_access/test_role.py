@@ -1,7 +1,8 @@
 # Copyright (c) 2026 EM-Infra maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The proxmox_access role against pvesim: the step recorded in latest.env, never the secret."""
+"""The proxmox_access role against pvesim: the step recorded in latest.env (by pipeline_run, from the role's
+result, the way site.yml records it), never the secret."""
 
 from __future__ import annotations
 
@@ -65,15 +66,15 @@ def test_role_env_file_failure_is_recorded(tmp_path, pvesim):
     assert run.result['msg'].endswith(f'Remediation: chmod 600 {state}/proxmox.env')
 
 
-def test_role_on_its_own_starts_and_closes_a_run(tmp_path, pvesim):
+def test_role_outside_site_yml_in_a_run_of_its_own(tmp_path, pvesim):
+    # The role writes no run record; a playbook of the operator's starts, records and closes the run.
     values = dict(pvesim.env('full'))
     state = tmp_path / 'state'
     write_env(state / 'proxmox.env', values)
     intent = write_intent(tmp_path / 'intent')
-    run = run_module(tmp_path, state, {}, role=True, start_run=False,
+    run = run_module(tmp_path, state, {}, role=True, close_run=True,
                      extra_vars={'proxmox_access_cluster_file': intent['cluster_file'],
-                                 'proxmox_access_nodes_file': intent['nodes_file'],
-                                 'proxmox_access_start_run': True})
+                                 'proxmox_access_nodes_file': intent['nodes_file']})
     run.assert_secret_absent(values['PROXMOX_TOKEN_SECRET'])
     assert run.rc == 0, run.output[-3000:]
     latest = read_env_file(str(state / 'runs' / 'latest.env'))

@@ -1,7 +1,8 @@
 # Copyright (c) 2026 EM-Infra maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The terraform_apply role through ansible-playbook: the step recorded in latest.env,
+"""The terraform_apply role through ansible-playbook: the step recorded in latest.env (by pipeline_run, from
+the role's result),
 completed with TERRAFORM_WORKDIR/TERRAFORM_OUTPUT_JSON, or failed with the check that failed."""
 
 from __future__ import annotations
@@ -31,11 +32,29 @@ PLAYBOOK = '''---
     - name: Record the earlier steps
       eminfra.pipeline.latest_env:
         step: templates
-    - name: Run the step
-      ansible.builtin.include_role:
-        name: eminfra.pipeline.terraform_apply
-      vars:
-        terraform_apply_state: "{{ wanted_state | default('present') }}"
+    - name: Run the step, recorded from its result the way site.yml records it
+      block:
+        - name: Run the step
+          ansible.builtin.include_role:
+            name: eminfra.pipeline.terraform_apply
+          vars:
+            terraform_apply_state: "{{ wanted_state | default('present') }}"
+        - name: Record the completed step
+          eminfra.pipeline.pipeline_run:
+            action: step
+            step: terraform_apply
+            result: "{{ terraform_apply_result }}"
+      rescue:
+        - name: Record the failed step
+          eminfra.pipeline.pipeline_run:
+            action: step
+            step: terraform_apply
+            event: failed
+            result: "{{ ansible_failed_result }}"
+          register: failure
+        - name: Stop with the step's failure
+          ansible.builtin.fail:
+            msg: "{{ failure.msg }}"
 '''
 
 

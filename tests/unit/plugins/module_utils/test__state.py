@@ -4,11 +4,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
 
 import pytest
+from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import (
+    STEP,
     STEPS,
     StateLayout,
     find_project_root,
@@ -81,4 +86,32 @@ def test_layout_from_explicit_root(tmp_path):
 def test_steps_and_argument_spec():
     assert STEPS == ('proxmox_access', 'templates', 'terraform_apply', 'ansible_inventory', 'ansible_base',
                      'ansible_docker')
-    assert state_dir_argument_spec() == {'state_dir': {'type': 'path'}}
+    spec = state_dir_argument_spec()
+    assert spec['state_dir']['type'] == 'path'
+    assert spec['state_dir']['fallback'] == (env_fallback, ['EMINFRA_STATE_DIR'])
+
+
+def test_state_dir_falls_back_to_the_environment(monkeypatch, tmp_path):
+    validator = ArgumentSpecValidator(state_dir_argument_spec())
+    monkeypatch.setenv('EMINFRA_STATE_DIR', str(tmp_path / 'from-env'))
+    assert validator.validate({}).validated_parameters['state_dir'] == str(tmp_path / 'from-env')
+    explicit = validator.validate({'state_dir': str(tmp_path / 'explicit')})
+    assert explicit.validated_parameters['state_dir'] == str(tmp_path / 'explicit')
+    unset = ArgumentSpecValidator(state_dir_argument_spec(fallback=False))
+    assert unset.validate({}).validated_parameters['state_dir'] is None
+    monkeypatch.delenv('EMINFRA_STATE_DIR')
+    assert validator.validate({}).validated_parameters['state_dir'] is None
+
+
+def test_steps_table():
+    assert [step.role for step in STEPS] == ['proxmox_access', 'templates', 'terraform_apply', 'node_inventory',
+                                             'node_base', 'node_docker']
+    revalidated = [str(step) for step in STEPS if step.revalidated]
+    assert revalidated == ['proxmox_access', 'templates', 'terraform_apply', 'ansible_inventory']
+    assert [str(step) for step in STEPS if step.token_checked] == ['templates', 'terraform_apply', 'ansible_inventory']
+    assert STEP['terraform_apply'].revalidation_checks == ('terraform_outputs_valid', 'terraform_vms_present')
+    assert STEP['terraform_apply'].dry_run_requires == ('templates_present',)
+    assert STEP['templates'].result == 'templates_results' and STEP['proxmox_access'].result == 'proxmox_access_result'
+    assert [step.hosts for step in STEPS if step.hosts] == ['base', 'docker']
+    assert json.loads(json.dumps(list(STEPS))) == [str(step) for step in STEPS]
+    assert pickle.loads(pickle.dumps(STEPS[0])) == 'proxmox_access'
