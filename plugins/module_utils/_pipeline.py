@@ -31,7 +31,7 @@ import signal
 import socket
 import time
 
-from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts, _manifest, _outputs, _proxmox_env
+from ansible_collections.eminfra.pipeline.plugins.module_utils import _manifest, _outputs, _proxmox_env
 from ansible_collections.eminfra.pipeline.plugins.module_utils._atomic import atomic_write, read_bytes, read_json
 from ansible_collections.eminfra.pipeline.plugins.module_utils._errors import CheckError
 from ansible_collections.eminfra.pipeline.plugins.module_utils._state import STEPS, StateLayout

@@ -48,7 +48,6 @@ import threading
 import time
 
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _atomic
-from ansible_collections.eminfra.pipeline.plugins.module_utils import _contracts
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _terraform_backend as tf_backend
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _intent
 from ansible_collections.eminfra.pipeline.plugins.module_utils import _outputs

@@ -198,4 +198,4 @@ def find_route(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
     return None
 
 
-__all__ = ['ROUTES', 'Route', 'Ctx', 'find_route', 'PermissionDenied', 'ApiError']
+__all__ = ['COMPILED', 'ROUTES', 'find_route']

@@ -202,7 +202,7 @@ def test_read_outputs_invalid_json_and_encoding(tmp_path):
 
 
 def test_make_unsafe_untrusts_every_string():
-    from ansible.template import is_trusted_as_template, trust_as_template  # pylint: disable=import-outside-toplevel
+    from ansible.template import is_trusted_as_template  # pylint: disable=import-outside-toplevel
     trusted = trust_as_template('{{ 7 * 6 }}')
     assert is_trusted_as_template(trusted)
     value = {'a': [trusted, {'b': trusted}], 'n': 5, 'f': 1.5, 'z': None, 't': True}
