@@ -263,10 +263,14 @@ summary:
   returned: O(action=finish)
   type: str
 files:
-  description: The files O(action=finish) wrote.
+  description: The files O(action=finish) wrote (C(steps.json), C(summary.txt)).
   returned: O(action=finish)
   type: list
   elements: str
+summary_file:
+  description: The path of the C(summary.txt) O(action=finish) wrote; absent in check mode.
+  returned: O(action=finish) and not in check mode
+  type: str
 checks:
   description:
     - One entry per check with C(check), C(status) (V(ok), V(warning) or V(failed)), C(detail), C(where) and C(remediation).
@@ -447,6 +451,7 @@ def finish(module: AnsibleModule, layout: StateLayout) -> dict:
     result['status'] = status
     if not module.check_mode:
         result['files'] = _pipeline.write_summary(record.run_dir(run_id), summary, text)
+        result['summary_file'] = result['files'][1]
         if not _pipeline.RunLock(layout.lock).release(run_id):
             module.warn(f'run_lock: {layout.lock} was not held by run {run_id}; left as it is')
     return result

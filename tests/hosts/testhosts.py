@@ -75,8 +75,12 @@ def _load(name: str, path: str):
 
 
 def _load_module_util(name: str):
-    """The collection's private module_utils file ``name``."""
-    return _load(f'_eminfra_{name}', os.path.join(REPO_ROOT, 'plugins', 'module_utils', f'{name}.py'))
+    """The collection's private module_utils file ``name``, imported as the collection's own
+    (``make setup`` links the checkout as ``.collections/ansible_collections/eminfra/pipeline``)."""
+    collections_root = os.path.join(REPO_ROOT, '.collections')
+    if collections_root not in sys.path:
+        sys.path.insert(0, collections_root)
+    return importlib.import_module(f'ansible_collections.eminfra.pipeline.plugins.module_utils.{name}')
 
 
 _atomic = _load_module_util('_atomic')

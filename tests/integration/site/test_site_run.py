@@ -40,6 +40,7 @@ def test_full_run_then_a_second_run_changes_nothing(site, ssh_node):
         assert step in summary
     assert 'manifest.json' in summary and 'outputs.json' in summary
     assert open(os.path.join(run_dir, 'summary.txt'), encoding='utf-8').read().splitlines()[0] in summary
+    assert f"summary: {os.path.join(run_dir, 'summary.txt')}" in summary
     assert not os.path.exists(site.path('runs', 'run.lock'))
     with open(os.path.join(run_dir, 'tasks.log'), encoding='utf-8') as handle:
         log = [json.loads(line) for line in handle]
