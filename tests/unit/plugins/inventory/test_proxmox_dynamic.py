@@ -108,7 +108,7 @@ def expected_errors(instance) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize('instance', CHOSEN, ids=range(len(CHOSEN)))
-def test_fast_check_equals_schema(instance):
+def test_outputs_validation_equals_schema(instance):
     assert outputs_errors(copy.deepcopy(instance)) == expected_errors(instance)
 
 
@@ -150,7 +150,7 @@ DOCUMENTS = st.one_of(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(DOCUMENTS)
-def test_fast_check_equals_schema_generated(instance):
+def test_outputs_validation_equals_schema_generated(instance):
     assert outputs_errors(instance) == expected_errors(instance)
 
 
@@ -228,19 +228,19 @@ def test_verify_file_needs_the_file(tmp_path):
 
 
 @pytest.mark.parametrize('instance', CHOSEN, ids=range(len(CHOSEN)))
-def test_quick_check_never_accepts_an_invalid_document(instance):
+def test_outputs_validation_never_accepts_an_invalid_document(instance):
     if not outputs_errors(instance):
         assert schema_errors(instance, OUTPUTS_SCHEMA) == []
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(DOCUMENTS)
-def test_quick_check_never_accepts_an_invalid_document_generated(instance):
+def test_outputs_validation_never_accepts_an_invalid_document_generated(instance):
     if not outputs_errors(instance):
         assert schema_errors(instance, OUTPUTS_SCHEMA) == []
 
 
-def test_quick_check_accepts_the_usual_documents():
+def test_outputs_validation_accepts_the_usual_documents():
     """Files as terraform_apply writes them pass."""
     usual = {'schema_version': 1, 'nodes': [dict(NODE, name=f'n{index}', vmid=index) for index in range(3)] + [
         {key: value for key, value in NODE.items() if key != 'ssh_port'}], 'talos_nodes': [TALOS]}
